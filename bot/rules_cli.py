@@ -1,0 +1,70 @@
+"""`subsidy-bot rules check`: answers as JSON on stdin, the verdict as JSON on stdout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import types
+import typing
+from decimal import Decimal
+from enum import Enum
+
+from pydantic import ValidationError
+
+from dialogs.render import verdict_json
+from locales import t
+from rules import Answers, evaluate
+
+
+class InputError(Exception):
+    """A one-line, user-readable problem with the input (exit status 2)."""
+
+
+def allowed_values(field: str) -> str:
+    """What a field accepts, for the error message."""
+    ann = Answers.model_fields[field].annotation
+    inner = next(a for a in typing.get_args(ann) if a is not type(None)) if isinstance(
+        ann, types.UnionType) else ann
+    if isinstance(inner, type) and issubclass(inner, Enum):
+        return ", ".join(m.value for m in inner)
+    return {bool: "true, false", int: "0, 1, 2, ... (integer >= 0)",
+            Decimal: "0, 12.5, 64.1 ... (number >= 0)"}.get(inner, str(inner))
+
+
+def parse_answers(text: str, line: int) -> Answers:
+    try:
+        data = json.loads(text, parse_float=Decimal)  # 64.1 stays 64.1, not a binary float
+    except json.JSONDecodeError as exc:
+        raise InputError(t("cli.invalid_json", line=line, detail=exc.msg)) from None
+    if not isinstance(data, dict):
+        raise InputError(t("cli.not_object", line=line))
+    for field in data:
+        if field not in Answers.model_fields:
+            raise InputError(t("cli.unknown_field", line=line, field=field,
+                               allowed=", ".join(Answers.model_fields)))
+    try:
+        return Answers.model_validate(data)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        raise InputError(t("cli.bad_value", line=line, field=field,
+                           value=json.dumps(data[field], default=str, ensure_ascii=False),
+                           allowed=allowed_values(field))) from None
+
+
+def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
+    try:
+        on = dt.date.fromisoformat(date) if date else dt.date.today()
+    except ValueError:
+        print(t("cli.bad_date", lang, value=date), file=sys.stderr)
+        return 2
+    texts = [(n, line) for n, line in enumerate(sys.stdin, 1) if line.strip()] if jsonl else [
+        (1, sys.stdin.read())]
+    try:
+        for n, text in texts:
+            verdict = evaluate(parse_answers(text, n), on=on)
+            print(json.dumps(verdict_json(verdict, lang), ensure_ascii=False), flush=True)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0

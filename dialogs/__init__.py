@@ -1,0 +1,1 @@
+"""The conversation, independent of any channel: questions, parsing, the machine and `step`."""

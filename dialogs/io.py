@@ -1,0 +1,54 @@
+"""Plain data that crosses the seam between the dialog and its adapters (JSON in and out)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class UserInput(BaseModel):
+    """What arrived from the user: typed text, or the value of a pressed button."""
+
+    text: str | None = None
+    choice: str | None = None  # a Choice.value from a button
+
+    @property
+    def raw(self) -> str:
+        return self.text if self.text is not None else f"[{self.choice}]"
+
+
+class Choice(BaseModel):
+    value: str  # machine value (answer value, or a command such as "/restart")
+    label: str  # rendered label, in the conversation's language
+
+
+class Reply(BaseModel):
+    """One bot message, already rendered in the conversation's language."""
+
+    key: str  # locale key of the main text (for logs and tests)
+    text: str
+    choices: list[Choice] = Field(default_factory=list)
+    verdict: dict | None = None  # the rules command's JSON, when the verdict is given
+
+
+class Interpretation(BaseModel):
+    """How `step` understood the last input: what the event log records beside the raw text."""
+
+    question: str | None = None  # the question awaited when the input arrived
+    outcome: Literal["answer", "reask", "command", "help", "start", "ignored"] = "ignored"
+    value: Any = None  # the parsed answer value (JSON-ready), when outcome == "answer"
+    command: str | None = None
+
+
+class State(BaseModel):
+    """Per-chat state: plain data, serialisable to JSON, rebuilt without rebuilding the machine."""
+
+    phase: str = "start"  # the transitions machine's state
+    lang: str = "ja"
+    answers: dict[str, Any] = Field(default_factory=dict)  # Answers.known()
+    history: list[str] = Field(default_factory=list)  # question ids answered, in order (for 戻る)
+    awaiting: str | None = None  # question id being asked
+    pending: str | None = None  # a confirmation being asked (e.g. "restart")
+    last: Interpretation = Field(default_factory=Interpretation)
+    verdict: dict | None = None  # last verdict JSON once decided

@@ -1,0 +1,53 @@
+"""Every word a user reads. Catalogues are YAML (nested keys, flattened to dotted ones);
+`t()` fills str.format placeholders and adds a `<name>_label` for coded values."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib import resources
+
+import yaml
+
+DEFAULT = "ja"
+LANGS = ("ja", "en")
+# Parameters whose values are codes from the answer model; their label is looked up by `t`.
+LABELLED = ("entity_type", "industry", "project_type", "equipment", "delivery")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+@cache
+def catalog(lang: str) -> dict[str, str]:
+    text = (resources.files("locales") / f"{lang}.yaml").read_text(encoding="utf-8")
+    return _flatten(yaml.safe_load(text))
+
+
+def default_lang() -> str:
+    lang = os.environ.get("SUBSIDY_LANG", DEFAULT)
+    return lang if lang in LANGS else DEFAULT
+
+
+def has(key: str, lang: str = DEFAULT) -> bool:
+    return key in catalog(lang)
+
+
+def t(key: str, lang: str | None = None, **params) -> str:
+    lang = lang if lang in LANGS else default_lang()
+    cat = catalog(lang)
+    template = cat.get(key) or catalog(DEFAULT).get(key)
+    if template is None:
+        raise KeyError(f"missing locale key {key!r}")
+    for name in LABELLED:
+        if name in params and f"{name}_label" not in params:
+            params[f"{name}_label"] = cat.get(f"choices.{name}.{params[name]}", params[name])
+    return template.format(**params)

@@ -1,0 +1,209 @@
+"""evaluate(answers, on) -> Verdict. Each criterion is three-valued (True / False / None = unknown)
+and reports which unanswered fields could still change it; the verdict combines them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from rules.model import Answers, Reason, Verdict
+from rules.ruleset import Ruleset, SizeRow, ruleset_for
+
+
+@dataclass
+class Check:
+    ok: bool | None
+    clause: str
+    key: str
+    params: dict = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)  # unanswered fields that could still decide it
+
+
+def _or(*values: bool | None) -> bool | None:
+    if any(v is True for v in values):
+        return True
+    return None if any(v is None for v in values) else False
+
+
+def _all_rows(results: list[bool | None]) -> bool | None:
+    """An unknown industry is decided only when every candidate row agrees."""
+    if all(r is True for r in results):
+        return True
+    return False if all(r is False for r in results) else None
+
+
+def _flag(value: bool | None, field_name: str, clause: str, bad_when: bool) -> Check:
+    """A yes/no requirement: the answer `bad_when` disqualifies."""
+    if value is None:
+        return Check(None, clause, f"reason.{field_name}.unknown", needs=[field_name])
+    ok = value is not bad_when
+    return Check(ok, clause, f"reason.{field_name}.{'ok' if ok else 'bad'}")
+
+
+def _size(a: Answers, rs: Ruleset, clause: str, use_capital: bool) -> Check:
+    """別表: capital OR employees within the industry's row (individuals: employees only)."""
+    rows: dict[str, SizeRow] = rs.size_limits.rows
+    candidates = [rows[a.industry]] if a.industry else list(rows.values())
+    capital = a.capital_yen if use_capital else None
+
+    def fits_capital(row: SizeRow) -> bool | None:
+        if not use_capital:
+            return False
+        return None if capital is None else capital <= row.capital_max_yen
+
+    def fits_employees(row: SizeRow) -> bool | None:
+        return None if a.employees is None else a.employees <= row.employees_max
+
+    ok = _all_rows([_or(fits_capital(r), fits_employees(r)) for r in candidates])
+    params: dict = {"capital_yen": capital, "employees": a.employees}
+    if a.industry:
+        row = candidates[0]
+        params |= {"industry": a.industry.value, "row": row.row,
+                   "capital_max_yen": row.capital_max_yen, "employees_max": row.employees_max}
+    if ok is True:
+        by_capital = all(fits_capital(r) for r in candidates)
+        key = "reason.applicant.size_capital" if by_capital else "reason.applicant.size_employees"
+        return Check(True, clause, key + ("" if a.industry else "_any"), params)
+    if ok is False:
+        key = "reason.applicant.size_over" + ("" if use_capital else "_employees")
+        return Check(False, clause, key + ("" if a.industry else "_any"), params)
+    needs = []
+    if a.industry is None:
+        needs.append("industry")
+    if use_capital and capital is None:
+        needs.append("capital_yen")
+    if a.employees is None and not all(fits_capital(r) for r in candidates):
+        needs.append("employees")
+    return Check(None, clause, "reason.applicant.size_unknown", params, needs)
+
+
+def _applicant(a: Answers, rs: Ruleset) -> Check:
+    """第2 2: is the applicant a 中小企業者等?"""
+    if a.entity_type is None:
+        return Check(None, "第2 2", "reason.applicant.unknown",
+                     needs=["entity_type", "blue_return", "industry", "capital_yen", "employees"])
+    kind = rs.applicant_kinds[a.entity_type.value]
+    params = {"entity_type": a.entity_type.value}
+    if kind.blue_return and a.blue_return:
+        return Check(True, kind.blue_return["clause"], "reason.applicant.blue_return", params)
+    if kind.size_test == "none":
+        return Check(True, kind.clause, "reason.applicant.kind", params)
+    if kind.size_test == "governor":
+        return Check(None, kind.clause, "reason.applicant.governor", params)
+    size = _size(a, rs, kind.clause, use_capital=kind.size_test == "capital_or_employees")
+    size.params |= params
+    if kind.blue_return and a.blue_return is None and size.ok is not True:
+        # A blue-return proprietor qualifies whatever the size, so the size alone cannot exclude.
+        size.ok, size.needs = None, ["blue_return", *size.needs]
+        size.key = "reason.applicant.size_unknown"
+    return size
+
+
+def _project(a: Answers, rs: Ruleset) -> Check:
+    """第4 1-3: LED replacement, energy-intensive equipment replacement, or cogeneration."""
+    if a.project_type is None:
+        return Check(None, "第4", "reason.project.unknown",
+                     needs=["project_type", "equipment", "replaces_existing"])
+    p = rs.projects[a.project_type.value]
+    params = {"project_type": a.project_type.value}
+    equip_ok: bool | None = True
+    if p.equipment is not None:
+        equip_ok = None if a.equipment is None else a.equipment.value in p.equipment
+        if equip_ok is False:
+            return Check(False, f"{p.clause}・{p.equipment_clause}",
+                         "reason.project.equipment_not_listed",
+                         params | {"equipment": a.equipment.value})
+    replace_ok: bool | None = True
+    if p.replaces_existing == "required":
+        replace_ok = a.replaces_existing
+        if replace_ok is False:
+            return Check(False, p.clause, "reason.project.not_replacement", params)
+    if equip_ok and replace_ok:
+        if a.equipment is not None and p.equipment is not None:
+            params["equipment"] = a.equipment.value
+        return Check(True, p.clause, "reason.project.ok", params)
+    needs = [f for f, ok in (("equipment", equip_ok), ("replaces_existing", replace_ok))
+             if ok is None]
+    return Check(None, p.clause, "reason.project.incomplete", params, needs)
+
+
+def _delivery(a: Answers, rs: Ruleset) -> Check:
+    clause = rs.excluded_delivery["clause"]
+    if a.delivery is None:
+        return Check(None, clause, "reason.delivery.unknown", needs=["delivery"])
+    excluded = a.delivery.value in rs.excluded_delivery["values"]
+    params = {"delivery": a.delivery.value}
+    return Check(not excluded, clause,
+                 "reason.delivery.excluded" if excluded else "reason.delivery.ok", params)
+
+
+def _co2(a: Answers, rs: Ruleset) -> Check:
+    """第4 1/2 (1)(2): reduction of at least N t/yr OR at least the ratio, both inclusive."""
+    if a.project_type is None:
+        return Check(None, "第4", "reason.co2.pending", needs=["co2_before_t", "co2_after_t"])
+    p = rs.projects[a.project_type.value]
+    if p.min_reduction_t is None:
+        return Check(True, p.clause, "reason.co2.not_required")
+    clause = f"{p.clause} (1)(2)"
+    limits = {"min_t": p.min_reduction_t, "min_percent": p.min_reduction_ratio * 100}
+    before, after = a.co2_before_t, a.co2_after_t
+    if before is not None and before == 0:
+        return Check(False, clause, "reason.co2.nothing_to_cut", limits)
+    if before is None or after is None:
+        needs = [f for f, v in (("co2_before_t", before), ("co2_after_t", after)) if v is None]
+        return Check(None, clause, "reason.co2.unknown", limits, needs)
+    cut = before - after
+    by_tonnes = cut >= p.min_reduction_t
+    by_ratio = cut >= p.min_reduction_ratio * before  # exact Decimal; no division at the threshold
+    params = limits | {"before": before, "after": after, "cut": cut,
+                       "percent": (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN")}
+    key = ("reason.co2.by_tonnes" if by_tonnes else
+           "reason.co2.by_ratio" if by_ratio else "reason.co2.too_small")
+    return Check(by_tonnes or by_ratio, clause, key, params)
+
+
+CRITERIA = {
+    "applicant": _applicant,
+    "tax_arrears": lambda a, rs: _flag(a.tax_arrears, "tax_arrears",
+                                       rs.standing["tax_arrears"]["clause"], bad_when=True),
+    "antisocial_forces": lambda a, rs: _flag(a.antisocial_forces, "antisocial_forces",
+                                             rs.standing["antisocial_forces"]["clause"],
+                                             bad_when=True),
+    "site_in_tochigi": lambda a, rs: _flag(a.site_in_tochigi, "site_in_tochigi",
+                                           rs.site["clause"], bad_when=False),
+    "project": _project,
+    "delivery": _delivery,
+    "co2": _co2,
+}
+
+
+def _json_params(params: dict) -> dict:
+    """Decimals become plain strings ("20", "64.1"): exact in JSON and readable in messages."""
+    return {k: format(v.normalize(), "f") if isinstance(v, Decimal) else v
+            for k, v in params.items() if v is not None}
+
+
+def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
+    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+    rs, warnings = ruleset_for(on or dt.date.today())
+    checks = {name: fn(a, rs) for name, fn in CRITERIA.items()}
+    reasons = [
+        Reason(criterion=name, status={True: "met", False: "not_met", None: "unknown"}[c.ok],
+               clause=c.clause, message_key=c.key, params=_json_params(c.params))
+        for name, c in checks.items()
+    ]
+    oks = [c.ok for c in checks.values()]
+    status = "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
+    missing: list[str] = []
+    if status == "undetermined":
+        needed = {f for c in checks.values() if c.ok is None for f in c.needs}
+        missing = [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+    if status == "eligible":
+        warnings.append({"key": "warning.final_decision",
+                         "params": {"clause": rs.standing["public_funds"]["clause"]}})
+    rubber = a.industry == "rubber_products"
+    if rubber and checks["applicant"].key == "reason.applicant.size_employees":
+        warnings.append({"key": "warning.rubber_products", "params": {}})
+    return Verdict(status=status, reasons=reasons, missing=missing, ruleset=rs.id,
+                   warnings=warnings)

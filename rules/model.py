@@ -1,0 +1,102 @@
+"""The answer model and the verdict. Every answer is optional: absent means unknown, never "no"."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EntityType(StrEnum):
+    company = "company"
+    sole_proprietor = "sole_proprietor"
+    sme_association = "sme_association"
+    medical_corporation = "medical_corporation"
+    social_welfare_corporation = "social_welfare_corporation"
+    school_corporation = "school_corporation"
+    general_association = "general_association"
+    cooperative = "cooperative"
+    other = "other"
+
+
+class Industry(StrEnum):
+    manufacturing = "manufacturing"
+    construction = "construction"
+    transport = "transport"
+    other_industry = "other_industry"
+    rubber_products = "rubber_products"
+    wholesale = "wholesale"
+    retail = "retail"
+    services = "services"
+    software_it = "software_it"
+    hotel = "hotel"
+
+
+class ProjectType(StrEnum):
+    led = "led"
+    equipment_replacement = "equipment_replacement"
+    cogeneration = "cogeneration"
+
+
+class Equipment(StrEnum):
+    boiler = "boiler"
+    industrial_furnace = "industrial_furnace"
+    air_conditioning = "air_conditioning"
+    private_generator = "private_generator"
+    other = "other"
+
+
+class Delivery(StrEnum):
+    purchase = "purchase"
+    lease = "lease"
+    esco = "esco"
+
+
+Tonnes = Field(default=None, ge=0, max_digits=12, decimal_places=3)
+
+
+class Answers(BaseModel):
+    """What the applicant told us. Field order is the default order of asking."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity_type: EntityType | None = None
+    industry: Industry | None = None
+    blue_return: bool | None = None
+    capital_yen: int | None = Field(default=None, ge=0)
+    employees: int | None = Field(default=None, ge=0)
+    tax_arrears: bool | None = None
+    antisocial_forces: bool | None = None
+    site_in_tochigi: bool | None = None
+    project_type: ProjectType | None = None
+    equipment: Equipment | None = None
+    replaces_existing: bool | None = None
+    delivery: Delivery | None = None
+    co2_before_t: Decimal | None = Tonnes
+    co2_after_t: Decimal | None = Tonnes
+
+    def known(self) -> dict:
+        """Only the answered fields (JSON-ready)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+Status = Literal["eligible", "ineligible", "undetermined"]
+CriterionStatus = Literal["met", "not_met", "unknown"]
+
+
+class Reason(BaseModel):
+    criterion: str
+    status: CriterionStatus
+    clause: str
+    message_key: str
+    params: dict = Field(default_factory=dict)
+
+
+class Verdict(BaseModel):
+    status: Status
+    reasons: list[Reason]
+    missing: list[str]
+    ruleset: str
+    warnings: list[dict] = Field(default_factory=list)  # {"key": locale key, "params": {...}}

@@ -1,0 +1,62 @@
+"""The `subsidy-bot rules check` command as a user runs it: a real process, stdin to stdout."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLE = "examples/answers.json"
+
+
+def run(stdin: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "rules", "check", *args],
+                          input=stdin, capture_output=True, text=True, encoding="utf-8")
+
+
+def test_example_file_is_eligible_with_exact_decimal():
+    with open(EXAMPLE, encoding="utf-8") as f:
+        out = run(f.read(), "--date", "2024-06-01")
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout)
+    assert verdict["status"] == "eligible"
+    co2 = next(r for r in verdict["reasons"] if r["criterion"] == "co2")
+    assert co2["status"] == "met" and "10トン" in co2["message"]  # 64.1 - 54.1 is exactly 10
+    assert set(verdict) == {"status", "reasons", "missing", "ruleset", "warnings"}
+    assert set(co2) == {"criterion", "status", "clause", "message"}
+
+
+def test_jsonl_gives_one_verdict_per_line_in_order():
+    lines = '{"tax_arrears": true}\n{"entity_type": "other"}\n\n{"delivery": "lease"}\n'
+    out = run(lines, "--jsonl", "--date", "2024-06-01")
+    assert out.returncode == 0, out.stderr
+    statuses = [json.loads(line)["status"] for line in out.stdout.splitlines()]
+    assert statuses == ["ineligible", "undetermined", "ineligible"]
+
+
+def test_expired_ruleset_warns_after_2025_03_31():
+    out = run("{}", "--date", "2026-11-22")
+    assert "2025-03-31" in json.loads(out.stdout)["warnings"][0]
+    out = run("{}", "--date", "2025-03-31")
+    assert json.loads(out.stdout)["warnings"] == []
+
+
+@pytest.mark.parametrize(("stdin", "needle"), [
+    ('{"entity_type": "corp"}', "sole_proprietor"),
+    ('{"colour": 1}', "colour"),
+    ('{"capital_yen": -5}', "capital_yen"),
+    ('{"co2_before_t": "abc"}', "co2_before_t"),
+    ("{x", "JSON"),
+    ("[1, 2]", "JSON"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(stdin, needle):
+    out = run(stdin)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert needle in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_date_exits_2():
+    out = run("{}", "--date", "22/11/2026")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
