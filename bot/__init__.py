@@ -1,0 +1,1 @@
+"""Telegram and console adapters for the Tochigi subsidy screening dialog."""
