@@ -1,0 +1,442 @@
+"""Durable conversation storage: one SQLite file holding conversations, their event log and
+the ids of the updates already handled.
+
+Every user input goes through `Storage.handle`, which runs the dialog's pure `step` and records
+its result in a single transaction. Adapters send the replies only after `handle` has returned,
+so a reply that was sent is always on disk, and a redelivered update is answered from the log
+instead of being stepped twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from dialogs.io import Choice, Reply, State, UserInput
+
+Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
+Clock = Callable[[], datetime]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+# --- schema -------------------------------------------------------------------------------
+# Each migration brings the schema from version i to i + 1 (i = its index in MIGRATIONS).
+# The runner applies it and bumps PRAGMA user_version in the same transaction.
+# Never edit a migration that has shipped: append a new one.
+
+
+def _m1_core(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL CHECK (channel IN ('telegram', 'console')),
+            chat_id TEXT NOT NULL,
+            user_id TEXT,
+            lang TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'finished', 'cancelled', 'abandoned')),
+            phase TEXT NOT NULL,
+            awaiting TEXT,
+            verdict_status TEXT,
+            ruleset TEXT,
+            state_json TEXT NOT NULL CHECK (json_valid(state_json)),
+            answers_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(answers_json))
+        );
+        CREATE INDEX conversations_chat ON conversations (channel, chat_id, id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            question TEXT,
+            outcome TEXT,
+            raw_text TEXT,
+            value_json TEXT,
+            command TEXT,
+            reply_key TEXT,
+            choices_json TEXT,
+            verdict_json TEXT,
+            input_uid TEXT
+        );
+        CREATE UNIQUE INDEX events_conversation_seq ON events (conversation_id, seq);
+        CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+        BEGIN
+            SELECT RAISE(ABORT, 'events are append-only');
+        END;
+
+        CREATE TABLE inputs (
+            channel TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            PRIMARY KEY (channel, uid)
+        );
+        CREATE INDEX inputs_conversation ON inputs (conversation_id);
+        """
+    )
+
+
+def _m2_admin_indexes(db: Database) -> None:
+    conversations = db.table("conversations")
+    conversations.create_index(["updated_at"], "conversations_updated_at")
+    conversations.create_index(["status", "updated_at"], "conversations_status_updated_at")
+    conversations.create_index(["user_id"], "conversations_user_id")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_m1_core, _m2_admin_indexes]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: Database, migrations: list[Callable[[Database], None]] = MIGRATIONS) -> int:
+    """Apply the pending migrations, each with its version bump in one transaction."""
+    while True:
+        db.execute("BEGIN IMMEDIATE")  # read the version under the write lock: no double runs
+        try:
+            version = schema_version(db)
+            if version > len(migrations):
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this code "
+                    f"({len(migrations)}); refusing to touch it"
+                )
+            if version == len(migrations):
+                db.commit()
+                return version
+            migrations[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+
+# --- storage ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Handled:
+    conversation_id: int
+    replies: list[Reply]
+    duplicate: bool = False
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+_EVENT_COLUMNS = (
+    "conversation_id", "seq", "at", "direction", "question", "outcome", "raw_text",
+    "value_json", "command", "reply_key", "choices_json", "verdict_json", "input_uid",
+)  # fmt: skip
+
+
+def _event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """An events row with every column present (NULL unless given)."""
+    return dict.fromkeys(_EVENT_COLUMNS) | base | fields
+
+
+def _status(state: State) -> str:
+    if state.phase == "cancelled":
+        return "cancelled"
+    if state.verdict is not None and state.phase == "verdict":
+        return "finished"
+    return "active"
+
+
+class Storage:
+    """Conversations of every chat, in one SQLite file.
+
+    Threading: ONE connection (opened with check_same_thread=False) shared by all threads and
+    guarded by `self.lock` (an RLock); every public method holds it for its whole transaction.
+    Other processes (admin tools) are serialised by SQLite's own lock and `busy_timeout`.
+    Code that uses `self.db` directly from several threads must hold `self.lock` too.
+    """
+
+    def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
+        self.path = Path(path)
+        self.clock = clock or _utc_now
+        self.lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        self.db = Database(conn)
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.db.execute("PRAGMA foreign_keys = ON")  # per connection, outside any transaction
+        self.db.enable_wal()  # persistent; readers (admin tools) never block the bot's writes
+        # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power failure. A
+        # lost commit here means a reply the user already saw is missing from the state (and
+        # its update id from `inputs`), so the next message would be understood against a stale
+        # state. The bot writes a few rows per human message, so the extra fsync costs nothing.
+        self.db.execute("PRAGMA synchronous = FULL")
+        with self.lock:
+            migrate(self.db)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ---
+
+    def _now(self, minus_days: int = 0) -> str:
+        """The clock's time (less `minus_days`) as fixed-width ISO-8601 UTC: sorts as text."""
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("clock() must return an aware datetime")
+        return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Database]:
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.commit()
+            except BaseException:
+                self.db.rollback()
+                raise
+
+    def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
+        """The chat's latest conversation ('active' only, or 'active'/'finished' when it is
+        the latest of all: a chat whose last conversation was cancelled or abandoned has none)."""
+        where = " AND status = 'active'" if active_only else ""
+        row = next(
+            self.db.query(
+                "SELECT id, status, state_json FROM conversations WHERE channel = ?"
+                f" AND chat_id = ?{where} ORDER BY id DESC LIMIT 1",
+                [channel, chat_id],
+            ),
+            None,
+        )
+        return row if row is not None and row["status"] in ("active", "finished") else None
+
+    def _create(self, channel: str, chat_id: str, user_id: str | None, state: State) -> int:
+        now = self._now()
+        table = self.db.table("conversations")
+        table.insert(
+            {
+                "channel": channel,
+                "chat_id": chat_id,
+                "user_id": user_id,
+                "lang": state.lang,
+                "started_at": now,
+                "updated_at": now,
+                "status": "active",
+                "phase": state.phase,
+                "awaiting": state.awaiting,
+                "state_json": state.model_dump_json(),
+                "answers_json": _dumps(state.answers),
+            }
+        )
+        assert table.last_rowid is not None
+        return table.last_rowid
+
+    def _stored_replies(self, conversation_id: int, input_uid: str) -> list[Reply]:
+        rows = self.db.query(
+            "SELECT reply_key, raw_text, choices_json, verdict_json FROM events"
+            " WHERE conversation_id = ? AND input_uid = ? AND direction = 'out' ORDER BY seq",
+            [conversation_id, input_uid],
+        )
+        return [
+            Reply(
+                key=r["reply_key"],
+                text=r["raw_text"],
+                choices=[Choice(**c) for c in json.loads(r["choices_json"] or "[]")],
+                verdict=json.loads(r["verdict_json"]) if r["verdict_json"] else None,
+            )
+            for r in rows
+        ]
+
+    def _last_seq(self, conversation_id: int) -> int:
+        sql = "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?"
+        return self.db.execute(sql, [conversation_id]).fetchone()[0]
+
+    # --- the write path ---
+
+    def handle(
+        self,
+        channel: str,
+        chat_id: str | int,
+        user_id: str | int | None,
+        input_uid: str | None,
+        user_input: UserInput,
+        step: Step,
+        lang: str = "ja",
+    ) -> Handled:
+        """Step the chat's current conversation with `user_input` and record everything.
+
+        One transaction (BEGIN IMMEDIATE): if `(channel, input_uid)` was handled before, nothing
+        changes and the replies stored for it are returned with `duplicate=True`. Otherwise the
+        current conversation (created with `State(lang=lang)` if the chat has none) is stepped,
+        one 'in' event and one 'out' event per reply are appended, the conversation row is
+        updated and the input uid recorded. If `step` raises, nothing is written and the error
+        propagates. `input_uid=None` disables deduplication for that input.
+
+        Adapters must send the replies only AFTER this returns: what was sent is then on disk.
+        """
+        chat_id = str(chat_id)
+        user_id = None if user_id is None else str(user_id)
+        with self._transaction() as db:
+            if input_uid is not None:
+                seen = next(
+                    db.query(
+                        "SELECT conversation_id FROM inputs WHERE channel = ? AND uid = ?",
+                        [channel, input_uid],
+                    ),
+                    None,
+                )
+                if seen is not None:
+                    cid = seen["conversation_id"]
+                    return Handled(cid, self._stored_replies(cid, input_uid), duplicate=True)
+
+            row = self._latest(channel, chat_id, active_only=False)
+            if row is None:
+                state = State(lang=lang)
+                cid = self._create(channel, chat_id, user_id, state)
+            else:
+                cid, state = row["id"], State.model_validate_json(row["state_json"])
+
+            new_state, replies = step(state, user_input)
+
+            now, last, seq = self._now(), new_state.last, self._last_seq(cid)
+            value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
+            base = {"conversation_id": cid, "at": now, "input_uid": input_uid}
+            events = [
+                _event(
+                    base,
+                    seq=seq + 1,
+                    direction="in",
+                    question=last.question,
+                    outcome=last.outcome,
+                    raw_text=user_input.raw,
+                    value_json=None if last.value is None else _dumps(value),
+                    command=last.command,
+                )
+            ]
+            for i, reply in enumerate(replies, start=seq + 2):
+                choices = [c.model_dump() for c in reply.choices]
+                events.append(
+                    _event(
+                        base,
+                        seq=i,
+                        direction="out",
+                        question=new_state.awaiting,
+                        raw_text=reply.text,
+                        reply_key=reply.key,
+                        choices_json=_dumps(choices) if choices else None,
+                        verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
+                    )
+                )
+            db.table("events").insert_all(events)
+
+            verdict = new_state.verdict or {}
+            db.execute(
+                "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
+                " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
+                " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
+                [
+                    user_id,
+                    new_state.lang,
+                    now,
+                    _status(new_state),
+                    new_state.phase,
+                    new_state.awaiting,
+                    verdict.get("status"),
+                    verdict.get("ruleset"),
+                    new_state.model_dump_json(),
+                    _dumps(new_state.answers),
+                    cid,
+                ],
+            )
+            if input_uid is not None:
+                db.table("inputs").insert(
+                    {"channel": channel, "uid": input_uid, "conversation_id": cid, "at": now}
+                )
+            return Handled(cid, list(replies))
+
+    def start_new(
+        self, channel: str, chat_id: str | int, user_id: str | int | None, lang: str = "ja"
+    ) -> int:
+        """Mark the chat's active conversation 'abandoned' (a finished one stays as is) and open
+        a fresh one; returns its id. For console `--new` and Telegram "start over"."""
+        chat_id = str(chat_id)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE conversations SET status = 'abandoned', updated_at = ?"
+                " WHERE channel = ? AND chat_id = ? AND status = 'active'",
+                [self._now(), channel, chat_id],
+            )
+            user_id = None if user_id is None else str(user_id)
+            return self._create(channel, chat_id, user_id, State(lang=lang))
+
+    # --- reads ---
+
+    def current(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
+        """The chat's latest conversation if it is 'active' or 'finished' (what `handle` steps)."""
+        with self.lock:
+            row = self._latest(channel, str(chat_id), active_only=False)
+        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+
+    def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
+        """The chat's latest 'active' conversation, if any."""
+        with self.lock:
+            row = self._latest(channel, str(chat_id), active_only=True)
+        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+
+    # --- deletion ---
+
+    def _delete_conversations(self, where: str, params: list[Any]) -> dict[str, int]:
+        ids = f"SELECT id FROM conversations WHERE {where}"
+        with self._transaction() as db:
+            counts = {
+                "events": db.execute(
+                    f"DELETE FROM events WHERE conversation_id IN ({ids})", params
+                ).rowcount,
+                "inputs": db.execute(
+                    f"DELETE FROM inputs WHERE conversation_id IN ({ids})", params
+                ).rowcount,
+                "conversations": db.execute(
+                    f"DELETE FROM conversations WHERE {where}", params
+                ).rowcount,
+            }
+        return counts
+
+    def delete_user(self, user_id: str | int) -> dict[str, int]:
+        """Erase every conversation of `user_id` (all channels) with its events and inputs."""
+        return self._delete_conversations("user_id = ?", [str(user_id)])
+
+    def purge(self, older_than_days: int) -> dict[str, int]:
+        """Erase conversations not updated for `older_than_days` days, whatever their status."""
+        if older_than_days < 0:
+            raise ValueError("older_than_days must be >= 0")
+        cutoff = self._now(minus_days=older_than_days)
+        return self._delete_conversations("updated_at < ?", [cutoff])

@@ -1,0 +1,270 @@
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlite_utils import Database
+
+from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, migrate
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput
+
+VERDICT = {
+    "status": "eligible",
+    "reasons": ["r1"],
+    "missing": [],
+    "ruleset": "tochigi-2025",
+    "warnings": [],
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)  # strictly increasing, like real time
+        return self.now
+
+
+def fake_step(state: State, user_input: UserInput) -> tuple[State, list[Reply]]:
+    """Records the text as an answer; 'done' gives a verdict, 'cancel' cancels, 'boom' fails."""
+    text = user_input.raw
+    if text == "boom":
+        raise RuntimeError("boom")
+    new = state.model_copy(deep=True)
+    if text == "cancel":
+        new.phase, new.last = "cancelled", Interpretation(outcome="command", command="cancel")
+        return new, [Reply(key="cancelled", text="bye")]
+    if text == "done":
+        new.phase, new.verdict, new.awaiting = "verdict", VERDICT, None
+        new.last = Interpretation(outcome="command", command="done")
+        return new, [Reply(key="verdict", text="ok", verdict=VERDICT)]
+    new.phase = "asking"
+    new.answers["texts"] = [*new.answers.get("texts", []), text]
+    new.history.append(f"q{len(new.history)}")
+    new.last = Interpretation(question=state.awaiting, outcome="answer", value={"t": text})
+    new.awaiting = f"q{len(new.history)}"
+    return new, [
+        Reply(key="ack", text=f"got {text}"),
+        Reply(key="ask", text="next?", choices=[Choice(value="y", label="はい")]),
+    ]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    with Storage(tmp_path / "data" / "bot.db", clock=clock) as s:
+        yield s
+
+
+def send(store, text, uid, chat="c1", user="u1", channel="telegram"):
+    return store.handle(channel, chat, user, uid, UserInput(text=text), fake_step)
+
+
+def counts(store) -> dict[str, int]:
+    return {t: store.db.table(t).count for t in ("conversations", "events", "inputs")}
+
+
+def test_creates_database_on_first_use(tmp_path):
+    path = tmp_path / "new" / "dir" / "bot.db"
+    with Storage(path) as s:
+        assert path.exists()
+        assert s.db.journal_mode == "wal"
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert {"conversations", "events", "inputs"} <= set(s.db.table_names())
+
+
+def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
+    h = send(store, "hello", "1")
+    assert not h.duplicate and [r.key for r in h.replies] == ["ack", "ask"]
+    events = list(store.db.query("SELECT * FROM events ORDER BY seq"))
+    assert [(e["seq"], e["direction"], e["input_uid"]) for e in events] == [
+        (1, "in", "1"),
+        (2, "out", "1"),
+        (3, "out", "1"),
+    ]
+    ev_in, _, ask = events
+    assert ev_in["raw_text"] == "hello" and ev_in["outcome"] == "answer"
+    assert ev_in["question"] is None and ev_in["value_json"] == '{"t": "hello"}'
+    assert ask["reply_key"] == "ask" and ask["question"] == "q1"
+    assert ask["choices_json"] == '[{"value": "y", "label": "はい"}]'
+    row = store.db.table("conversations").get(h.conversation_id)
+    assert row["status"] == "active" and row["phase"] == "asking" and row["awaiting"] == "q1"
+    assert row["answers_json"] == '{"texts": ["hello"]}'
+    assert row["channel"] == "telegram" and row["chat_id"] == "c1" and row["user_id"] == "u1"
+    assert row["updated_at"] > row["started_at"]
+    assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
+
+    send(store, "again", "2")
+    seqs = [e["seq"] for e in store.db.query("SELECT seq FROM events ORDER BY id")]
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    assert store.current("telegram", "c1")[1].answers == {"texts": ["hello", "again"]}
+
+
+def test_duplicate_input_changes_nothing_and_returns_same_replies(store):
+    first = send(store, "hello", "42")
+    before = (counts(store), list(store.db.query("SELECT * FROM conversations")))
+    again = send(store, "something else", "42")
+    assert again.duplicate and again.conversation_id == first.conversation_id
+    assert again.replies == first.replies
+    assert (counts(store), list(store.db.query("SELECT * FROM conversations"))) == before
+    # same uid on another channel is a different input
+    assert not send(store, "x", "42", channel="console").duplicate
+
+
+def test_step_that_raises_writes_nothing(store):
+    with pytest.raises(RuntimeError):
+        send(store, "boom", "1")
+    assert counts(store) == {"conversations": 0, "events": 0, "inputs": 0}
+    send(store, "hello", "2")
+    before = (counts(store), list(store.db.query("SELECT * FROM conversations")))
+    with pytest.raises(RuntimeError):
+        send(store, "boom", "3")
+    assert (counts(store), list(store.db.query("SELECT * FROM conversations"))) == before
+    assert not send(store, "hello", "3").duplicate  # the failed uid was not recorded
+
+
+def test_reopening_restores_state_exactly(tmp_path, clock):
+    path = tmp_path / "bot.db"
+    with Storage(path, clock=clock) as s:
+        send(s, "a", "1")
+        send(s, "b", "2")
+        cid, state = s.current("telegram", "c1")
+    with Storage(path, clock=clock) as s:
+        assert s.current("telegram", "c1") == (cid, state)
+        assert send(s, "a", "1").duplicate
+        h = send(s, "c", "3")
+        assert h.conversation_id == cid
+        assert s.current("telegram", "c1")[1].answers == {"texts": ["a", "b", "c"]}
+
+
+def test_verdict_finishes_and_cancel_ends_conversation(store):
+    cid = send(store, "a", "1").conversation_id
+    h = send(store, "done", "2")
+    row = store.db.table("conversations").get(cid)
+    assert (row["status"], row["verdict_status"], row["ruleset"]) == (
+        "finished",
+        "eligible",
+        "tochigi-2025",
+    )
+    assert h.replies[0].verdict == VERDICT
+    assert send(store, "done", "2").replies == h.replies  # verdict rebuilt from the log
+    assert store.current("telegram", "c1")[0] == cid  # finished is still current
+    assert store.last_unfinished("telegram", "c1") is None
+
+    send(store, "cancel", "3")
+    assert store.db.table("conversations").get(cid)["status"] == "cancelled"
+    assert store.current("telegram", "c1") is None
+    assert send(store, "x", "4").conversation_id != cid  # a new conversation starts
+
+
+def test_start_new_abandons_active_keeps_finished(store):
+    finished = send(store, "done", "1").conversation_id
+    active = store.start_new("telegram", "c1", "u1", "en")
+    send(store, "a", "2")
+    fresh = store.start_new("telegram", "c1", "u1", "ja")
+    status = {r["id"]: r["status"] for r in store.db.query("SELECT * FROM conversations")}
+    assert status == {finished: "finished", active: "abandoned", fresh: "active"}
+    cid, state = store.current("telegram", "c1")
+    assert cid == fresh and state == State(lang="ja")
+    assert store.last_unfinished("telegram", "c1")[0] == fresh
+    assert store.current("telegram", "other") is None
+
+
+def test_delete_user_removes_only_that_users_rows(store):
+    send(store, "a", "1", chat="c1", user="u1")
+    send(store, "b", "2", chat="c1", user="u1")
+    send(store, "c", "1", chat="k1", user="u1", channel="console")
+    send(store, "d", "3", chat="c2", user="u2")
+    assert store.delete_user("u1") == {"conversations": 2, "events": 9, "inputs": 3}
+    assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
+    assert store.delete_user("nobody") == {"conversations": 0, "events": 0, "inputs": 0}
+
+
+def test_purge_removes_old_conversations(store, clock):
+    send(store, "a", "1", chat="old")
+    clock.now += timedelta(days=40)
+    send(store, "b", "2", chat="new")
+    assert store.purge(30) == {"conversations": 1, "events": 3, "inputs": 1}
+    assert store.current("telegram", "old") is None
+    assert store.current("telegram", "new") is not None
+    assert store.purge(30) == {"conversations": 0, "events": 0, "inputs": 0}
+
+
+def test_events_are_append_only(store):
+    send(store, "a", "1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.execute("UPDATE events SET raw_text = 'edited'")
+
+
+def test_migrates_from_version_0(tmp_path):
+    path = tmp_path / "bot.db"
+    sqlite3.connect(path).close()  # an existing, empty (user_version 0) file
+    with Storage(path) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_migrates_from_version_1_keeping_data(tmp_path, clock):
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    migrate(db, MIGRATIONS[:1])
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.table("conversations").insert(
+        {
+            "channel": "telegram",
+            "chat_id": "c1",
+            "lang": "ja",
+            "started_at": "2025-01-01T00:00:00.000000+00:00",
+            "updated_at": "2025-01-01T00:00:00.000000+00:00",
+            "phase": "asking",
+            "awaiting": "q1",
+            "state_json": State(phase="asking", awaiting="q1").model_dump_json(),
+        }
+    )
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert "conversations_updated_at" in {i.name for i in s.db.table("conversations").indexes}
+        cid, state = s.current("telegram", "c1")
+        assert state.awaiting == "q1"
+        assert send(s, "a", "1").conversation_id == cid
+
+
+def test_refuses_newer_schema(tmp_path):
+    path = tmp_path / "bot.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Storage(path)
+
+
+def test_threads_on_different_chats_lose_nothing(store):
+    n = 50
+
+    def run(chat: str) -> None:
+        for i in range(n):
+            send(store, str(i), f"{chat}-{i}", chat=chat)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts(store) == {"conversations": 2, "events": 2 * n * 3, "inputs": 2 * n}
+    for chat in ("A", "B"):
+        cid, state = store.current("telegram", chat)
+        assert state.answers["texts"] == [str(i) for i in range(n)]
+        seqs = [
+            r["seq"]
+            for r in store.db.query(
+                "SELECT seq FROM events WHERE conversation_id = ? ORDER BY seq", [cid]
+            )
+        ]
+        assert seqs == list(range(1, 3 * n + 1))
