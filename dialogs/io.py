@@ -50,5 +50,7 @@ class State(BaseModel):
     history: list[str] = Field(default_factory=list)  # question ids answered, in order (for 戻る)
     awaiting: str | None = None  # question id being asked
     pending: str | None = None  # a confirmation being asked (e.g. "restart")
+    offered: list[Choice] = Field(default_factory=list)  # the buttons last shown: typing a
+    # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided

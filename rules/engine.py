@@ -184,6 +184,29 @@ def _json_params(params: dict) -> dict:
             for k, v in params.items() if v is not None}
 
 
+def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
+    """Unanswered fields that could still settle some undecided criterion, in asking order."""
+    needed = {f for c in checks.values() if c.ok is None for f in c.needs}
+    return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+
+
+def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[str]:
+    """The answered fields some criterion still uses, found by replaying the answers in asking
+    order as a dialog would. Ignores the overall status on purpose: an answer is kept while a
+    knock-out elsewhere is being corrected. Used by the dialog to drop answers that no longer
+    apply after one is changed (e.g. capital once the applicant is a medical corporation)."""
+    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+    rs, _ = ruleset_for(on or dt.date.today())
+    given, kept = a.model_dump(exclude_none=True), {}
+    while True:
+        partial = Answers.model_validate(kept)
+        checks = {name: fn(partial, rs) for name, fn in CRITERIA.items()}
+        nxt = next((f for f in _open(checks, partial, rs) if f in given), None)
+        if nxt is None:
+            return list(kept)
+        kept[nxt] = given[nxt]
+
+
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
     rs, warnings = ruleset_for(on or dt.date.today())
@@ -195,10 +218,7 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     ]
     oks = [c.ok for c in checks.values()]
     status = "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
-    missing: list[str] = []
-    if status == "undetermined":
-        needed = {f for c in checks.values() if c.ok is None for f in c.needs}
-        missing = [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+    missing = _open(checks, a, rs) if status == "undetermined" else []
     if status == "eligible":
         warnings.append({"key": "warning.final_decision",
                          "params": {"clause": rs.standing["public_funds"]["clause"]}})

@@ -1,0 +1,309 @@
+"""`step(state, input) -> (state, replies)`: the whole conversation as one pure function.
+
+Commands are recognised first, in one place; the machine (machine.py) says where a trigger
+leads; the rules say what to ask next (`missing[0]`) and when to stop. No channel, clock or
+database in here: adapters pass the evaluation date and store what comes back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput
+from dialogs.machine import route
+from dialogs.parsing import normalize
+from dialogs.questions import command_words, questions
+from dialogs.render import verdict_json
+from locales import t
+from rules import Verdict, evaluate, relevant_fields
+
+NUMERIC = ("money", "count", "tonnes")
+NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a 別表 limit gets a "please check" note
+LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+
+
+class Turn:
+    """One step's working data: the state being changed, the replies, and helpers for both."""
+
+    def __init__(self, state: State, on: dt.date | None):
+        self.s, self.on, self.replies = state, on, []
+        self.lang = state.lang
+
+    def say(self, key: str, choices: list[Choice] | None = None, verdict: dict | None = None,
+            **params) -> None:
+        self.replies.append(Reply(key=key, text=t(key, self.lang, **params),
+                                  choices=choices or [], verdict=verdict))
+
+    def button(self, key: str, value: str) -> Choice:
+        return Choice(value=value, label=t(key, self.lang))
+
+    def verdict(self) -> Verdict:
+        return evaluate(self.s.answers, on=self.on)
+
+    def ask(self, qid: str, prefix: str = "") -> None:
+        """Ask a question; a prefix (echo, re-ask reason) shares its message."""
+        q = questions()[qid]
+        self.s.awaiting = qid
+        if q.kind in NUMERIC:
+            choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
+        else:
+            choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
+        progress = t("dialog.progress", self.lang, n=len(self.s.history) + 1,
+                     left=max(len(self.verdict().missing), 1))
+        text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
+        self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
+
+    def show(self, qid: str, value: Any) -> str:
+        return questions()[qid].show(value, self.lang)
+
+    # --- what the user sees at the end -------------------------------------------------------
+    def summary_text(self) -> str:
+        lines = [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
+                   value=self.show(f, self.s.answers[f])) for f in self.s.history]
+        title = t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty",
+                                                                      self.lang)
+        return "\n".join([title, *lines])
+
+    def conclude(self, verdict: Verdict, prefix: str = "") -> None:
+        """The summary, then the verdict with its reasons, warnings and next steps."""
+        self.s.awaiting = None
+        vj = verdict_json(verdict, self.lang)
+        self.s.verdict = vj
+        summary = "\n\n".join(p for p in (prefix, self.summary_text()) if p)
+        self.replies.append(Reply(key="dialog.summary_title", text=summary))
+        shown = {"eligible": {"met"}, "ineligible": {"not_met"},
+                 "undetermined": {"unknown", "not_met"}}[verdict.status]
+        lines = [t(f"verdict.title.{verdict.status}", self.lang), t("verdict.reasons_title",
+                                                                     self.lang)]
+        lines += [t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
+                  for r in vj["reasons"] if r["status"] in shown]
+        if vj["warnings"]:
+            lines += ["", t("verdict.warnings_title", self.lang), *[f"・{w}" for w in
+                                                                    vj["warnings"]]]
+        lines += ["", t("verdict.next_title", self.lang), t(f"verdict.next.{verdict.status}",
+                                                            self.lang)]
+        if verdict.status == "ineligible":
+            lines += [t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
+                      for r in verdict.reasons if r.status == "not_met"
+                      and _has(f"verdict.next.by_criterion.{r.criterion}")]
+        self.replies.append(Reply(
+            key=f"verdict.title.{verdict.status}", text="\n".join(lines), verdict=vj,
+            choices=[self.button("dialog.buttons.summary", "/summary"),
+                     self.button("dialog.buttons.restart", "/restart")]))
+
+    def proceed(self, prefix: str = "") -> str:
+        """After answers change: the verdict if certain, else the next question."""
+        verdict = self.verdict()
+        phase = route(self.s.phase, "answer", decided=verdict.status != "undetermined"
+                      or not verdict.missing)
+        if phase == "verdict":
+            self.conclude(verdict, prefix)
+        else:
+            self.ask(verdict.missing[0], prefix)
+        return phase
+
+
+def _has(key: str) -> bool:
+    from locales import has
+    return has(key)
+
+
+# --- reading the input -------------------------------------------------------------------------
+def _command_index() -> dict[str, str]:
+    return {normalize(w): name for name, words in command_words().items() for w in words}
+
+
+def read(state: State, inp: UserInput) -> tuple[str, str | None]:
+    """(kind, payload): ("command", "/edit capital_yen"), ("button", "industry:retail"),
+    or ("text", raw). Typing a shown label exactly, or its number, counts as pressing it."""
+    if inp.choice is not None:
+        return ("command", inp.choice) if inp.choice.startswith("/") else ("button", inp.choice)
+    text = (inp.text or "").strip()
+    key = normalize(text).strip("!！。.")
+    word = _command_index().get(key) or _command_index().get(key.split(" ")[0])
+    if word and (word != "edit" or " " in key):
+        arg = key.split(" ", 1)[1] if word == "edit" else ""
+        return "command", f"/{word} {arg}".strip()
+    labels = {normalize(c.label): c.value for c in state.offered}
+    numbered = state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC
+    if key in labels:
+        return read(state, UserInput(choice=labels[key]))
+    if numbered and key.isdigit() and 1 <= int(key) <= len(state.offered):
+        return read(state, UserInput(choice=state.offered[int(key) - 1].value))
+    return "text", text
+
+
+# --- handlers, one per trigger -------------------------------------------------------------
+def _answer(turn: Turn, kind: str, payload: str) -> str:
+    s = turn.s
+    qid = s.awaiting
+    q = questions()[qid]
+    s.last = Interpretation(question=qid, outcome="reask")
+    if kind == "button":
+        field, _, value = payload.partition(":")
+        if field != qid:
+            s.last.outcome = "ignored"
+            turn.ask(qid, t("dialog.reask.stale_button", turn.lang))
+            return s.phase
+        if value == "?":
+            s.last.outcome = "help"
+            turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
+                                     t(f"question.{qid}.unknown", turn.lang)]))
+            return s.phase
+        value = q.from_button(value)
+        parsed_ok, approx = value is not None, False
+    else:
+        parsed = q.parse(payload, turn.lang)
+        if not parsed.ok:
+            if parsed.error == "unknown":
+                s.last.outcome = "help"
+                turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
+                                         t(f"question.{qid}.unknown", turn.lang)]))
+            else:
+                error = parsed.error if parsed.error in ("negative", "too_large") else q.kind
+                turn.ask(qid, t(f"dialog.reask.{error}", turn.lang, max=q.max))
+            return s.phase
+        value, parsed_ok, approx = parsed.value, True, parsed.approx
+    if not parsed_ok:
+        turn.ask(qid, t(f"dialog.reask.{q.kind}", turn.lang, max=q.max))
+        return s.phase
+    json_value = str(value) if isinstance(value, Decimal) else value
+    s.answers[qid] = json_value
+    s.history = [f for f in s.history if f != qid] + [qid]
+    kept = set(relevant_fields(s.answers, on=turn.on))
+    s.answers = {f: v for f, v in s.answers.items() if f in kept}
+    s.history = [f for f in s.history if f in kept]
+    s.last = Interpretation(question=qid, outcome="answer", value=json_value)
+    echo = t("dialog.echo_approx" if approx else "dialog.echo", turn.lang,
+             short=t(f"question.{qid}.short", turn.lang), value=turn.show(qid, value))
+    if approx and qid in LIMIT_PARAMS:
+        echo += _near_limit_note(turn, qid, value)
+    return turn.proceed(echo)
+
+
+def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
+    applicant = next(r for r in turn.verdict().reasons if r.criterion == "applicant")
+    limit = applicant.params.get(LIMIT_PARAMS[qid])
+    if limit is None or abs(Decimal(value) - limit) > NEAR_LIMIT * limit:
+        return ""
+    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, limit))
+
+
+def _back(turn: Turn) -> str:
+    s = turn.s
+    if not s.history:
+        turn.ask(s.awaiting or turn.verdict().missing[0], t("dialog.back_at_start", turn.lang))
+        return s.phase
+    qid = s.history.pop()
+    old = s.answers.pop(qid)
+    s.verdict = None
+    turn.ask(qid, t("dialog.back_to", turn.lang, value=turn.show(qid, old)))
+    return "asking"
+
+
+def _edit(turn: Turn, qid: str) -> str | None:
+    s = turn.s
+    if qid not in s.answers:
+        return None
+    s.verdict = None
+    prefix = t("dialog.edit_start", turn.lang, short=t(f"question.{qid}.short", turn.lang))
+    turn.ask(qid, prefix + t("dialog.current_value", turn.lang,
+                             value=turn.show(qid, s.answers[qid])))
+    return "asking"
+
+
+def _fresh(turn: Turn, key: str) -> str:
+    turn.s.answers, turn.s.history, turn.s.verdict = {}, [], None
+    turn.s.phase = "asking"
+    turn.ask(turn.verdict().missing[0], t(key, turn.lang))
+    return "asking"
+
+
+def _repeat(turn: Turn) -> None:
+    """Show again what the user is expected to do now."""
+    if turn.s.awaiting:
+        turn.ask(turn.s.awaiting)
+    elif turn.s.phase == "verdict":
+        turn.say("dialog.after_verdict", [turn.button("dialog.buttons.summary", "/summary"),
+                                          turn.button("dialog.buttons.restart", "/restart")])
+
+
+def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
+    """Apply one user input. Never raises on user input; returns the new state and replies."""
+    turn = Turn(state.model_copy(deep=True), on)
+    s = turn.s
+    s.last = Interpretation(question=s.awaiting, outcome="command")
+    kind, payload = read(state, inp)
+    if kind == "command":
+        name, _, arg = payload[1:].partition(" ")
+        s.last.command = name
+    elif s.phase == "asking":
+        name, arg = "answer", ""
+    elif s.phase == "verdict":
+        name, arg = "chat", ""
+    else:
+        name, arg = "begin", ""
+    if name == "start" and s.phase in ("start", "cancelled"):
+        name = "begin"
+    dest = route(s.phase, name, decided=False) if name != "answer" else "asking"
+    if dest is None:
+        s.last.outcome = "ignored"
+        turn.say("dialog.not_now")
+        _repeat(turn)
+    elif name == "answer":
+        dest = _answer(turn, kind, payload)
+    elif name == "begin":
+        s.last.outcome = "start"
+        dest = _fresh(turn, "dialog.welcome")
+    elif name == "restart":
+        dest = _fresh(turn, "dialog.restarted")
+    elif name == "back":
+        dest = _back(turn)
+    elif name == "edit":
+        dest = _edit(turn, arg.strip())
+        if dest is None:
+            s.last.outcome = "ignored"
+            turn.say("dialog.not_now")
+            _repeat(turn)
+            dest = s.phase
+    elif name == "cancel":
+        s.awaiting = None
+        turn.say("dialog.cancelled")
+    elif name == "help":
+        turn.say("dialog.help")
+        _repeat(turn)
+    elif name == "why":
+        if s.awaiting:
+            turn.ask(s.awaiting, t(f"question.{s.awaiting}.why", turn.lang))
+        else:
+            turn.say("dialog.why_none")
+    elif name == "summary":
+        _summary(turn)
+    elif name == "start":
+        turn.say("dialog.resume_offer", [turn.button("dialog.buttons.continue", "/continue"),
+                                         turn.button("dialog.buttons.restart", "/restart")],
+                 count=len(s.history))
+    elif name == "continue":
+        turn.say("dialog.resumed")
+        _repeat(turn)
+    elif name == "chat":
+        s.last.outcome = "ignored"
+        _repeat(turn)
+    s.phase = dest or s.phase
+    for reply in reversed(turn.replies):
+        if reply.choices:
+            s.offered = reply.choices
+            break
+    else:
+        s.offered = []
+    return s, turn.replies
+
+
+def _summary(turn: Turn) -> None:
+    buttons = [Choice(value=f"/edit {f}", label=t("dialog.edit_button", turn.lang,
+                                                   short=t(f"question.{f}.short", turn.lang)))
+               for f in turn.s.history]
+    turn.replies.append(Reply(key="dialog.summary_title", text=turn.summary_text(),
+                              choices=buttons + [turn.button("dialog.buttons.continue",
+                                                             "/continue")]))
