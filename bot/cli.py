@@ -1,31 +1,37 @@
-"""The one console script, `subsidy-bot`, and its subcommands. Each subcommand's work lives in
-the module named beside it; this file only parses arguments."""
+"""The one console script, `subsidy-bot`. Each subcommand lives in its own module, which
+provides `configure(parser)` (its arguments) and `main(args) -> int` (the work)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+COMMANDS = {
+    "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
+    "console": ("bot.console", "the dialog in the terminal (staff runner, scripts, scenarios)"),
+    "dialog": ("bot.diagram", "the dialog machine (diagram)"),
+    "run": ("bot.telegram_app", "run the Telegram bot (long polling or webhook)"),
+    "admin": ("bot.admin_cli", "review stored conversations"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="subsidy-bot",
                                      description="Tochigi decarbonisation subsidy screener")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    rules = sub.add_parser("rules", help="the rules engine").add_subparsers(dest="action",
-                                                                            required=True)
-    check = rules.add_parser("check", help="answers JSON on stdin -> verdict JSON")
-    check.add_argument("--date", help="evaluation date YYYY-MM-DD (default: today)")
-    check.add_argument("--jsonl", action="store_true", help="one answers object per line")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if only in (None, name):  # import only what this invocation needs
+            importlib.import_module(module).configure(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "rules":
-        from bot.rules_cli import check
-        return check(args.date, args.jsonl)
-    return 2
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(chosen).parse_args(argv)
+    return importlib.import_module(COMMANDS[args.command][0]).main(args)
 
 
 if __name__ == "__main__":

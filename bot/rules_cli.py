@@ -52,6 +52,17 @@ def parse_answers(text: str, line: int) -> Answers:
                            allowed=allowed_values(field))) from None
 
 
+def configure(parser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    check_p = sub.add_parser("check", help="answers JSON on stdin -> verdict JSON on stdout")
+    check_p.add_argument("--date", help="evaluation date YYYY-MM-DD (default: today)")
+    check_p.add_argument("--jsonl", action="store_true", help="one answers object per line")
+
+
+def main(args) -> int:
+    return check(args.date, args.jsonl)
+
+
 def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
     try:
         on = dt.date.fromisoformat(date) if date else dt.date.today()

@@ -138,6 +138,7 @@ class Handled:
     conversation_id: int
     replies: list[Reply]
     duplicate: bool = False
+    state: State | None = None  # the state after this input (None for a duplicate)
 
 
 def _utc_now() -> datetime:
@@ -381,7 +382,7 @@ class Storage:
                 db.table("inputs").insert(
                     {"channel": channel, "uid": input_uid, "conversation_id": cid, "at": now}
                 )
-            return Handled(cid, list(replies))
+            return Handled(cid, list(replies), state=new_state)
 
     def start_new(
         self, channel: str, chat_id: str | int, user_id: str | int | None, lang: str = "ja"

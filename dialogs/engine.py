@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
@@ -15,7 +16,7 @@ from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions
 from dialogs.render import verdict_json
-from locales import t
+from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
 
 NUMERIC = ("money", "count", "tonnes")
@@ -86,7 +87,7 @@ class Turn:
         if verdict.status == "ineligible":
             lines += [t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
                       for r in verdict.reasons if r.status == "not_met"
-                      and _has(f"verdict.next.by_criterion.{r.criterion}")]
+                      and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)]
         self.replies.append(Reply(
             key=f"verdict.title.{verdict.status}", text="\n".join(lines), verdict=vj,
             choices=[self.button("dialog.buttons.summary", "/summary"),
@@ -104,12 +105,8 @@ class Turn:
         return phase
 
 
-def _has(key: str) -> bool:
-    from locales import has
-    return has(key)
-
-
 # --- reading the input -------------------------------------------------------------------------
+@cache
 def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
 

@@ -1,0 +1,92 @@
+"""Staff-written dialog scenarios (YAML): steps of user input with expectations, run through
+the real engine and storage. `subsidy-bot console --script FILE` reports them; the files under
+tests/scenarios/ also run in pytest.
+
+    name: ...
+    date: 2024-06-01            # optional evaluation date
+    steps:
+      - expect: {awaiting: entity_type}          # the opening turn
+      - say: 株式会社                             # typed text
+        expect: {awaiting: industry, contains: 会社}
+      - press: 製造業                             # the button with this label
+        expect: {verdict: eligible, contains: [第4 1], not_contains: 対象外}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from bot.console import Session, turn_json
+from bot.storage import Storage
+from dialogs.io import UserInput
+from locales import t
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def check(expect: dict, out: dict) -> list[str]:
+    """What an expectation finds wrong with one turn (empty when it holds)."""
+    problems = []
+    text = "\n".join(m["text"] for m in out["messages"])
+    labels = [c for m in out["messages"] for c in m["choices"]]
+    if "awaiting" in expect and out["awaiting"] != expect["awaiting"]:
+        problems.append(f"awaiting {out['awaiting']!r} != {expect['awaiting']!r}")
+    if "verdict" in expect:
+        got = out["verdict"] and out["verdict"]["status"]
+        if got != expect["verdict"]:
+            problems.append(f"verdict {got!r} != {expect['verdict']!r}")
+    for needle in _as_list(expect.get("contains", [])):
+        if str(needle) not in text:
+            problems.append(f"text lacks {needle!r}")
+    for needle in _as_list(expect.get("not_contains", [])):
+        if str(needle) in text:
+            problems.append(f"text has {needle!r}")
+    for label in _as_list(expect.get("choices", [])):
+        if label not in labels:
+            problems.append(f"no button {label!r}")
+    return problems
+
+
+def run(scenario: dict, storage: Storage, lang: str = "ja",
+        date: dt.date | None = None) -> list[tuple[int, str, list[str]]]:
+    """Run every step; returns (step number, input, problems) per step."""
+    on = date or scenario.get("date")
+    session = Session(storage, f"scenario-{id(scenario)}", lang, on, new=True)
+    results, offered = [], []
+    for n, stp in enumerate(scenario["steps"]):
+        if n == 0 and "say" not in stp and "press" not in stp:
+            inp, shown = UserInput(text=session.opening), "(start)"
+        elif "press" in stp:
+            value = next((c.value for c in offered if c.label == stp["press"]), None)
+            shown = f"[{stp['press']}]"
+            if value is None:
+                results.append((n, shown, [f"no button {stp['press']!r} to press"]))
+                break
+            inp = UserInput(choice=value)
+        else:
+            inp, shown = UserInput(text=str(stp["say"])), str(stp["say"])
+        state, replies = session.send(inp)
+        offered = state.offered
+        results.append((n, shown, check(stp.get("expect", {}), turn_json(state, replies))))
+    return results
+
+
+def run_file(path: Path, lang: str = "ja", date: dt.date | None = None) -> int:
+    """Print a pass/fail line per step; exit status 0 when every step passed."""
+    scenario = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp, Storage(Path(tmp) / "scenario.db") as storage:
+        results = run(scenario, storage, lang, date)
+    failed = 0
+    print(scenario.get("name", path))
+    for n, shown, problems in results:
+        failed += bool(problems)
+        mark = t("console.fail" if problems else "console.pass", lang)
+        print(f"  {mark} {n}: {shown}" + "".join(f"\n      - {p}" for p in problems))
+    print(t("console.result", lang, passed=len(results) - failed, total=len(results)))
+    return 1 if failed else 0
