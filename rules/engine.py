@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from rules.model import Answers, Reason, Verdict
+from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
 from rules.ruleset import Ruleset, SizeRow, ruleset_for
 
 
@@ -207,6 +207,30 @@ def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[
         kept[nxt] = given[nxt]
 
 
+# Answers that decide which other questions exist at all. While one is unknown, `missing` is the
+# union over its possible values of what each still-open world needs: so a field that could
+# only matter for values already ruled out is never asked.
+HUBS = {"entity_type": EntityType, "project_type": ProjectType}
+
+
+def _status(checks: dict[str, Check]) -> str:
+    oks = [c.ok for c in checks.values()]
+    return "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
+
+
+def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
+    if _status(checks) != "undetermined":
+        return []
+    hub = next((h for h in HUBS if getattr(a, h) is None), None)
+    if hub is None:
+        return _open(checks, a, rs)
+    needed = {hub}
+    for value in HUBS[hub]:
+        world = a.model_copy(update={hub: value})
+        needed.update(_missing(world, rs, {n: fn(world, rs) for n, fn in CRITERIA.items()}))
+    return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+
+
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
     rs, warnings = ruleset_for(on or dt.date.today())
@@ -216,9 +240,8 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
                clause=c.clause, message_key=c.key, params=_json_params(c.params))
         for name, c in checks.items()
     ]
-    oks = [c.ok for c in checks.values()]
-    status = "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
-    missing = _open(checks, a, rs) if status == "undetermined" else []
+    status = _status(checks)
+    missing = _missing(a, rs, checks)
     if status == "eligible":
         warnings.append({"key": "warning.final_decision",
                          "params": {"clause": rs.standing["public_funds"]["clause"]}})
