@@ -59,9 +59,15 @@ class Turn:
         return questions()[qid].show(value, self.lang)
 
     # --- what the user sees at the end -------------------------------------------------------
+    def next_question(self, verdict: Verdict) -> str | None:
+        """The rules' first missing field, passing over those the user chose to skip."""
+        return next((f for f in verdict.missing if f not in self.s.skipped), None)
+
     def summary_text(self) -> str:
         lines = [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
                    value=self.show(f, self.s.answers[f])) for f in self.s.history]
+        lines += [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
+                    value=t("dialog.skipped_value", self.lang)) for f in self.s.skipped]
         title = t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty",
                                                                       self.lang)
         return "\n".join([title, *lines])
@@ -93,15 +99,16 @@ class Turn:
             choices=[self.button("dialog.buttons.summary", "/summary"),
                      self.button("dialog.buttons.restart", "/restart")]))
 
-    def proceed(self, prefix: str = "") -> str:
-        """After answers change: the verdict if certain, else the next question."""
+    def proceed(self, prefix: str = "", trigger: str = "answer") -> str:
+        """After answers change: the verdict if certain (or nothing askable is left), else the
+        next question."""
         verdict = self.verdict()
-        phase = route(self.s.phase, "answer", decided=verdict.status != "undetermined"
-                      or not verdict.missing)
+        nxt = self.next_question(verdict)
+        phase = route(self.s.phase, trigger, decided=nxt is None)
         if phase == "verdict":
             self.conclude(verdict, prefix)
         else:
-            self.ask(verdict.missing[0], prefix)
+            self.ask(nxt, prefix)
         return phase
 
 
@@ -145,8 +152,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
             return s.phase
         if value == "?":
             s.last.outcome = "help"
-            turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
-                                     t(f"question.{qid}.unknown", turn.lang)]))
+            _guide(turn, qid)
             return s.phase
         value = q.from_button(value)
         parsed_ok, approx = value is not None, False
@@ -155,8 +161,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
         if not parsed.ok:
             if parsed.error == "unknown":
                 s.last.outcome = "help"
-                turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
-                                         t(f"question.{qid}.unknown", turn.lang)]))
+                _guide(turn, qid)
             else:
                 error = parsed.error if parsed.error in ("negative", "too_large") else q.kind
                 turn.ask(qid, t(f"dialog.reask.{error}", turn.lang, max=q.max))
@@ -168,6 +173,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     json_value = str(value) if isinstance(value, Decimal) else value
     s.answers[qid] = json_value
     s.history = [f for f in s.history if f != qid] + [qid]
+    s.skipped = [f for f in s.skipped if f != qid]
     kept = set(relevant_fields(s.answers, on=turn.on))
     s.answers = {f: v for f, v in s.answers.items() if f in kept}
     s.history = [f for f in s.history if f in kept]
@@ -177,6 +183,22 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     if approx and qid in LIMIT_PARAMS:
         echo += _near_limit_note(turn, qid, value)
     return turn.proceed(echo)
+
+
+def _guide(turn: Turn, qid: str) -> None:
+    """わからない: where to find the figure, the question again, and a way to skip it."""
+    turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
+                             t(f"question.{qid}.unknown", turn.lang)]))
+    turn.replies[-1].choices.append(turn.button("dialog.buttons.skip", "/skip"))
+
+
+def _skip(turn: Turn) -> str:
+    """Leave the awaited question open: the verdict then says what is still to confirm."""
+    qid = turn.s.awaiting
+    turn.s.skipped = [f for f in turn.s.skipped if f != qid] + [qid]
+    turn.s.last.outcome = "command"
+    prefix = t("dialog.skipped", turn.lang, short=t(f"question.{qid}.short", turn.lang))
+    return turn.proceed(prefix, trigger="skip")
 
 
 def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
@@ -201,17 +223,18 @@ def _back(turn: Turn) -> str:
 
 def _edit(turn: Turn, qid: str) -> str | None:
     s = turn.s
-    if qid not in s.answers:
+    if qid not in s.answers and qid not in s.skipped:
         return None
     s.verdict = None
     prefix = t("dialog.edit_start", turn.lang, short=t(f"question.{qid}.short", turn.lang))
-    turn.ask(qid, prefix + t("dialog.current_value", turn.lang,
-                             value=turn.show(qid, s.answers[qid])))
+    current = (turn.show(qid, s.answers[qid]) if qid in s.answers
+               else t("dialog.skipped_value", turn.lang))
+    turn.ask(qid, prefix + t("dialog.current_value", turn.lang, value=current))
     return "asking"
 
 
 def _fresh(turn: Turn, key: str) -> str:
-    turn.s.answers, turn.s.history, turn.s.verdict = {}, [], None
+    turn.s.answers, turn.s.history, turn.s.skipped, turn.s.verdict = {}, [], [], None
     turn.s.phase = "asking"
     turn.ask(turn.verdict().missing[0], t(key, turn.lang))
     return "asking"
@@ -255,6 +278,8 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         dest = _fresh(turn, "dialog.welcome")
     elif name == "restart":
         dest = _fresh(turn, "dialog.restarted")
+    elif name == "skip":
+        dest = _skip(turn)
     elif name == "back":
         dest = _back(turn)
     elif name == "edit":
@@ -300,7 +325,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
 def _summary(turn: Turn) -> None:
     buttons = [Choice(value=f"/edit {f}", label=t("dialog.edit_button", turn.lang,
                                                    short=t(f"question.{f}.short", turn.lang)))
-               for f in turn.s.history]
+               for f in turn.s.history + turn.s.skipped]
     turn.replies.append(Reply(key="dialog.summary_title", text=turn.summary_text(),
                               choices=buttons + [turn.button("dialog.buttons.continue",
                                                              "/continue")]))

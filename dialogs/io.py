@@ -48,6 +48,7 @@ class State(BaseModel):
     lang: str = "ja"
     answers: dict[str, Any] = Field(default_factory=dict)  # Answers.known()
     history: list[str] = Field(default_factory=list)  # question ids answered, in order (for 戻る)
+    skipped: list[str] = Field(default_factory=list)  # questions the user chose to leave open
     awaiting: str | None = None  # question id being asked
     pending: str | None = None  # a confirmation being asked (e.g. "restart")
     offered: list[Choice] = Field(default_factory=list)  # the buttons last shown: typing a

@@ -14,6 +14,8 @@ TRANSITIONS = [
     {"trigger": "begin", "source": ["start", "cancelled"], "dest": "asking"},
     {"trigger": "answer", "source": "asking", "dest": "verdict", "conditions": "decided"},
     {"trigger": "answer", "source": "asking", "dest": "asking"},
+    {"trigger": "skip", "source": "asking", "dest": "verdict", "conditions": "decided"},
+    {"trigger": "skip", "source": "asking", "dest": "asking"},
     {"trigger": "back", "source": ACTIVE, "dest": "asking"},
     {"trigger": "edit", "source": ACTIVE, "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},

@@ -127,8 +127,8 @@ def test_no_question_asked_that_cannot_change_the_outcome():
 
 
 COMMANDS = ["/back", "/restart", "/help", "/why", "/summary", "/cancel", "/start",
-            "/continue", "/edit industry", "戻る", "最初から", "ヘルプ", "なぜ？", "回答確認",
-            "やめる"]
+            "/continue", "/edit industry", "/skip", "戻る", "最初から", "ヘルプ", "なぜ？",
+            "回答確認", "やめる", "飛ばす"]
 
 
 def in_phase(phase):
