@@ -224,10 +224,17 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     hub = next((h for h in HUBS if getattr(a, h) is None), None)
     if hub is None:
         return _open(checks, a, rs)
-    needed = {hub}
+    worlds = set()
     for value in HUBS[hub]:
         world = a.model_copy(update={hub: value})
-        needed.update(_missing(world, rs, {n: fn(world, rs) for n, fn in CRITERIA.items()}))
+        checks_w = {n: fn(world, rs) for n, fn in CRITERIA.items()}
+        oks = tuple(c.ok for c in checks_w.values())
+        worlds.add((_status(checks_w), tuple(_missing(world, rs, checks_w)), oks))
+    needed = {f for _, miss, _ in worlds for f in miss}
+    # The hub itself is needed when its value matters, or to settle a status that every
+    # world decides but three-valued logic cannot.
+    if len(worlds) > 1 or all(status != "undetermined" for status, _, _ in worlds):
+        needed.add(hub)
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 

@@ -221,7 +221,10 @@ def can_change_outcome(answers: dict, field: str) -> bool:
     others = [f for f in GROUPS[group][1] if f != field and f not in answers]
     for combo in itertools.product(*(DOMAIN[f] for f in others)):
         base = {**answers, **dict(zip(others, combo, strict=True))}
-        if len({group_result(run({**base, field: v}), group) for v in DOMAIN[field]}) > 1:
+        # Answering it matters when two values differ, or when any value settles the group
+        # where leaving it open does not.
+        results = {group_result(run({**base, field: v}), group) for v in DOMAIN[field]}
+        if len(results | {group_result(run(base), group)}) > 1:
             return True
     return False
 
