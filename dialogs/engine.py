@@ -86,8 +86,8 @@ class Turn:
         lines += [t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
                   for r in vj["reasons"] if r["status"] in shown]
         if vj["warnings"]:
-            lines += ["", t("verdict.warnings_title", self.lang), *[f"・{w}" for w in
-                                                                    vj["warnings"]]]
+            lines += ["", t("verdict.warnings_title", self.lang),
+                      *[t("verdict.warning_line", self.lang, message=w) for w in vj["warnings"]]]
         lines += ["", t("verdict.next_title", self.lang), t(f"verdict.next.{verdict.status}",
                                                             self.lang)]
         if verdict.status == "ineligible":
