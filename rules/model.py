@@ -58,7 +58,7 @@ Tonnes = Field(default=None, ge=0, max_digits=12, decimal_places=3)
 
 
 class Answers(BaseModel):
-    """What the applicant told us. Field order is the default order of asking."""
+    """What the applicant told us. The order of asking is the ruleset's `ask_order`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
