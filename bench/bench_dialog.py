@@ -11,6 +11,8 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
+import yaml
+
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import State, UserInput
@@ -18,8 +20,11 @@ from dialogs.parsing import parse_money
 from rules import evaluate
 
 ON = dt.date(2024, 6, 1)
-DIALOG = ["/start", "株式会社", "製造業", "3億円", "いいえ", "いいえ", "はい", "LED", "はい",
-          "購入", "64.1", "54.1"]
+# The inputs of a staff scenario that ends eligible (typed text, 12 turns).
+SCENARIO = Path(__file__).parent.parent / "tests" / "scenarios" / "eligible_led_by_text.yaml"
+DIALOG = ["/start"] + [str(s["say"]) for s in yaml.safe_load(SCENARIO.read_text("utf-8"))["steps"]
+                       if "say" in s]
+NUMERAL = "\u0031\u5104\u0032\u5343\u0033\u767e\u4e07\u5186"  # 1 oku 2 sen 3 hyaku man en
 
 
 def timed(label: str, fn, n: int) -> None:
@@ -43,7 +48,7 @@ def whole_dialog() -> State:
 def main() -> None:
     full = whole_dialog()
     assert full.verdict["status"] == "eligible"
-    timed("parse_money('1億2千3百万円')", lambda: parse_money("1億2千3百万円"), 2000)
+    timed(f"parse_money({NUMERAL!r})", lambda: parse_money(NUMERAL), 2000)
     timed("evaluate(full answers)", lambda: evaluate(full.answers, on=ON), 2000)
     timed("whole dialog, 12 steps (pure)", whole_dialog, 50)
     with tempfile.TemporaryDirectory() as tmp, Storage(Path(tmp) / "b.db") as storage:

@@ -2,14 +2,11 @@
 the real engine and storage. `subsidy-bot console --script FILE` reports them; the files under
 tests/scenarios/ also run in pytest.
 
-    name: ...
-    date: 2024-06-01            # optional evaluation date
-    steps:
-      - expect: {awaiting: entity_type}          # the opening turn
-      - say: 株式会社                             # typed text
-        expect: {awaiting: industry, contains: 会社}
-      - press: 製造業                             # the button with this label
-        expect: {verdict: eligible, contains: [第4 1], not_contains: 対象外}
+Format (see tests/scenarios/*.yaml and the README): `name`, an optional evaluation `date`,
+and `steps`; the first step without `say`/`press` checks the opening turn; each later step
+types text (`say:`) or presses the button with a label (`press:`), and `expect` may check
+`awaiting` (question id or null), `verdict` (status), `contains` / `not_contains` (text of the
+turn) and `choices` (button labels).
 """
 
 from __future__ import annotations

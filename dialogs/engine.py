@@ -20,7 +20,7 @@ from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
 
 NUMERIC = ("money", "count", "tonnes")
-NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a 別表 limit gets a "please check" note
+NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
 LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
 
 
