@@ -100,7 +100,26 @@ def _m2_admin_indexes(db: Database) -> None:
     conversations.create_index(["user_id"], "conversations_user_id")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_m1_core, _m2_admin_indexes]
+def _m3_telegram_chats(db: Database) -> None:
+    """The Telegram adapter's per-chat marks (bot/telegram_chats.py): the message with the live
+    inline keyboard and the last update whose replies were all sent. Deleting the conversation
+    deletes the row."""
+    db.execute(
+        """
+        CREATE TABLE telegram_chats (
+            chat_id TEXT PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            keyboard_message_id INTEGER,
+            done_update_id INTEGER,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX telegram_chats_conversation ON telegram_chats (conversation_id)")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_m1_core, _m2_admin_indexes, _m3_telegram_chats]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

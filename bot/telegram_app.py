@@ -1,0 +1,184 @@
+"""`subsidy-bot run`: the screening dialog on Telegram, by long polling or behind a webhook.
+
+This module configures and runs python-telegram-bot: settings and their one-line errors,
+redacted logging, AIORateLimiter (429), per-chat ordering (ChatOrder), webhook secret. The
+handlers are in bot/telegram_bot.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import re
+import secrets
+import sys
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError
+from telegram import Update
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    TypeHandler,
+)
+
+from bot import logsafe
+from bot.settings import Settings
+from bot.storage import Storage
+from bot.telegram_bot import TelegramBot
+from locales import DEFAULT, LANGS, default_lang, t
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_RETRIES = 3  # 429: AIORateLimiter waits retry_after, then tries again
+MAX_CONCURRENT_UPDATES = 256
+ALLOWED_UPDATES = ["message", "callback_query"]
+TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]{10,}")
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram allows for secret_token
+
+
+class RunSettings(Settings):
+    telegram_webhook_secret: SecretStr | None = None  # webhook mode; generated when unset
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--webhook", metavar="URL",
+                        help="serve a webhook for this public URL (default: long polling)")
+    parser.add_argument("--listen", default="127.0.0.1",
+                        help="webhook: address to listen on (default 127.0.0.1, behind a proxy)")
+    parser.add_argument("--port", type=int, default=8080, help="webhook: port (default 8080)")
+    parser.add_argument("--url-path", help="webhook: path to serve (default: the URL's path)")
+    parser.add_argument("--poll-timeout", type=float, default=10.0,
+                        help="long polling: seconds a getUpdates call waits (default 10)")
+    parser.add_argument("--log-level", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        help="default: LOG_LEVEL, else INFO")
+    parser.add_argument("--date", type=dt.date.fromisoformat,
+                        help="evaluate on this date, YYYY-MM-DD (default: today)")
+
+
+# --- ordering --------------------------------------------------------------------------------
+
+
+class ChatOrder(BaseUpdateProcessor):
+    """Updates of different chats run concurrently, those of one chat one at a time, in order.
+    PTB starts one task per update in update order and nothing yields before the lock is
+    requested; asyncio locks serve waiters first come, first served."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: Counter[int] = Counter()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(chat.id, asyncio.Lock())
+        self._users[chat.id] += 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[chat.id] -= 1
+            if not self._users[chat.id]:  # forget idle chats: the dict stays small
+                del self._users[chat.id], self._locks[chat.id]
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def file_url(api_url: str) -> str:
+    """The file URL beside a Bot API URL: .../bot -> .../file/bot (Telegram's and the local
+    Bot API server's layout)."""
+    head, sep, tail = api_url.rstrip("/").rpartition("/bot")
+    return f"{head}/file/bot{tail}" if sep else api_url
+
+
+def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
+    builder = (ApplicationBuilder().token(token)
+               .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+               .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES))
+               .post_init(bot.on_start))
+    if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
+        builder = builder.base_url(settings.telegram_api_url).base_file_url(
+            file_url(settings.telegram_api_url))
+    app = builder.build()
+    app.add_handler(TypeHandler(Update, bot.on_update))
+    app.add_error_handler(bot.on_error)
+    return app
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    lang = default_lang()
+    try:
+        settings = RunSettings()
+    except ValidationError as exc:  # names the field; a SecretStr never shows its value
+        err = exc.errors()[0]
+        field = "_".join(str(p) for p in err["loc"]).upper()
+        return _fail(t("telegram.cli.bad_settings", lang, field=field, problem=err["msg"]))
+    lang = settings.subsidy_lang if settings.subsidy_lang in LANGS else DEFAULT
+    token = settings.telegram_bot_token.get_secret_value().strip() \
+        if settings.telegram_bot_token else ""
+    if not token:
+        return _fail(t("telegram.cli.no_token", lang))
+    if not TOKEN.fullmatch(token):
+        return _fail(t("telegram.cli.bad_token", lang))
+    secret = ""
+    if args.webhook:
+        given = settings.telegram_webhook_secret
+        secret = given.get_secret_value() if given else secrets.token_urlsafe(32)
+        if not WEBHOOK_SECRET.fullmatch(secret):
+            return _fail(t("telegram.cli.bad_secret", lang))
+    level = args.log_level or settings.log_level.upper()
+    if level not in logging.getLevelNamesMapping():
+        return _fail(t("telegram.cli.bad_settings", lang, field="LOG_LEVEL", problem=level))
+    logsafe.setup(level, [token, secret])
+
+    try:
+        storage = Storage(settings.subsidy_db)
+    except Exception as exc:  # unwritable path, a newer schema...: one line, no traceback
+        log.error("%s", t("telegram.cli.failed", lang, problem=exc))
+        return 1
+    app = build(settings, token, TelegramBot(storage, lang, settings.admin_user_ids, args.date))
+    try:
+        if args.webhook:
+            url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
+            app.run_webhook(listen=args.listen, port=args.port, url_path=url_path.strip("/"),
+                            webhook_url=args.webhook, secret_token=secret,
+                            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+        else:
+            app.run_polling(timeout=dt.timedelta(seconds=args.poll_timeout),
+                            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+    except InvalidToken:
+        log.error("%s", t("telegram.cli.rejected_token", lang))
+        return 1
+    except TelegramError as exc:
+        log.error("%s", t("telegram.cli.failed", lang, problem=exc))
+        return 1
+    except Exception:  # through logging, so the traceback is redacted too
+        log.exception("%s", t("telegram.cli.failed", lang, problem=""))
+        return 1
+    finally:
+        storage.close()
+    return 0

@@ -1,0 +1,163 @@
+"""The Telegram adapter's parts, in process: configuration errors, command parsing, per-chat
+ordering, and the per-chat marks in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from types import SimpleNamespace
+
+import pytest
+from telegram import Chat, Message, Update
+
+from bot import telegram_chats as chats
+from bot.cli import build_parser
+from bot.storage import SCHEMA_VERSION, Storage
+from bot.telegram_app import ChatOrder, file_url, main
+from bot.telegram_bot import TelegramBot, _command
+from dialogs.engine import step
+from dialogs.io import UserInput
+from locales import t
+
+GOOD = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """A clean environment in an empty directory (no .env from the checkout)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "ADMIN_USER_IDS", "LOG_LEVEL",
+                 "SUBSIDY_LANG", "TELEGRAM_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SUBSIDY_DB", str(tmp_path / "bot.db"))
+    return monkeypatch
+
+
+def run(*argv: str) -> int:
+    return main(build_parser("run").parse_args(["run", *argv]))
+
+
+# --- configuration errors: one line, exit 2, before any network or database ------------------
+
+
+@pytest.mark.parametrize("token", [None, "", "   ", "not-a-token", "123456:short",
+                                   "12ab:" + "x" * 35, GOOD.replace("AAH", "A H"),
+                                   GOOD + "!", ":" + GOOD.split(":")[1]])
+def test_missing_or_malformed_token(env, capsys, tmp_path, token):
+    if token is not None:
+        env.setenv("TELEGRAM_BOT_TOKEN", token)
+    assert run() == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "TELEGRAM_BOT_TOKEN" in err
+    if token and token.strip():
+        assert token not in err and token.split(":")[-1] not in err
+    assert not (tmp_path / "bot.db").exists()
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("TELEGRAM_WEBHOOK_SECRET", "has space", "TELEGRAM_WEBHOOK_SECRET"),
+    ("TELEGRAM_WEBHOOK_SECRET", "x" * 257, "TELEGRAM_WEBHOOK_SECRET"),
+    ("LOG_LEVEL", "CHATTY", "LOG_LEVEL"),
+    ("ADMIN_USER_IDS", "12,abc", "ADMIN_USER_IDS"),
+])
+def test_other_bad_settings(env, capsys, name, value, expected):
+    env.setenv("TELEGRAM_BOT_TOKEN", GOOD)
+    env.setenv(name, value)
+    assert run("--webhook", "https://example.org/hook") == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and expected in err and GOOD not in err
+    if name == "TELEGRAM_WEBHOOK_SECRET":
+        assert value not in err
+
+
+def test_english_errors_with_subsidy_lang_en(env, capsys):
+    env.setenv("SUBSIDY_LANG", "en")
+    assert run() == 2
+    assert capsys.readouterr().err.strip() == t("telegram.cli.no_token", "en")
+
+
+# --- small parts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/stats", ("stats", "", "/stats")),
+    ("/show 12", ("show", "12", "/show 12")),
+    ("/Start@Test_Screening_Bot", ("start", "", "/Start")),
+    ("/edit@test_screening_bot  capital_yen ", ("edit", "capital_yen", "/edit capital_yen")),
+    ("/start@other_bot", (None, "", "/start@other_bot")),
+    ("製造業", (None, "", "製造業")),
+])
+def test_commands(text, expected):
+    assert _command(text, "test_screening_bot") == expected
+
+
+def test_file_url_sits_beside_the_api_url():
+    assert file_url("http://127.0.0.1:8081/bot") == "http://127.0.0.1:8081/file/bot"
+    assert file_url("https://api.telegram.org/bot/") == "https://api.telegram.org/file/bot"
+    assert file_url("http://h/tg/bot{token}") == "http://h/tg/file/bot{token}"
+
+
+def _update(update_id: int, chat_id: int) -> Update:
+    chat = Chat(chat_id, Chat.PRIVATE)
+    return Update(update_id, message=Message(update_id, dt.datetime.now(dt.UTC), chat, text="x"))
+
+
+async def test_chats_run_concurrently_each_in_order():
+    order = ChatOrder(16)
+    started: list[tuple[int, int]] = []
+    gate = asyncio.Event()
+
+    async def work(chat_id: int, n: int) -> None:
+        started.append((chat_id, n))
+        if (chat_id, n) == (1, 0):
+            await gate.wait()  # chat 1's first update is slow
+        await asyncio.sleep(0)
+
+    plan = [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
+    tasks = [asyncio.create_task(order.process_update(_update(i, c), work(c, n)))
+             for i, (c, n) in enumerate(plan)]
+    await asyncio.gather(*(tasks[i] for i in (1, 3, 5)))  # chat 2 finishes meanwhile
+    assert [s for s in started if s[0] == 1] == [(1, 0)]
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert [n for c, n in started if c == 1] == [0, 1, 2]
+    assert [n for c, n in started if c == 2] == [0, 1, 2]
+    assert order._locks == {}  # idle chats are forgotten
+
+
+# --- per-chat marks -------------------------------------------------------------------------
+
+
+def test_marks_follow_the_conversation_and_go_with_it(tmp_path):
+    with Storage(tmp_path / "bot.db") as storage:
+        assert storage.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        handled = storage.handle("telegram", 42, 42, "1:100", UserInput(text="/start"), step)
+        assert chats.marks(storage, 42) == chats.ChatMarks()
+        chats.record(storage, 42, handled.conversation_id, 7, 100)
+        assert chats.marks(storage, 42) == chats.ChatMarks(7, 100)
+        chats.record(storage, 42, handled.conversation_id, None, None)  # a turn not all sent
+        assert chats.marks(storage, 42) == chats.ChatMarks(None, 100)  # done never goes back
+        chats.record(storage, 42, handled.conversation_id, 9, 99)
+        assert chats.marks(storage, 42) == chats.ChatMarks(9, 100)
+        storage.delete_user(42)
+        assert chats.marks(storage, 42) == chats.ChatMarks()  # cascaded with the conversation
+        chats.record(storage, 42, handled.conversation_id, 9, 101)  # it is gone: nothing noted
+        assert chats.marks(storage, 42) == chats.ChatMarks()
+
+
+async def test_a_failing_update_is_logged_and_the_user_told(tmp_path, caplog):
+    sent = []
+
+    async def send_message(chat_id, text, **kwargs):
+        sent.append((chat_id, text))
+        return SimpleNamespace(message_id=1)
+
+    with Storage(tmp_path / "bot.db") as storage:
+        bot = TelegramBot(storage, "ja", frozenset())
+        bot.app = SimpleNamespace(bot=SimpleNamespace(send_message=send_message))
+        context = SimpleNamespace(error=RuntimeError("database is locked"))
+        with caplog.at_level(logging.ERROR):
+            await bot.on_error(_update(5, 77), context)
+    assert sent == [(77, t("telegram.error", "ja"))]
+    assert "update 5 failed" in caplog.text and "database is locked" in caplog.text
