@@ -186,7 +186,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
 
 
 def _guide(turn: Turn, qid: str) -> None:
-    """わからない: where to find the figure, the question again, and a way to skip it."""
+    """"Don't know": where to find the figure, the question again, and a way to skip it."""
     turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
                              t(f"question.{qid}.unknown", turn.lang)]))
     turn.replies[-1].choices.append(turn.button("dialog.buttons.skip", "/skip"))

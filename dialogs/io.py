@@ -47,7 +47,7 @@ class State(BaseModel):
     phase: str = "start"  # the transitions machine's state
     lang: str = "ja"
     answers: dict[str, Any] = Field(default_factory=dict)  # Answers.known()
-    history: list[str] = Field(default_factory=list)  # question ids answered, in order (for 戻る)
+    history: list[str] = Field(default_factory=list)  # question ids answered, in order (for /back)
     skipped: list[str] = Field(default_factory=list)  # questions the user chose to leave open
     awaiting: str | None = None  # question id being asked
     pending: str | None = None  # a confirmation being asked (e.g. "restart")

@@ -28,7 +28,7 @@ class Question:
     text_by: str | None = None  # answer field whose value picks the wording
 
     def options(self, lang: str) -> list[tuple[str, str]]:
-        """(value, label) in display order; yes/no questions offer はい / いいえ."""
+        """(value, label) in display order; yes/no questions offer yes / no."""
         if self.kind == "yes_no":
             return [("true", t("dialog.buttons.affirm", lang)),
                     ("false", t("dialog.buttons.deny", lang))]
@@ -70,7 +70,7 @@ class Question:
 
 
 def format_yen(n: int, lang: str) -> str:
-    """300000000 -> '300,000,000円（3億円）': the exact figure and the way people say it."""
+    """The exact figure and the way people say it (in Japanese: with oku and man units)."""
     if n < 10**4:
         return t("units.yen_small", lang, exact=n)
     words = []

@@ -42,7 +42,8 @@ def _flag(value: bool | None, field_name: str, clause: str, bad_when: bool) -> C
 
 
 def _size(a: Answers, rs: Ruleset, clause: str, use_capital: bool) -> Check:
-    """別表: capital OR employees within the industry's row (individuals: employees only)."""
+    """The size table: capital OR employees within the industry's row (individuals: employees
+    only)."""
     rows: dict[str, SizeRow] = rs.size_limits.rows
     candidates = [rows[a.industry]] if a.industry else list(rows.values())
     capital = a.capital_yen if use_capital else None
@@ -79,9 +80,9 @@ def _size(a: Answers, rs: Ruleset, clause: str, use_capital: bool) -> Check:
 
 
 def _applicant(a: Answers, rs: Ruleset) -> Check:
-    """第2 2: is the applicant a 中小企業者等?"""
+    """Clause 2-2: is the applicant an SME or one of the listed kinds?"""
     if a.entity_type is None:
-        return Check(None, "第2 2", "reason.applicant.unknown",
+        return Check(None, rs.clauses["applicant"], "reason.applicant.unknown",
                      needs=["entity_type", "blue_return", "industry", "capital_yen", "employees"])
     kind = rs.applicant_kinds[a.entity_type.value]
     params = {"entity_type": a.entity_type.value}
@@ -101,9 +102,10 @@ def _applicant(a: Answers, rs: Ruleset) -> Check:
 
 
 def _project(a: Answers, rs: Ruleset) -> Check:
-    """第4 1-3: LED replacement, energy-intensive equipment replacement, or cogeneration."""
+    """Clause 4 (1)-(3): LED replacement, energy-intensive equipment replacement, or
+    cogeneration."""
     if a.project_type is None:
-        return Check(None, "第4", "reason.project.unknown",
+        return Check(None, rs.clauses["project"], "reason.project.unknown",
                      needs=["project_type", "equipment", "replaces_existing"])
     p = rs.projects[a.project_type.value]
     params = {"project_type": a.project_type.value}
@@ -111,7 +113,7 @@ def _project(a: Answers, rs: Ruleset) -> Check:
     if p.equipment is not None:
         equip_ok = None if a.equipment is None else a.equipment.value in p.equipment
         if equip_ok is False:
-            return Check(False, f"{p.clause}・{p.equipment_clause}",
+            return Check(False, rs.clauses["joiner"].join((p.clause, p.equipment_clause)),
                          "reason.project.equipment_not_listed",
                          params | {"equipment": a.equipment.value})
     replace_ok: bool | None = True
@@ -139,9 +141,10 @@ def _delivery(a: Answers, rs: Ruleset) -> Check:
 
 
 def _co2(a: Answers, rs: Ruleset) -> Check:
-    """第4 1/2 (1)(2): reduction of at least N t/yr OR at least the ratio, both inclusive."""
+    """Clause 4 (1)/(2): a cut of at least N t/yr OR at least the ratio, both inclusive."""
     if a.project_type is None:
-        return Check(None, "第4", "reason.co2.pending", needs=["co2_before_t", "co2_after_t"])
+        return Check(None, rs.clauses["project"], "reason.co2.pending",
+                     needs=["co2_before_t", "co2_after_t"])
     p = rs.projects[a.project_type.value]
     if p.min_reduction_t is None:
         return Check(True, p.clause, "reason.co2.not_required")

@@ -45,6 +45,7 @@ class Ruleset(BaseModel):
     expires_on: dt.date | None = None
     expires_clause: str | None = None
     ask_order: list[str]
+    clauses: dict[str, str]
     applicant_kinds: dict[str, Kind]
     size_limits: SizeLimits
     standing: dict[str, dict]
