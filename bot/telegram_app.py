@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
 import secrets
+import signal
 import sys
 from collections import Counter
 from collections.abc import Awaitable
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 from telegram import Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -124,6 +126,65 @@ def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
     return app
 
 
+async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
+    """Long polling that confirms updates to Telegram only once they are stored.
+
+    PTB's Updater confirms a batch with its next getUpdates, before the handlers ran, so a
+    crash in between would lose those messages. Here the next offset moves past a batch only
+    when every update of it is committed (or needed no storing); a redelivery after a crash
+    is recognised by its update id in storage. Sending may still be under way meanwhile, and
+    different chats proceed concurrently through ChatOrder."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: set[asyncio.Task] = set()
+    offset, pause = None, 0.0
+    async with app:
+        await app.bot.delete_webhook(drop_pending_updates=False)
+        await bot.on_start(app)
+        await app.start()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                fetch = asyncio.ensure_future(app.bot.get_updates(
+                    offset=offset, timeout=dt.timedelta(seconds=timeout),
+                    allowed_updates=ALLOWED_UPDATES))
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    break
+                try:
+                    updates = fetch.result()
+                except RetryAfter as exc:
+                    await asyncio.sleep(exc.retry_after.total_seconds()
+                                        if isinstance(exc.retry_after, dt.timedelta)
+                                        else exc.retry_after)
+                    continue
+                except (NetworkError, TimedOut, Conflict) as exc:  # back off, keep polling
+                    pause = min(max(pause * 2, 0.5), 30.0)
+                    log.warning("getUpdates failed (%s); retrying in %.1fs", exc, pause)
+                    await asyncio.sleep(pause)
+                    continue
+                pause = 0.0
+                stored = [bot.expect(u.update_id) for u in updates]
+                for update in updates:
+                    task = asyncio.ensure_future(app.update_processor.process_update(
+                        update, app.process_update(update)))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.gather(*(event.wait() for event in stored))
+                if updates:
+                    offset = updates[-1].update_id + 1
+        finally:
+            stopping.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # finish what was fetched
+            if offset is not None:
+                with contextlib.suppress(TelegramError):  # confirm the last batch
+                    await app.bot.get_updates(offset=offset, timeout=0)
+            await app.stop()
+
+
 def _fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 2
@@ -160,7 +221,8 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:  # unwritable path, a newer schema...: one line, no traceback
         log.error("%s", t("telegram.cli.failed", lang, problem=exc))
         return 1
-    app = build(settings, token, TelegramBot(storage, lang, settings.admin_user_ids, args.date))
+    bot = TelegramBot(storage, lang, settings.admin_user_ids, args.date)
+    app = build(settings, token, bot)
     try:
         if args.webhook:
             url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
@@ -168,8 +230,7 @@ def main(args: argparse.Namespace) -> int:
                             webhook_url=args.webhook, secret_token=secret,
                             allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
         else:
-            app.run_polling(timeout=dt.timedelta(seconds=args.poll_timeout),
-                            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+            asyncio.run(poll(app, bot, args.poll_timeout))
     except InvalidToken:
         log.error("%s", t("telegram.cli.rejected_token", lang))
         return 1

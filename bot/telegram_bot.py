@@ -64,6 +64,7 @@ class TelegramBot:
         self.storage, self.lang, self.admins = storage, lang, admins
         self.step = functools.partial(step, on=on)
         self.app: Application | None = None
+        self._stored: dict[int, asyncio.Event] = {}
 
     @property
     def bot(self):
@@ -87,14 +88,27 @@ class TelegramBot:
         if isinstance(update, Update) and update.effective_chat is not None and self.app:
             await self._say(update.effective_chat.id, t("telegram.error", self.lang))
 
+    def expect(self, update_id: int) -> asyncio.Event:
+        """An event set once the update is stored (or needs no storing): the poller confirms
+        an update to Telegram only then, so a crash before the commit loses nothing."""
+        return self._stored.setdefault(update_id, asyncio.Event())
+
+    def _release(self, update_id: int) -> None:
+        event = self._stored.pop(update_id, None)
+        if event is not None:
+            event.set()
+
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat, user = update.effective_chat, update.effective_user
-        if chat is None or user is None or chat.type != ChatType.PRIVATE:
-            return  # a screening is personal: private chats only
-        if update.callback_query is not None:
-            await self._on_press(update, update.callback_query)
-        elif update.message is not None:
-            await self._on_message(update, update.message)
+        try:
+            chat, user = update.effective_chat, update.effective_user
+            if chat is None or user is None or chat.type != ChatType.PRIVATE:
+                return  # a screening is personal: private chats only
+            if update.callback_query is not None:
+                await self._on_press(update, update.callback_query)
+            elif update.message is not None:
+                await self._on_message(update, update.message)
+        finally:
+            self._release(update.update_id)
 
     # --- inputs ---
 
@@ -144,6 +158,7 @@ class TelegramBot:
         uid = f"{self.bot.id}:{update.update_id}"  # update ids are per bot; a new bot restarts
         handled = await asyncio.to_thread(self.storage.handle, CHANNEL, chat_id, user_id, uid,
                                           inp, self.step, self.lang)
+        self._release(update.update_id)  # committed: safe to confirm before sending
         if query is not None:
             await self._try("answerCallbackQuery", query.answer)
         if handled.duplicate and update.update_id <= (marks.done_update_id or -1):

@@ -7,9 +7,11 @@ webhook port opening, a mark in the database) a short poll with a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
+import sqlite3
 import time
 
 import httpx
@@ -423,3 +425,38 @@ def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
     assert process.proc.returncode == 0
     assert emu.bot_messages(8001) == []  # the rejected updates never got in
     assert used not in process.output and "'secret_token': '[REDACTED]'" in process.output
+
+
+def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):
+    """A crash between fetching and committing must lose nothing: the offset that confirms an
+    update (so Telegram will not deliver it again) may only move past it once it is stored.
+    The test holds the database's write lock so the bot's commit waits; a poller that
+    confirmed on fetch (python-telegram-bot's own Updater does) would confirm meanwhile."""
+    target, early = emu._next_update_id + 1, []  # the id the next injected update gets
+    uid = f"{emu.bot_user['id']}:{target}"
+
+    def check(confirmed: list[int]) -> None:
+        if target in confirmed and not query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid):
+            early.append(target)
+
+    def pending() -> set[int]:
+        return {u["update_id"] for u in emu._pending}
+
+    before = len(chat.messages)
+    emu.on_confirm = check
+    lock = sqlite3.connect(bot.db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        emu.send_text(chat.id, "株式会社")
+        with contextlib.suppress(TimeoutError):  # time for a careless poller to confirm
+            emu.wait_until(lambda: target not in pending(), timeout=1.5)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        emu.wait_for_bot_messages(chat.id, before + 1)
+        emu.wait_until(lambda: target not in pending())  # confirmed once stored
+    finally:
+        emu.on_confirm = None
+    assert early == []
+    assert query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid) == [(1,)]

@@ -216,6 +216,9 @@ class BotApiEmulator:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._stopping = False
+        # Called (in the emulator's thread) with the update ids a getUpdates offset confirms:
+        # tests use it to check what the bot had stored at that moment.
+        self.on_confirm: Callable[[list[int]], None] | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -553,7 +556,10 @@ class BotApiEmulator:
                 if offset < 0:  # only the last -offset updates survive
                     self._pending = self._pending[offset:]
                 else:  # confirm everything below offset
+                    confirmed = [u["update_id"] for u in self._pending if u["update_id"] < offset]
                     self._pending = [u for u in self._pending if u["update_id"] >= offset]
+                    if confirmed and self.on_confirm is not None:
+                        self.on_confirm(confirmed)
             self._poll_generation += 1
             generation = self._poll_generation
             self._cond.notify_all()  # terminates any other long poll (409 below)
