@@ -64,7 +64,8 @@ def metadata(db_name: str, lang: str | None) -> dict:
             "allow_sql": ALLOW,
             "tables": {"conversations": table("conversations", CONVERSATION_COLUMNS),
                        "events": table("events", EVENT_COLUMNS),
-                       "inputs": {"hidden": True}},
+                       # bookkeeping of the adapters, not conversations
+                       "inputs": {"hidden": True}, "telegram_chats": {"hidden": True}},
             "queries": {
                 "recent": query("recent", report.CONVERSATIONS_SQL, report.LIST_COLUMNS,
                                 'ORDER BY "id" DESC'),
