@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 3  # 429: AIORateLimiter waits retry_after, then tries again
 MAX_CONCURRENT_UPDATES = 256
+WEBHOOK_STORE_TIMEOUT = 50  # seconds; Telegram gives a webhook about a minute
 ALLOWED_UPDATES = ["message", "callback_query"]
 TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]{10,}")
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram allows for secret_token
@@ -112,8 +113,27 @@ def file_url(api_url: str) -> str:
     return f"{head}/file/bot{tail}" if sep else api_url
 
 
+class StoredQueue(asyncio.Queue):
+    """The update queue for webhook mode: PTB's webhook handler answers Telegram with 200 once
+    `put` returns, so `put` returns only when the update is stored (or needed no storing).
+    A crash before that leaves the update unconfirmed, and Telegram delivers it again."""
+
+    def __init__(self, bot: TelegramBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    async def put(self, item: object) -> None:
+        if not isinstance(item, Update):
+            await super().put(item)
+            return
+        stored = self.bot.expect(item.update_id)  # before queueing: the handler may be quick
+        await super().put(item)
+        with contextlib.suppress(TimeoutError):  # never hold Telegram's request forever
+            await asyncio.wait_for(stored.wait(), WEBHOOK_STORE_TIMEOUT)
+
+
 def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
-    builder = (ApplicationBuilder().token(token)
+    builder = (ApplicationBuilder().token(token).update_queue(StoredQueue(bot))
                .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
                .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES))
                .post_init(bot.on_start))

@@ -460,3 +460,31 @@ def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):
         emu.on_confirm = None
     assert early == []
     assert query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid) == [(1,)]
+
+
+def test_webhook_answers_telegram_only_once_stored(own_emu, tmp_path):
+    """Telegram redelivers a webhook update until it gets 200: the bot must answer only after
+    the commit. The test holds the database's write lock; the request must wait for it."""
+    emu, port = own_emu, _free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    db = tmp_path / "bot.db"
+    process = BotProcess(emu, tmp_path, db, "--webhook", url, "--port", str(port),
+                         TELEGRAM_WEBHOOK_SECRET="s3cret")
+    with process.start(ready="setWebhook"):
+        assert _post(url, _update(1, 8100, "/start"), "s3cret") == 200  # database created
+        lock = sqlite3.connect(db, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(httpx.ReadTimeout):  # held until the commit can happen
+                httpx.post(url, content=_update(2, 8100, "株式会社"), timeout=1.5,
+                           headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret",
+                                    "Content-Type": "application/json"})
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        emu.wait_for_bot_messages(8100, 2)
+        uid = f"{emu.bot_user['id']}:2"
+        assert query(db, "SELECT count(*) FROM inputs WHERE uid = ?", uid) == [(1,)]
+        assert _post(url, _update(2, 8100, "株式会社"), "s3cret") == 200  # a redelivery
+        assert query(db, "SELECT count(*) FROM events WHERE input_uid = ? AND direction = 'in'",
+                     uid) == [(1,)]
