@@ -13,7 +13,7 @@ from typing import Any
 
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from dialogs.machine import route
-from dialogs.parsing import normalize
+from dialogs.parsing import Parsed, normalize
 from dialogs.questions import command_words, questions
 from dialogs.render import verdict_json
 from locales import has, t
@@ -50,7 +50,8 @@ class Turn:
             choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
         else:
             choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
-        progress = t("dialog.progress", self.lang, n=len(self.s.history) + 1,
+        h = self.s.history  # an answer being changed keeps its place in the count
+        progress = t("dialog.progress", self.lang, n=(h.index(qid) if qid in h else len(h)) + 1,
                      left=max(len(self.verdict().missing), 1))
         text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
@@ -63,11 +64,21 @@ class Turn:
         """The rules' first missing field, passing over those the user chose to skip."""
         return next((f for f in verdict.missing if f not in self.s.skipped), None)
 
+    def shown_answer(self, qid: str) -> str:
+        """An answer as the summary shows it: estimates marked, skipped ones said so."""
+        if qid not in self.s.answers:
+            return t("dialog.skipped_value", self.lang)
+        value = self.show(qid, self.s.answers[qid])
+        return t("dialog.approx_value", self.lang, value=value) if qid in self.s.approx else value
+
+    def summary_fields(self) -> list[str]:
+        """Answered and skipped questions, in the order they were asked."""
+        skipped = [f for f in self.s.skipped if f not in self.s.history]
+        return self.s.history + sorted(skipped, key=list(questions()).index)
+
     def summary_text(self) -> str:
         lines = [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
-                   value=self.show(f, self.s.answers[f])) for f in self.s.history]
-        lines += [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
-                    value=t("dialog.skipped_value", self.lang)) for f in self.s.skipped]
+                   value=self.shown_answer(f)) for f in self.summary_fields()]
         title = t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty",
                                                                       self.lang)
         return "\n".join([title, *lines])
@@ -85,9 +96,14 @@ class Turn:
                                                                      self.lang)]
         lines += [t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
                   for r in vj["reasons"] if r["status"] in shown]
-        if vj["warnings"]:
+        notes = list(vj["warnings"])
+        if self.s.approx:  # a verdict resting on estimates deserves a reminder
+            notes.append(t("verdict.estimates", self.lang, answers=t("dialog.list_joiner",
+                           self.lang).join(t(f"question.{f}.short", self.lang)
+                                           for f in self.s.approx)))
+        if notes:
             lines += ["", t("verdict.warnings_title", self.lang),
-                      *[t("verdict.warning_line", self.lang, message=w) for w in vj["warnings"]]]
+                      *[t("verdict.warning_line", self.lang, message=w) for w in notes]]
         lines += ["", t("verdict.next_title", self.lang), t(f"verdict.next.{verdict.status}",
                                                             self.lang)]
         if verdict.status == "ineligible":
@@ -133,7 +149,8 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
     numbered = state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC
     if key in labels:
         return read(state, UserInput(choice=labels[key]))
-    if numbered and key.isdigit() and 1 <= int(key) <= len(state.offered):
+    button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
+    if numbered and button_no and 1 <= int(key) <= len(state.offered):
         return read(state, UserInput(choice=state.offered[int(key) - 1].value))
     return "text", text
 
@@ -154,29 +171,31 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
             s.last.outcome = "help"
             _guide(turn, qid)
             return s.phase
-        value = q.from_button(value)
-        parsed_ok, approx = value is not None, False
+        button = q.from_button(value)
+        parsed = Parsed(button is not None, button, error=None if button is not None
+                        else "invalid")
     else:
         parsed = q.parse(payload, turn.lang)
-        if not parsed.ok:
-            if parsed.error == "unknown":
-                s.last.outcome = "help"
-                _guide(turn, qid)
-            else:
-                error = parsed.error if parsed.error in ("negative", "too_large") else q.kind
-                turn.ask(qid, t(f"dialog.reask.{error}", turn.lang, max=q.max))
-            return s.phase
-        value, parsed_ok, approx = parsed.value, True, parsed.approx
-    if not parsed_ok:
-        turn.ask(qid, t(f"dialog.reask.{q.kind}", turn.lang, max=q.max))
+    if not parsed.ok:
+        if parsed.error == "unknown":
+            s.last.outcome = "help"
+            _guide(turn, qid)
+        else:
+            error = parsed.error if parsed.error in ("negative", "too_large") else q.kind
+            turn.ask(qid, t(f"dialog.reask.{error}", turn.lang, max=q.max))
         return s.phase
+    value, approx = parsed.value, parsed.approx
     json_value = str(value) if isinstance(value, Decimal) else value
     s.answers[qid] = json_value
     s.history = [f for f in s.history if f != qid] + [qid]
-    s.skipped = [f for f in s.skipped if f != qid]
+    s.skipped = [f for f in s.skipped if f not in (qid, *q.skip_also)]  # asked again
+    s.approx = [f for f in s.approx if f != qid] + ([qid] if approx else [])
     kept = set(relevant_fields(s.answers, on=turn.on))
     s.answers = {f: v for f, v in s.answers.items() if f in kept}
     s.history = [f for f in s.history if f in kept]
+    s.approx = [f for f in s.approx if f in kept]
+    still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
+    s.skipped = [f for f in s.skipped if f in still_open]
     s.last = Interpretation(question=qid, outcome="answer", value=json_value)
     echo = t("dialog.echo_approx" if approx else "dialog.echo", turn.lang,
              short=t(f"question.{qid}.short", turn.lang), value=turn.show(qid, value))
@@ -189,13 +208,20 @@ def _guide(turn: Turn, qid: str) -> None:
     """"Don't know": where to find the figure, the question again, and a way to skip it."""
     turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
                              t(f"question.{qid}.unknown", turn.lang)]))
-    turn.replies[-1].choices.append(turn.button("dialog.buttons.skip", "/skip"))
+    if questions()[qid].skippable:
+        turn.replies[-1].choices.append(turn.button("dialog.buttons.skip", "/skip"))
 
 
 def _skip(turn: Turn) -> str:
     """Leave the awaited question open: the verdict then says what is still to confirm."""
     qid = turn.s.awaiting
-    turn.s.skipped = [f for f in turn.s.skipped if f != qid] + [qid]
+    q = questions()[qid]
+    if not q.skippable:
+        turn.s.last.outcome = "ignored"
+        turn.ask(qid, t("dialog.cannot_skip", turn.lang))
+        return turn.s.phase
+    skip = [qid, *q.skip_also]
+    turn.s.skipped = [f for f in turn.s.skipped if f not in skip] + skip
     turn.s.last.outcome = "command"
     prefix = t("dialog.skipped", turn.lang, short=t(f"question.{qid}.short", turn.lang))
     return turn.proceed(prefix, trigger="skip")
@@ -211,6 +237,8 @@ def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
 
 def _back(turn: Turn) -> str:
     s = turn.s
+    if s.awaiting in s.answers:  # changing an answer: 戻る leaves it as it was
+        return turn.proceed(t("dialog.edit_cancelled", turn.lang))
     if not s.history:
         turn.ask(s.awaiting or turn.verdict().missing[0], t("dialog.back_at_start", turn.lang))
         return s.phase
@@ -266,6 +294,8 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         name, arg = "begin", ""
     if name == "start" and s.phase in ("start", "cancelled"):
         name = "begin"
+    elif name == "start" and not s.history and s.phase == "asking":
+        name = "continue"  # nothing to resume: just ask again
     dest = route(s.phase, name, decided=False) if name != "answer" else "asking"
     if dest is None:
         s.last.outcome = "ignored"
@@ -289,6 +319,8 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
             turn.say("dialog.not_now")
             _repeat(turn)
             dest = s.phase
+    elif name == "cancel" and s.phase == "verdict":  # the screening is complete: keep it so
+        turn.say("dialog.goodbye")
     elif name == "cancel":
         s.awaiting = None
         turn.say("dialog.cancelled")
@@ -325,7 +357,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
 def _summary(turn: Turn) -> None:
     buttons = [Choice(value=f"/edit {f}", label=t("dialog.edit_button", turn.lang,
                                                    short=t(f"question.{f}.short", turn.lang)))
-               for f in turn.s.history + turn.s.skipped]
+               for f in turn.summary_fields()]
     turn.replies.append(Reply(key="dialog.summary_title", text=turn.summary_text(),
                               choices=buttons + [turn.button("dialog.buttons.continue",
                                                              "/continue")]))

@@ -50,7 +50,7 @@ class State(BaseModel):
     history: list[str] = Field(default_factory=list)  # question ids answered, in order (for /back)
     skipped: list[str] = Field(default_factory=list)  # questions the user chose to leave open
     awaiting: str | None = None  # question id being asked
-    pending: str | None = None  # a confirmation being asked (e.g. "restart")
+    approx: list[str] = Field(default_factory=list)  # answers the user gave as estimates
     offered: list[Choice] = Field(default_factory=list)  # the buttons last shown: typing a
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)

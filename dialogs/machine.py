@@ -19,7 +19,8 @@ TRANSITIONS = [
     {"trigger": "back", "source": ACTIVE, "dest": "asking"},
     {"trigger": "edit", "source": ACTIVE, "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},
-    {"trigger": "cancel", "source": ["start", *ACTIVE], "dest": "cancelled"},
+    {"trigger": "cancel", "source": ["start", "asking"], "dest": "cancelled"},
+    {"trigger": "cancel", "source": "verdict", "dest": None},  # done anyway: just goodbye
     {"trigger": "help", "source": ACTIVE, "dest": None},
     {"trigger": "why", "source": ACTIVE, "dest": None},
     {"trigger": "summary", "source": ACTIVE, "dest": None},

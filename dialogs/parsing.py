@@ -189,9 +189,18 @@ def parse_money(text: str) -> Parsed:
     return _integral(_quantity(text, "money"))
 
 
+_ZERO_PEOPLE = _words(_V["count"]["zero"])
+
+
 def parse_count(text: str) -> Parsed:
-    """People as int: Arabic or kanji numerals with a people counter; approx when estimated."""
-    return _integral(_quantity(text, "count"))
+    """People as int: Arabic or kanji numerals with a people counter; approx when estimated.
+    Without any number, "nobody" words read as 0 (sole proprietors often have no staff)."""
+    p = _integral(_quantity(text, "count"))
+    t = normalize(text)
+    if p.error == "invalid" and not any(c.isdigit() for c in t) and any(
+            w in t for w in _ZERO_PEOPLE):
+        return Parsed(True, 0)
+    return p
 
 
 def parse_tonnes(text: str) -> Parsed:

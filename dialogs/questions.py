@@ -3,18 +3,21 @@ and how an understood value is shown back. The wording lives in locales/."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from dialogs import parsing
 from dialogs.parsing import Parsed
 from locales import t
+from rules import Answers
 
+KG = Decimal("0.001")  # tonnes
 PARSERS = {"money": parsing.parse_money, "count": parsing.parse_count,
            "tonnes": parsing.parse_tonnes, "yes_no": parsing.parse_yes_no}
 
@@ -26,6 +29,9 @@ class Question:
     choices: dict[str, list[str]] = field(default_factory=dict)  # value -> synonyms
     max: int | None = None
     text_by: str | None = None  # answer field whose value picks the wording
+    words: dict[str, list[str]] = field(default_factory=dict)  # yes/no: affirm, deny
+    skippable: bool = True
+    skip_also: tuple[str, ...] = ()
 
     def options(self, lang: str) -> list[tuple[str, str]]:
         """(value, label) in display order; yes/no questions offer yes / no."""
@@ -39,10 +45,31 @@ class Question:
             opts = [(v, [t(f"choices.{self.id}.{v}", lang), *syn]) for v, syn in
                     self.choices.items()]
             return parsing.parse_choice(text, opts)
-        parsed = PARSERS[self.kind](text)
+        parsed = Parsed(False)
+        if self.kind == "yes_no":  # its own labels and words first: "県外です" is a no
+            opts = [(v, [t(f"question.{self.id}.{role}", lang), *self.words.get(role, [])])
+                    for v, role in (("true", "affirm"), ("false", "deny"))]
+            own = parsing.parse_choice(text, opts)
+            if own.ok and own.value in ("true", "false"):
+                parsed = Parsed(True, own.value == "true")
+        if not parsed.ok:
+            parsed = PARSERS[self.kind](text)
+        if parsed.ok and self.kind == "tonnes":  # the answer model keeps kilograms (0.001 t)
+            parsed = replace(parsed, value=parsed.value.quantize(KG, ROUND_HALF_UP)
+                             if parsed.value.as_tuple().exponent < -3 else parsed.value)
         if parsed.ok and self.max is not None and parsed.value > self.max:
             return Parsed(False, error="too_large")
+        if parsed.ok and not self.fits_model(parsed.value):
+            return Parsed(False, error="invalid")
         return parsed
+
+    def fits_model(self, value: Any) -> bool:
+        """Whatever the parser understood, the answer model has the last word."""
+        try:
+            Answers.model_validate({self.id: value})
+        except ValidationError:
+            return False
+        return True
 
     def from_button(self, value: str) -> Any:
         """A button's value as the answer value, or None when it is not one of ours."""
@@ -88,7 +115,9 @@ def format_yen(n: int, lang: str) -> str:
 def _load() -> tuple[dict[str, Question], dict[str, list[str]]]:
     data = yaml.safe_load((resources.files("dialogs") / "questions.yaml").read_text("utf-8"))
     qs = {qid: Question(id=qid, kind=q["kind"], choices=q.get("choices") or {},
-                        max=q.get("max"), text_by=q.get("text_by"))
+                        max=q.get("max"), text_by=q.get("text_by"), words=q.get("words") or {},
+                        skippable=q.get("skippable", True),
+                        skip_also=tuple(q.get("skip_also", ())))
           for qid, q in data["questions"].items()}
     return qs, data["commands"]
 

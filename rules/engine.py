@@ -161,8 +161,8 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
     by_ratio = cut >= p.min_reduction_ratio * before  # exact Decimal; no division at the threshold
     params = limits | {"before": before, "after": after, "cut": cut,
                        "percent": (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN")}
-    key = ("reason.co2.by_tonnes" if by_tonnes else
-           "reason.co2.by_ratio" if by_ratio else "reason.co2.too_small")
+    key = ("reason.co2.by_tonnes" if by_tonnes else "reason.co2.by_ratio" if by_ratio else
+           "reason.co2.increase" if cut < 0 else "reason.co2.too_small")
     return Check(by_tonnes or by_ratio, clause, key, params)
 
 

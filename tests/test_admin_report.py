@@ -20,7 +20,7 @@ TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい"]
 STOPS_AT_CAPITAL = ["/start", "会社", "小売業"]
 REASKS_THEN_CANCEL = ["/start", "ラーメン", "株式会社", "製造業", "たくさん", "3億円", "多分",
                       "いいえ", "分からない", "いいえ", "やめる"]
-SKIPS_CO2 = [*ELIGIBLE[:10], "分からない", "飛ばす", "10トン"]  # -> undetermined
+SKIPS_CO2 = [*ELIGIBLE[:10], "分からない", "飛ばす"]  # -> undetermined (after is skipped too)
 # (channel, chat, user, first input at (UTC), texts). Japan time is UTC+9, so conversation 3
 # starts on 2025-04-02 in Japan although it is still 04-01 in UTC.
 SCRIPTS = [
@@ -86,7 +86,7 @@ FUNNEL = {  # question: (reached, answered, stopped)
     "capital_yen": (5, 4, 1), "employees": (0, 0, 0), "tax_arrears": (4, 4, 0),
     "antisocial_forces": (3, 3, 0), "site_in_tochigi": (3, 2, 1), "project_type": (2, 2, 0),
     "equipment": (0, 0, 0), "replaces_existing": (2, 2, 0), "delivery": (2, 2, 0),
-    "co2_before_t": (2, 1, 0), "co2_after_t": (2, 2, 0),
+    "co2_before_t": (2, 1, 0), "co2_after_t": (1, 1, 0),
 }
 
 
@@ -138,7 +138,7 @@ def test_last_question_survives_a_cancel(storage):
     last = {r["id"]: (r["status"], r["last_question"]) for r in report.conversations(storage.db)}
     assert last == {1: ("finished", "co2_after_t"), 2: ("finished", "tax_arrears"),
                     3: ("active", "capital_yen"), 4: ("cancelled", "site_in_tochigi"),
-                    5: ("finished", "co2_after_t")}
+                    5: ("finished", "co2_before_t")}
 
 
 def test_display_sql_shows_the_same_words_as_the_text(storage):
@@ -161,8 +161,8 @@ def test_recent_text(storage):
     assert rows(text) == [
         ["会話", "4件（新しい順、時刻は日本時間）"],
         ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"],
-        ["5", "2025-04-03", "11:00:01", "2025-04-03", "11:00:14", "Telegram", "判定済み",
-         "判定不能", "更新後のCO2排出量"],
+        ["5", "2025-04-03", "11:00:01", "2025-04-03", "11:00:13", "Telegram", "判定済み",
+         "判定不能", "更新前のCO2排出量"],
         ["4", "2025-04-03", "10:00:01", "2025-04-03", "10:00:12", "Telegram", "中断", "判定なし",
          "県内の事業所"],
         ["3", "2025-04-02", "01:00:01", "2025-04-02", "01:00:04", "コンソール", "進行中",

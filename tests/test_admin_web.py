@@ -94,7 +94,7 @@ async def test_admin_sees_japanese_reports(ds):
     recent = (await ds.client.get(f"/{NAME}/recent.json?_shape=array&limit=2&channel=telegram",
                                   cookies=c)).json()
     assert [(r["番号"], r["状態"], r["最後の質問"]) for r in recent] == [
-        (5, "判定済み", "更新後のCO2排出量"), (4, "中断", "県内の事業所")]
+        (5, "判定済み", "更新前のCO2排出量"), (4, "中断", "県内の事業所")]
 
 
 async def test_nothing_can_write(ds, db):

@@ -242,3 +242,31 @@ def test_console_resumes_the_last_unfinished_conversation(tmp_path):
     fresh = subprocess.run(cmd + ["--new"], input="", capture_output=True, text=True,
                            encoding="utf-8", env=env)
     assert "事業者の種類を教えてください" in fresh.stdout
+
+
+@pytest.mark.parametrize("qid, text", [
+    ("co2_before_t", "1234.5kg"), ("co2_before_t", "12.3456t"), ("entity_type", "፩"),
+    ("entity_type", "9" * 5000), ("capital_yen", "9" * 5000), ("employees", "٣٠٠人"),
+])
+def test_odd_numbers_never_crash_and_are_understood_or_reasked(qid, text):
+    s = path_to(qid)
+    new, replies = send(s, text)
+    assert replies and new.answers.items() >= s.answers.items()
+    assert new.last.outcome in ("answer", "reask")
+    if qid == "co2_before_t":
+        assert new.answers[qid] in ("1.235", "12.346")  # kept to the kilogram
+
+
+def test_back_while_changing_an_answer_keeps_it():
+    s = started()
+    for text in ["会社", "製造業"]:
+        s = send(s, text)[0]
+    s = send(send(s, "/edit entity_type")[0], "戻る")[0]
+    assert s.answers == {"entity_type": "company", "industry": "manufacturing"}
+    assert s.awaiting == "capital_yen"
+
+
+def test_a_cancel_after_the_verdict_keeps_the_verdict():
+    s = in_phase("verdict")
+    new, replies = send(s, "やめる")
+    assert new.phase == "verdict" and new.verdict == s.verdict
