@@ -237,7 +237,7 @@ def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
 
 def _back(turn: Turn) -> str:
     s = turn.s
-    if s.awaiting in s.answers:  # changing an answer: 戻る leaves it as it was
+    if s.awaiting in s.answers:  # changing an answer: /back leaves it as it was
         return turn.proceed(t("dialog.edit_cancelled", turn.lang))
     if not s.history:
         turn.ask(s.awaiting or turn.verdict().missing[0], t("dialog.back_at_start", turn.lang))

@@ -46,7 +46,7 @@ class Question:
                     self.choices.items()]
             return parsing.parse_choice(text, opts)
         parsed = Parsed(False)
-        if self.kind == "yes_no":  # its own labels and words first: "県外です" is a no
+        if self.kind == "yes_no":  # its own labels and words first ("out of the prefecture")
             opts = [(v, [t(f"question.{self.id}.{role}", lang), *self.words.get(role, [])])
                     for v, role in (("true", "affirm"), ("false", "deny"))]
             own = parsing.parse_choice(text, opts)

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_admin_report import ELIGIBLE, FUNNEL, REASKS_THEN_CANCEL, SCRIPTS, populate, rows
+from test_admin_report import (
+    ELIGIBLE,
+    FUNNEL,
+    REASKS_THEN_CANCEL,
+    SCRIPTS,
+    rows,
+)
 
 from bot import admin_report as report
 from bot.admin_cli import open_read_only
@@ -23,17 +29,10 @@ from bot.storage import Storage
 from rules import Answers
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "template.db"
-    populate(path)
-    return path
-
-
 @pytest.fixture
-def db(template, tmp_path, monkeypatch):
+def db(filled_db, tmp_path, monkeypatch):
     path = tmp_path / "subsidy.db"
-    shutil.copy(template, path)
+    shutil.copy(filled_db, path)
     monkeypatch.setenv("SUBSIDY_DB", str(path))  # commands read it like the bot does
     monkeypatch.delenv("SUBSIDY_LANG", raising=False)
     return path

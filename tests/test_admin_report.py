@@ -53,13 +53,6 @@ def populate(path) -> None:
                 storage.handle(channel, chat, user, f"{chat}-{i}", UserInput(text=text), stepper)
 
 
-@pytest.fixture(scope="session")
-def filled_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("admin") / "template.db"
-    populate(path)
-    return path
-
-
 @pytest.fixture
 def storage(filled_db, tmp_path):
     path = tmp_path / "subsidy.db"

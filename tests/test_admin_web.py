@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from datasette_auth_passwords.utils import hash_password  # the admin extra
-from test_admin_report import FUNNEL, populate
+from test_admin_report import FUNNEL
 
 from bot import admin_web
 from bot.admin_cli import AdminError
@@ -31,17 +31,10 @@ HASH = hash_password(PASSWORD, iterations=1000)  # few rounds: fast tests, same 
 NAME = "subsidy"  # Datasette names the database after the file
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("web") / "template.db"
-    populate(path)
-    return path
-
-
 @pytest.fixture
-def db(template, tmp_path):
+def db(filled_db, tmp_path):
     path = tmp_path / f"{NAME}.db"
-    shutil.copy(template, path)
+    shutil.copy(filled_db, path)
     return path
 
 
