@@ -199,8 +199,11 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     s.last = Interpretation(question=qid, outcome="answer", value=json_value)
     echo = t("dialog.echo_approx" if approx else "dialog.echo", turn.lang,
              short=t(f"question.{qid}.short", turn.lang), value=turn.show(qid, value))
-    if approx and qid in LIMIT_PARAMS:
-        echo += _near_limit_note(turn, qid, value)
+    if approx and qid in LIMIT_PARAMS and (note := _near_limit_note(turn, qid, value)):
+        # An estimate next to a limit could tip the verdict: ask once for the exact figure.
+        turn.ask(qid, echo + note)
+        turn.replies[-1].choices.append(turn.button("dialog.buttons.keep", "/keep"))
+        return s.phase
     return turn.proceed(echo)
 
 
@@ -268,6 +271,14 @@ def _fresh(turn: Turn, key: str) -> str:
     return "asking"
 
 
+def _refuse(turn: Turn) -> str:
+    """A command that makes no sense here: say so, and show again what is expected."""
+    turn.s.last.outcome = "ignored"
+    turn.say("dialog.not_now")
+    _repeat(turn)
+    return turn.s.phase
+
+
 def _repeat(turn: Turn) -> None:
     """Show again what the user is expected to do now."""
     if turn.s.awaiting:
@@ -298,9 +309,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         name = "continue"  # nothing to resume: just ask again
     dest = route(s.phase, name, decided=False) if name != "answer" else "asking"
     if dest is None:
-        s.last.outcome = "ignored"
-        turn.say("dialog.not_now")
-        _repeat(turn)
+        _refuse(turn)
     elif name == "answer":
         dest = _answer(turn, kind, payload)
     elif name == "begin":
@@ -310,15 +319,13 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         dest = _fresh(turn, "dialog.restarted")
     elif name == "skip":
         dest = _skip(turn)
+    elif name == "keep":  # the answer awaited is already given (an estimate): go on with it
+        dest = (turn.proceed(trigger="keep") if s.awaiting in s.answers
+                else _refuse(turn))
     elif name == "back":
         dest = _back(turn)
     elif name == "edit":
-        dest = _edit(turn, arg.strip())
-        if dest is None:
-            s.last.outcome = "ignored"
-            turn.say("dialog.not_now")
-            _repeat(turn)
-            dest = s.phase
+        dest = _edit(turn, arg.strip()) or _refuse(turn)
     elif name == "cancel" and s.phase == "verdict":  # the screening is complete: keep it so
         turn.say("dialog.goodbye")
     elif name == "cancel":

@@ -16,6 +16,8 @@ TRANSITIONS = [
     {"trigger": "answer", "source": "asking", "dest": "asking"},
     {"trigger": "skip", "source": "asking", "dest": "verdict", "conditions": "decided"},
     {"trigger": "skip", "source": "asking", "dest": "asking"},
+    {"trigger": "keep", "source": "asking", "dest": "verdict", "conditions": "decided"},
+    {"trigger": "keep", "source": "asking", "dest": "asking"},
     {"trigger": "back", "source": ACTIVE, "dest": "asking"},
     {"trigger": "edit", "source": ACTIVE, "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},

@@ -46,7 +46,7 @@ BY_BUTTONS = {
 BY_TEXT = {
     "eligible": ["株式会社です", "製造業", "３億円", "ありません", "該当しません", "はい", "LED",
                  "はい", "購入", "64.1トン", "54.1 t-CO2"],
-    "ineligible": ["合同会社", "小売業", "5,001万円", "約51名"],
+    "ineligible": ["合同会社", "小売業", "5,001万円", "約51名", "このまま"],
     "undetermined": ["NPO法人", "いいえ", "いいえ", "はい", "コージェネレーション", "購入"],
 }
 TITLES = {status: t(f"verdict.title.{status}", "ja") for status in BY_TEXT}
