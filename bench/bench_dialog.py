@@ -22,8 +22,9 @@ from rules import evaluate
 ON = dt.date(2024, 6, 1)
 # The inputs of a staff scenario that ends eligible (typed text, 12 turns).
 SCENARIO = Path(__file__).parent.parent / "tests" / "scenarios" / "eligible_led_by_text.yaml"
-DIALOG = ["/start"] + [str(s["say"]) for s in yaml.safe_load(SCENARIO.read_text("utf-8"))["steps"]
-                       if "say" in s]
+DIALOG = ["/start"] + [
+    str(s["say"]) for s in yaml.safe_load(SCENARIO.read_text("utf-8"))["steps"] if "say" in s
+]
 NUMERAL = "\u0031\u5104\u0032\u5343\u0033\u767e\u4e07\u5186"  # 1 oku 2 sen 3 hyaku man en
 
 
@@ -34,8 +35,10 @@ def timed(label: str, fn, n: int) -> None:
         for _ in range(n):
             fn()
         samples.append((time.perf_counter() - t0) / n * 1e6)
-    print(f"{label:<40} median {statistics.median(samples):9.1f} µs  "
-          f"(min {min(samples):.1f}, max {max(samples):.1f}, n={n}×5)")
+    print(
+        f"{label:<40} median {statistics.median(samples):9.1f} µs  "
+        f"(min {min(samples):.1f}, max {max(samples):.1f}, n={n}×5)"
+    )
 
 
 def whole_dialog() -> State:
@@ -52,11 +55,19 @@ def main() -> None:
     timed("evaluate(full answers)", lambda: evaluate(full.answers, on=ON), 2000)
     timed("whole dialog, 12 steps (pure)", whole_dialog, 50)
     with tempfile.TemporaryDirectory() as tmp, Storage(Path(tmp) / "b.db") as storage:
+
         def stored_dialog():
             chat = uuid.uuid4().hex
             for text in DIALOG:
-                storage.handle("console", chat, None, uuid.uuid4().hex, UserInput(text=text),
-                               lambda s, i: step(s, i, on=ON))
+                storage.handle(
+                    "console",
+                    chat,
+                    None,
+                    uuid.uuid4().hex,
+                    UserInput(text=text),
+                    lambda s, i: step(s, i, on=ON),
+                )
+
         timed("whole dialog, 12 stored inputs (SQLite)", stored_dialog, 5)
     tracemalloc.start()
     whole_dialog()

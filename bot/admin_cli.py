@@ -68,6 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.db is None or args.lang is None:  # SUBSIDY_DB / SUBSIDY_LANG, or .env
         from bot.settings import load
+
         settings = load()
         args.db = args.db or settings.subsidy_db
         args.lang = args.lang or settings.subsidy_lang  # t() falls back from unknown ones
@@ -81,8 +82,9 @@ def main(args: argparse.Namespace) -> int:
 def _filters(args, limit=None) -> report.Filters:
     """argparse's None (not given) is the SQL's '' (no filter)."""
     given = {k: getattr(args, k) for k in ("since", "until", "channel", "outcome")}
-    return report.Filters(**{k: v or "" for k, v in given.items()},
-                          limit="" if limit is None else limit)
+    return report.Filters(
+        **{k: v or "" for k, v in given.items()}, limit="" if limit is None else limit
+    )
 
 
 def open_read_only(path: Path, lang: str | None = None) -> Database:
@@ -111,11 +113,33 @@ def _show(args) -> int:
 
 
 # --- export -------------------------------------------------------------------------------
-CONVERSATION_FIELDS = ["id", "channel", "chat_id", "user_id", "lang", "started_at", "updated_at",
-                       "status", "verdict_status", "ruleset", "last_question"]
+CONVERSATION_FIELDS = [
+    "id",
+    "channel",
+    "chat_id",
+    "user_id",
+    "lang",
+    "started_at",
+    "updated_at",
+    "status",
+    "verdict_status",
+    "ruleset",
+    "last_question",
+]
 ANSWER_FIELDS = list(Answers.model_fields)
-EVENT_FIELDS = ["conversation_id", "seq", "at", "direction", "question", "outcome", "raw_text",
-                "value", "command", "reply_key", "verdict"]
+EVENT_FIELDS = [
+    "conversation_id",
+    "seq",
+    "at",
+    "direction",
+    "question",
+    "outcome",
+    "raw_text",
+    "value",
+    "command",
+    "reply_key",
+    "verdict",
+]
 
 
 def _iso_jst(iso: str | None) -> str | None:
@@ -126,8 +150,10 @@ def _iso_jst(iso: str | None) -> str | None:
 def export_rows(db: Database, filters: report.Filters, events: bool) -> tuple[list, list[dict]]:
     """(columns, rows), oldest first; every answer field has its own column."""
     if events:
-        rows = [r | {"at": _iso_jst(r["at"]), "value": json.loads(r["value_json"] or "null")}
-                for r in db.query(report.EVENTS_SQL, filters.params())]
+        rows = [
+            r | {"at": _iso_jst(r["at"]), "value": json.loads(r["value_json"] or "null")}
+            for r in db.query(report.EVENTS_SQL, filters.params())
+        ]
         return EVENT_FIELDS, [{k: r[k] for k in EVENT_FIELDS} for r in rows]
     rows = []
     for r in reversed(report.conversations(db, filters)):
@@ -144,8 +170,11 @@ def _export(args) -> int:
     # The BOM makes Excel read the CSV as UTF-8; csv's own \r\n line ends suit it too.
     encoding = "utf-8-sig" if args.format == "csv" else "utf-8"
     sys.stdout.flush()  # we write to its buffer below
-    out = (open(args.output, "w", encoding=encoding, newline="") if args.output else
-           io.TextIOWrapper(sys.stdout.buffer, encoding=encoding, newline="", write_through=True))
+    out = (
+        open(args.output, "w", encoding=encoding, newline="")
+        if args.output
+        else io.TextIOWrapper(sys.stdout.buffer, encoding=encoding, newline="", write_through=True)
+    )
     try:
         if args.format == "csv":
             writer = csv.DictWriter(out, columns)
@@ -183,6 +212,7 @@ def plot(db: Database, filters: report.Filters, path: Path, lang: str) -> None:
         raise AdminError(t("admin.cli.needs_extra", lang, what="matplotlib")) from None
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
+
     try:
         import matplotlib_fontja  # noqa: F401  (registers a Japanese font on import)
     except ImportError:
@@ -193,8 +223,12 @@ def plot(db: Database, filters: report.Filters, path: Path, lang: str) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 11), height_ratios=(3, 2))
     ys, h = range(len(per_q)), 0.27
     for i, key in enumerate(report.FUNNEL_COLUMNS[1:]):
-        top.barh([y + (i - 1) * h for y in ys], [r[key] for r in per_q], h,
-                 label=t(f"admin.col.{key}", lang))
+        top.barh(
+            [y + (i - 1) * h for y in ys],
+            [r[key] for r in per_q],
+            h,
+            label=t(f"admin.col.{key}", lang),
+        )
     top.set_yticks(list(ys), [names[r["question"]] for r in per_q])
     top.invert_yaxis()  # asking order from the top
     top.set_title(t("admin.plot.funnel", lang))
@@ -211,6 +245,7 @@ def plot(db: Database, filters: report.Filters, path: Path, lang: str) -> None:
     bottom.set_ylabel(t("admin.plot.conversations", lang))
     if x:  # one tick per day, or fewer for long periods
         from matplotlib import dates
+
         bottom.xaxis.set_major_locator(dates.DayLocator(interval=max(1, (x[-1] - x[0]).days // 10)))
         bottom.xaxis.set_major_formatter(dates.DateFormatter("%Y-%m-%d"))
     bottom.tick_params(axis="x", labelrotation=45)
@@ -246,13 +281,23 @@ def _delete_user(args) -> int:
 
 def _serve(args) -> int:
     from bot import admin_web
+
     return admin_web.serve(args.db, args.host, args.port, args.lang)
 
 
 def _hash_password(args) -> int:
     from bot import admin_web
+
     return admin_web.hash_password_command(args.lang)
 
 
-ACTIONS = {"list": _list, "show": _show, "export": _export, "stats": _stats, "purge": _purge,
-           "delete-user": _delete_user, "serve": _serve, "hash-password": _hash_password}
+ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "export": _export,
+    "stats": _stats,
+    "purge": _purge,
+    "delete-user": _delete_user,
+    "serve": _serve,
+    "hash-password": _hash_password,
+}

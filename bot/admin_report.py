@@ -33,9 +33,18 @@ CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<c
     "direction": ("in", "out"),
     "outcome": ("answer", "reask", "command", "help", "start", "ignored"),
 }
-KINDS = {"channel": "channel", "status": "status", "verdict_status": "verdict",
-         "question": "question", "last_question": "question", "direction": "direction",
-         "outcome": "outcome", "started_at": "time", "updated_at": "time", "at": "time"}
+KINDS = {
+    "channel": "channel",
+    "status": "status",
+    "verdict_status": "verdict",
+    "question": "question",
+    "last_question": "question",
+    "direction": "direction",
+    "outcome": "outcome",
+    "started_at": "time",
+    "updated_at": "time",
+    "at": "time",
+}
 
 
 @dataclass(frozen=True)
@@ -161,8 +170,10 @@ def display_sql(sql: str, columns: list[str], lang: str | None, order: str = "")
             expr = f"strftime('{TIME_FORMAT}', {ident}, {SQL_JST})"
         elif kind:
             subject = f"coalesce({ident}, 'none')" if kind == "verdict" else ident
-            whens = " ".join(f"WHEN {sql_literal(c)} THEN {sql_literal(w)}"
-                             for c, w in labels(kind, lang).items())
+            whens = " ".join(
+                f"WHEN {sql_literal(c)} THEN {sql_literal(w)}"
+                for c, w in labels(kind, lang).items()
+            )
             expr = f"CASE {subject} {whens} ELSE {ident} END"
         else:
             expr = ident
@@ -201,14 +212,22 @@ def table(columns: list[str], rows: list[dict], lang: str | None) -> str:
 
     def line(cells: list[str]) -> str:
         pad = [" " * (w - _width(x)) for x, w in zip(cells, widths, strict=True)]
-        return "  ".join(p + x if num else x + p
-                         for x, p, num in zip(cells, pad, numeric, strict=True)).rstrip()
+        return "  ".join(
+            p + x if num else x + p for x, p, num in zip(cells, pad, numeric, strict=True)
+        ).rstrip()
 
     return "\n".join([line(head), *map(line, body)])
 
 
-LIST_COLUMNS = ["id", "started_at", "updated_at", "channel", "status", "verdict_status",
-                "last_question"]
+LIST_COLUMNS = [
+    "id",
+    "started_at",
+    "updated_at",
+    "channel",
+    "status",
+    "verdict_status",
+    "last_question",
+]
 DAY_COLUMNS = ["day", "total", "eligible", "ineligible", "undetermined", "none"]
 FUNNEL_COLUMNS = ["question", "reached", "answered", "stopped"]
 REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped"]
@@ -227,14 +246,22 @@ def stats_report(db: Database, lang: str | None, filters: Filters = Filters()) -
         return t("admin.list.empty", lang)
     per_q = per_question(db, filters)
     totals = {k: sum(d[k] for d in days) for k in DAY_COLUMNS[1:]}
-    outcomes = [t("admin.stats.outcome_line", lang, label=labels("verdict", lang)[k], n=totals[k])
-                for k in OUTCOMES]
+    outcomes = [
+        t("admin.stats.outcome_line", lang, label=labels("verdict", lang)[k], n=totals[k])
+        for k in OUTCOMES
+    ]
     reasked = [r for r in per_q if any(r[c] for c in REASK_COLUMNS[1:])]
     parts = [
-        t("admin.stats.total", lang, n=totals["total"]), *outcomes, "",
-        t("admin.stats.by_day", lang), table(DAY_COLUMNS, days, lang), "",
-        t("admin.stats.funnel", lang), table(FUNNEL_COLUMNS, per_q, lang),
-        t("admin.stats.funnel_note", lang), "",
+        t("admin.stats.total", lang, n=totals["total"]),
+        *outcomes,
+        "",
+        t("admin.stats.by_day", lang),
+        table(DAY_COLUMNS, days, lang),
+        "",
+        t("admin.stats.funnel", lang),
+        table(FUNNEL_COLUMNS, per_q, lang),
+        t("admin.stats.funnel_note", lang),
+        "",
         t("admin.stats.reasks", lang),
         table(REASK_COLUMNS, reasked, lang) if reasked else t("admin.stats.no_reasks", lang),
     ]
@@ -250,28 +277,49 @@ def _first_line(text: str, limit: int = 80) -> str:
 def _mark(e: dict, lang: str | None) -> str:
     """How the bot understood an input; for a bot message, the question it asks."""
     q = questions().get(e["question"] or "")
-    params = {"question": labels("question", lang).get(e["question"], e["question"] or ""),
-              "command": e["command"] or "", "value": ""}
+    params = {
+        "question": labels("question", lang).get(e["question"], e["question"] or ""),
+        "command": e["command"] or "",
+        "value": "",
+    }
     if e["outcome"] == "answer" and q is not None and e["value_json"] is not None:
         params["value"] = q.show(json.loads(e["value_json"]), lang)
-    kind = e["outcome"] if e["direction"] == "in" else (
-        "asks" if (e["reply_key"] or "").startswith("question.") else None)
+    kind = (
+        e["outcome"]
+        if e["direction"] == "in"
+        else ("asks" if (e["reply_key"] or "").startswith("question.") else None)
+    )
     return t(f"admin.show.mark.{kind}", lang, **params) if kind else ""
 
 
-def transcript_report(db: Database, conversation_id: int, lang: str | None,
-                      full: bool = False) -> str | None:
+def transcript_report(
+    db: Database, conversation_id: int, lang: str | None, full: bool = False
+) -> str | None:
     """The whole conversation: header, every event in order, then the verdict and reasons.
     Bot messages are cut to their first line unless `full`."""
-    conv = next(db.query("SELECT * FROM conversations WHERE id = :id", {"id": conversation_id}),
-                None)
+    conv = next(
+        db.query("SELECT * FROM conversations WHERE id = :id", {"id": conversation_id}), None
+    )
     if conv is None:
         return None
-    lines = [t("admin.show.header", lang, id=conv["id"], channel=shown("channel",
-               conv["channel"], lang), chat=conv["chat_id"], user=conv["user_id"] or "-"),
-             t("admin.show.times", lang, started=fmt_time(conv["started_at"]),
-               updated=fmt_time(conv["updated_at"]),
-               status=shown("status", conv["status"], lang)), ""]
+    lines = [
+        t(
+            "admin.show.header",
+            lang,
+            id=conv["id"],
+            channel=shown("channel", conv["channel"], lang),
+            chat=conv["chat_id"],
+            user=conv["user_id"] or "-",
+        ),
+        t(
+            "admin.show.times",
+            lang,
+            started=fmt_time(conv["started_at"]),
+            updated=fmt_time(conv["updated_at"]),
+            status=shown("status", conv["status"], lang),
+        ),
+        "",
+    ]
     for e in db.query(TRANSCRIPT_SQL, {"id": conversation_id}):
         head = f"{fmt_time(e['at'])} {shown('direction', e['direction'], lang)}:"
         if e["direction"] == "out" and full:
@@ -287,11 +335,25 @@ def transcript_report(db: Database, conversation_id: int, lang: str | None,
 def _verdict_lines(verdict: dict | None, lang: str | None) -> list[str]:
     if not verdict:
         return [t("admin.show.no_verdict", lang)]
-    lines = [t("admin.show.verdict", lang, verdict=shown("verdict_status", verdict["status"],
-                                                         lang), ruleset=verdict["ruleset"]),
-             t("admin.show.reasons", lang)]
-    lines += [t("admin.show.reason_line", lang, mark=t(f"admin.criterion.{r['status']}", lang),
-                message=r["message"], clause=r["clause"]) for r in verdict["reasons"]]
+    lines = [
+        t(
+            "admin.show.verdict",
+            lang,
+            verdict=shown("verdict_status", verdict["status"], lang),
+            ruleset=verdict["ruleset"],
+        ),
+        t("admin.show.reasons", lang),
+    ]
+    lines += [
+        t(
+            "admin.show.reason_line",
+            lang,
+            mark=t(f"admin.criterion.{r['status']}", lang),
+            message=r["message"],
+            clause=r["clause"],
+        )
+        for r in verdict["reasons"]
+    ]
     if verdict.get("warnings"):
         lines += [t("admin.show.warnings", lang), *(f"  {w}" for w in verdict["warnings"])]
     if verdict.get("missing"):

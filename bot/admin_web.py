@@ -28,12 +28,37 @@ ALLOW = {"id": ACTOR}
 ALLOWED_PLUGINS = {"datasette_auth_passwords"}  # module names; Datasette's own always load
 SETTINGS = {"default_allow_sql": False, "allow_download": False}
 TRANSCRIPT_COLUMNS = ["seq", "at", "direction", "question", "outcome", "raw_text", "value_json"]
-CONVERSATION_COLUMNS = ["id", "channel", "chat_id", "user_id", "lang", "started_at",
-                        "updated_at", "status", "phase", "awaiting", "verdict_status", "ruleset",
-                        "state_json", "answers_json"]
-EVENT_COLUMNS = ["conversation_id", "seq", "at", "direction", "question", "outcome", "raw_text",
-                 "value_json", "command", "reply_key", "choices_json", "verdict_json",
-                 "input_uid"]
+CONVERSATION_COLUMNS = [
+    "id",
+    "channel",
+    "chat_id",
+    "user_id",
+    "lang",
+    "started_at",
+    "updated_at",
+    "status",
+    "phase",
+    "awaiting",
+    "verdict_status",
+    "ruleset",
+    "state_json",
+    "answers_json",
+]
+EVENT_COLUMNS = [
+    "conversation_id",
+    "seq",
+    "at",
+    "direction",
+    "question",
+    "outcome",
+    "raw_text",
+    "value_json",
+    "command",
+    "reply_key",
+    "choices_json",
+    "verdict_json",
+    "input_uid",
+]
 
 
 def metadata(db_name: str, lang: str | None) -> dict:
@@ -41,14 +66,19 @@ def metadata(db_name: str, lang: str | None) -> dict:
     (the SQL of admin_report, wrapped for people by `display_sql`)."""
 
     def query(name: str, sql: str, columns: list[str], order: str = "") -> dict:
-        return {"title": t(f"admin.web.queries.{name}.title", lang),
-                "description": t(f"admin.web.queries.{name}.description", lang),
-                "sql": report.display_sql(sql, columns, lang, order), "hide_sql": True}
+        return {
+            "title": t(f"admin.web.queries.{name}.title", lang),
+            "description": t(f"admin.web.queries.{name}.description", lang),
+            "sql": report.display_sql(sql, columns, lang, order),
+            "hide_sql": True,
+        }
 
     def table(name: str, columns: list[str]) -> dict:
-        return {"title": t(f"admin.web.tables.{name}.title", lang),
-                "description": t(f"admin.web.tables.{name}.description", lang),
-                "columns": {c: t(f"admin.col.{c}", lang) for c in columns}}
+        return {
+            "title": t(f"admin.web.tables.{name}.title", lang),
+            "description": t(f"admin.web.tables.{name}.description", lang),
+            "columns": {c: t(f"admin.col.{c}", lang) for c in columns},
+        }
 
     questions = report.questions_sql()
     return {
@@ -56,27 +86,39 @@ def metadata(db_name: str, lang: str | None) -> dict:
         "description": t("admin.web.description", lang),
         "allow": ALLOW,
         "allow_sql": ALLOW,
-        "plugins": {"datasette-auth-passwords": {
-            f"{ACTOR}_password_hash": {"$env": "ADMIN_PASSWORD_HASH"}}},
-        "databases": {db_name: {
-            "title": t("admin.web.database", lang),
-            "allow": ALLOW,
-            "allow_sql": ALLOW,
-            "tables": {"conversations": table("conversations", CONVERSATION_COLUMNS),
-                       "events": table("events", EVENT_COLUMNS),
-                       # bookkeeping of the adapters, not conversations
-                       "inputs": {"hidden": True}, "telegram_chats": {"hidden": True}},
-            "queries": {
-                "recent": query("recent", report.CONVERSATIONS_SQL, report.LIST_COLUMNS,
-                                'ORDER BY "id" DESC'),
-                "transcript": query("transcript", report.TRANSCRIPT_SQL, TRANSCRIPT_COLUMNS,
-                                    'ORDER BY "seq"'),
-                "outcomes_by_day": query("outcomes_by_day", report.BY_DAY_SQL,
-                                         report.DAY_COLUMNS, 'ORDER BY "day"'),
-                "funnel": query("funnel", questions, report.FUNNEL_COLUMNS),
-                "reasks": query("reasks", questions, report.REASK_COLUMNS),
-            },
-        }},
+        "plugins": {
+            "datasette-auth-passwords": {f"{ACTOR}_password_hash": {"$env": "ADMIN_PASSWORD_HASH"}}
+        },
+        "databases": {
+            db_name: {
+                "title": t("admin.web.database", lang),
+                "allow": ALLOW,
+                "allow_sql": ALLOW,
+                "tables": {
+                    "conversations": table("conversations", CONVERSATION_COLUMNS),
+                    "events": table("events", EVENT_COLUMNS),
+                    # bookkeeping of the adapters, not conversations
+                    "inputs": {"hidden": True},
+                    "telegram_chats": {"hidden": True},
+                },
+                "queries": {
+                    "recent": query(
+                        "recent",
+                        report.CONVERSATIONS_SQL,
+                        report.LIST_COLUMNS,
+                        'ORDER BY "id" DESC',
+                    ),
+                    "transcript": query(
+                        "transcript", report.TRANSCRIPT_SQL, TRANSCRIPT_COLUMNS, 'ORDER BY "seq"'
+                    ),
+                    "outcomes_by_day": query(
+                        "outcomes_by_day", report.BY_DAY_SQL, report.DAY_COLUMNS, 'ORDER BY "day"'
+                    ),
+                    "funnel": query("funnel", questions, report.FUNNEL_COLUMNS),
+                    "reasks": query("reasks", questions, report.REASK_COLUMNS),
+                },
+            }
+        },
     }
 
 
@@ -103,16 +145,22 @@ LOGIN_TEMPLATE = """{% extends "base.html" %}
 def write_templates(directory: Path, lang: str | None) -> None:
     """The password plugin's login page, with our words (same form fields). Its only error,
     once an account is configured, is a wrong user name or password."""
-    words = {k: html.escape(t(f"admin.web.login.{k}", lang, user=ACTOR))
-             for k in ("title", "username", "password", "submit", "hint", "error")}
+    words = {
+        k: html.escape(t(f"admin.web.login.{k}", lang, user=ACTOR))
+        for k in ("title", "username", "password", "submit", "hint", "error")
+    }
     page = Template(LOGIN_TEMPLATE).substitute(words, user=ACTOR)
     (directory / "password_login.html").write_text(page, encoding="utf-8")
 
 
 def _only_allowed_plugins(lang: str | None) -> None:
     from datasette.plugins import DEFAULT_PLUGINS, pm
-    extra = [(name, p) for name, p in pm.list_name_plugin() if name not in DEFAULT_PLUGINS
-             and getattr(p, "__name__", name) not in ALLOWED_PLUGINS]
+
+    extra = [
+        (name, p)
+        for name, p in pm.list_name_plugin()
+        if name not in DEFAULT_PLUGINS and getattr(p, "__name__", name) not in ALLOWED_PLUGINS
+    ]
     for _, plugin in extra:
         pm.unregister(plugin)
     if extra:
@@ -132,14 +180,19 @@ def build(db_path: Path, lang: str | None, template_dir: Path):
         raise AdminError(t("admin.cli.no_db", lang, path=db_path))
     _only_allowed_plugins(lang)
     write_templates(template_dir, lang)
-    return Datasette([str(db_path)], metadata=metadata(db_path.stem, lang), settings=SETTINGS,
-                     template_dir=str(template_dir))
+    return Datasette(
+        [str(db_path)],
+        metadata=metadata(db_path.stem, lang),
+        settings=SETTINGS,
+        template_dir=str(template_dir),
+    )
 
 
 def serve(db_path: Path, host: str, port: int, lang: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="subsidy-admin-") as tmp:
         ds = build(db_path, lang, Path(tmp))
         import uvicorn
+
         print(t("admin.cli.serving", lang, host=host, port=port, user=ACTOR), flush=True)
         uvicorn.run(ds.app(), host=host, port=port, lifespan="on", log_level="warning")
     return 0
@@ -150,8 +203,9 @@ def hash_password_command(lang: str | None) -> int:
     try:
         from datasette_auth_passwords.utils import hash_password
     except ImportError:
-        raise AdminError(t("admin.cli.needs_extra", lang, what="datasette-auth-passwords")) \
-            from None
+        raise AdminError(
+            t("admin.cli.needs_extra", lang, what="datasette-auth-passwords")
+        ) from None
     if sys.stdin.isatty():
         password = getpass.getpass(t("admin.cli.password", lang))
         if password != getpass.getpass(t("admin.cli.password_again", lang)):

@@ -18,8 +18,9 @@ COMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="subsidy-bot",
-                                     description="Tochigi decarbonisation subsidy screener")
+    parser = argparse.ArgumentParser(
+        prog="subsidy-bot", description="Tochigi decarbonisation subsidy screener"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)

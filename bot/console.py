@@ -25,20 +25,23 @@ CHANNEL = "console"
 
 def configure(parser) -> None:
     parser.add_argument("--new", action="store_true", help="start a fresh conversation")
-    parser.add_argument("--jsonl", action="store_true",
-                        help="read one message per stdin line, write one JSON object per turn")
+    parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="read one message per stdin line, write one JSON object per turn",
+    )
     parser.add_argument("--script", type=Path, help="run a scenario YAML file and report")
     parser.add_argument("--db", type=Path, help="SQLite file (default: SUBSIDY_DB)")
-    parser.add_argument("--date", type=dt.date.fromisoformat,
-                        help="evaluation date YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--date", type=dt.date.fromisoformat, help="evaluation date YYYY-MM-DD (default: today)"
+    )
     parser.add_argument("--lang", choices=["ja", "en"], help="language (default: SUBSIDY_LANG)")
 
 
 class Session:
     """One console conversation backed by the database: send an input, get the replies."""
 
-    def __init__(self, storage: Storage, chat_id: str, lang: str, on: dt.date | None,
-                 new: bool):
+    def __init__(self, storage: Storage, chat_id: str, lang: str, on: dt.date | None, new: bool):
         self.storage, self.chat_id, self.lang = storage, chat_id, lang
         self.step = functools.partial(step, on=on)
         resume = not new and storage.last_unfinished(CHANNEL, chat_id)
@@ -47,17 +50,20 @@ class Session:
         self.opening = "/continue" if resume else "/start"
 
     def send(self, inp: UserInput) -> tuple[State, list[Reply]]:
-        handled = self.storage.handle(CHANNEL, self.chat_id, None, uuid.uuid4().hex, inp,
-                                      self.step, lang=self.lang)
+        handled = self.storage.handle(
+            CHANNEL, self.chat_id, None, uuid.uuid4().hex, inp, self.step, lang=self.lang
+        )
         return handled.state, handled.replies
 
 
 def turn_json(state: State, replies: list[Reply]) -> dict:
     """The --jsonl shape of one bot turn."""
     verdict = next((r.verdict for r in replies if r.verdict), None)
-    return {"messages": [{"text": r.text, "choices": [c.label for c in r.choices]}
-                         for r in replies],
-            "awaiting": state.awaiting, "verdict": verdict}
+    return {
+        "messages": [{"text": r.text, "choices": [c.label for c in r.choices]} for r in replies],
+        "awaiting": state.awaiting,
+        "verdict": verdict,
+    }
 
 
 def render(state: State, replies: list[Reply]) -> str:
@@ -67,8 +73,10 @@ def render(state: State, replies: list[Reply]) -> str:
     lines = []
     for r in replies:
         lines.append(r.text)
-        lines += [f"  {n}. {c.label}" if numbered else f"  [{c.label}]"
-                  for n, c in enumerate(r.choices, 1)]
+        lines += [
+            f"  {n}. {c.label}" if numbered else f"  [{c.label}]"
+            for n, c in enumerate(r.choices, 1)
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -79,11 +87,16 @@ def main(args) -> int:
     storage = Storage(args.db or settings.subsidy_db)
     if args.script:
         from bot.scenario import run_file
+
         return run_file(args.script, lang=lang, date=args.date)
     if args.jsonl:
         session = Session(storage, f"jsonl-{uuid.uuid4().hex[:12]}", lang, args.date, new=True)
-        print(json.dumps(turn_json(*session.send(UserInput(text=session.opening))),
-                         ensure_ascii=False), flush=True)
+        print(
+            json.dumps(
+                turn_json(*session.send(UserInput(text=session.opening))), ensure_ascii=False
+            ),
+            flush=True,
+        )
         for line in sys.stdin:
             out = turn_json(*session.send(UserInput(text=line.rstrip("\r\n"))))
             print(json.dumps(out, ensure_ascii=False), flush=True)

@@ -24,12 +24,18 @@ class InputError(Exception):
 def allowed_values(field: str) -> str:
     """What a field accepts, for the error message."""
     ann = Answers.model_fields[field].annotation
-    inner = next(a for a in typing.get_args(ann) if a is not type(None)) if isinstance(
-        ann, types.UnionType) else ann
+    inner = (
+        next(a for a in typing.get_args(ann) if a is not type(None))
+        if isinstance(ann, types.UnionType)
+        else ann
+    )
     if isinstance(inner, type) and issubclass(inner, Enum):
         return ", ".join(m.value for m in inner)
-    return {bool: "true, false", int: "0, 1, 2, ... (integer >= 0)",
-            Decimal: "0, 12.5, 64.1 ... (number >= 0)"}.get(inner, str(inner))
+    return {
+        bool: "true, false",
+        int: "0, 1, 2, ... (integer >= 0)",
+        Decimal: "0, 12.5, 64.1 ... (number >= 0)",
+    }.get(inner, str(inner))
 
 
 def parse_answers(text: str, line: int) -> Answers:
@@ -41,15 +47,27 @@ def parse_answers(text: str, line: int) -> Answers:
         raise InputError(t("cli.not_object", line=line))
     for field in data:
         if field not in Answers.model_fields:
-            raise InputError(t("cli.unknown_field", line=line, field=field,
-                               allowed=", ".join(Answers.model_fields)))
+            raise InputError(
+                t(
+                    "cli.unknown_field",
+                    line=line,
+                    field=field,
+                    allowed=", ".join(Answers.model_fields),
+                )
+            )
     try:
         return Answers.model_validate(data)
     except ValidationError as exc:
         field = str(exc.errors()[0]["loc"][0])
-        raise InputError(t("cli.bad_value", line=line, field=field,
-                           value=json.dumps(data[field], default=str, ensure_ascii=False),
-                           allowed=allowed_values(field))) from None
+        raise InputError(
+            t(
+                "cli.bad_value",
+                line=line,
+                field=field,
+                value=json.dumps(data[field], default=str, ensure_ascii=False),
+                allowed=allowed_values(field),
+            )
+        ) from None
 
 
 def configure(parser) -> None:
@@ -69,8 +87,11 @@ def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
     except ValueError:
         print(t("cli.bad_date", lang, value=date), file=sys.stderr)
         return 2
-    texts = [(n, line) for n, line in enumerate(sys.stdin, 1) if line.strip()] if jsonl else [
-        (1, sys.stdin.read())]
+    texts = (
+        [(n, line) for n, line in enumerate(sys.stdin, 1) if line.strip()]
+        if jsonl
+        else [(1, sys.stdin.read())]
+    )
     try:
         for n, text in texts:
             verdict = evaluate(parse_answers(text, n), on=on)

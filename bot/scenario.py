@@ -50,8 +50,9 @@ def check(expect: dict, out: dict) -> list[str]:
     return problems
 
 
-def run(scenario: dict, storage: Storage, lang: str = "ja",
-        date: dt.date | None = None) -> list[tuple[int, str, list[str]]]:
+def run(
+    scenario: dict, storage: Storage, lang: str = "ja", date: dt.date | None = None
+) -> list[tuple[int, str, list[str]]]:
     """Run every step; returns (step number, input, problems) per step."""
     on = date or scenario.get("date")
     session = Session(storage, f"scenario-{id(scenario)}", lang, on, new=True)

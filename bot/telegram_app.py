@@ -53,19 +53,35 @@ class RunSettings(Settings):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--webhook", metavar="URL",
-                        help="serve a webhook for this public URL (default: long polling)")
-    parser.add_argument("--listen", default="127.0.0.1",
-                        help="webhook: address to listen on (default 127.0.0.1, behind a proxy)")
+    parser.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="serve a webhook for this public URL (default: long polling)",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        help="webhook: address to listen on (default 127.0.0.1, behind a proxy)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="webhook: port (default 8080)")
     parser.add_argument("--url-path", help="webhook: path to serve (default: the URL's path)")
-    parser.add_argument("--poll-timeout", type=float, default=10.0,
-                        help="long polling: seconds a getUpdates call waits (default 10)")
-    parser.add_argument("--log-level", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                        help="default: LOG_LEVEL, else INFO")
-    parser.add_argument("--date", type=dt.date.fromisoformat,
-                        help="evaluate on this date, YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--poll-timeout",
+        type=float,
+        default=10.0,
+        help="long polling: seconds a getUpdates call waits (default 10)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="default: LOG_LEVEL, else INFO",
+    )
+    parser.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="evaluate on this date, YYYY-MM-DD (default: today)",
+    )
 
 
 # --- ordering --------------------------------------------------------------------------------
@@ -133,13 +149,18 @@ class StoredQueue(asyncio.Queue):
 
 
 def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
-    builder = (ApplicationBuilder().token(token).update_queue(StoredQueue(bot))
-               .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
-               .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES))
-               .post_init(bot.on_start))
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .update_queue(StoredQueue(bot))
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES))
+        .post_init(bot.on_start)
+    )
     if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
         builder = builder.base_url(settings.telegram_api_url).base_file_url(
-            file_url(settings.telegram_api_url))
+            file_url(settings.telegram_api_url)
+        )
     app = builder.build()
     app.add_handler(TypeHandler(Update, bot.on_update))
     app.add_error_handler(bot.on_error)
@@ -167,9 +188,13 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                fetch = asyncio.ensure_future(app.bot.get_updates(
-                    offset=offset, timeout=dt.timedelta(seconds=timeout),
-                    allowed_updates=ALLOWED_UPDATES))
+                fetch = asyncio.ensure_future(
+                    app.bot.get_updates(
+                        offset=offset,
+                        timeout=dt.timedelta(seconds=timeout),
+                        allowed_updates=ALLOWED_UPDATES,
+                    )
+                )
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
@@ -177,9 +202,11 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                 try:
                     updates = fetch.result()
                 except RetryAfter as exc:
-                    await asyncio.sleep(exc.retry_after.total_seconds()
-                                        if isinstance(exc.retry_after, dt.timedelta)
-                                        else exc.retry_after)
+                    await asyncio.sleep(
+                        exc.retry_after.total_seconds()
+                        if isinstance(exc.retry_after, dt.timedelta)
+                        else exc.retry_after
+                    )
                     continue
                 except (NetworkError, TimedOut, Conflict) as exc:  # back off, keep polling
                     pause = min(max(pause * 2, 0.5), 30.0)
@@ -189,8 +216,9 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                 pause = 0.0
                 stored = [bot.expect(u.update_id) for u in updates]
                 for update in updates:
-                    task = asyncio.ensure_future(app.update_processor.process_update(
-                        update, app.process_update(update)))
+                    task = asyncio.ensure_future(
+                        app.update_processor.process_update(update, app.process_update(update))
+                    )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 await asyncio.gather(*(event.wait() for event in stored))
@@ -219,8 +247,11 @@ def main(args: argparse.Namespace) -> int:
         field = "_".join(str(p) for p in err["loc"]).upper()
         return _fail(t("telegram.cli.bad_settings", lang, field=field, problem=err["msg"]))
     lang = settings.subsidy_lang if settings.subsidy_lang in LANGS else DEFAULT
-    token = settings.telegram_bot_token.get_secret_value().strip() \
-        if settings.telegram_bot_token else ""
+    token = (
+        settings.telegram_bot_token.get_secret_value().strip()
+        if settings.telegram_bot_token
+        else ""
+    )
     if not token:
         return _fail(t("telegram.cli.no_token", lang))
     if not TOKEN.fullmatch(token):
@@ -246,9 +277,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.webhook:
             url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
-            app.run_webhook(listen=args.listen, port=args.port, url_path=url_path.strip("/"),
-                            webhook_url=args.webhook, secret_token=secret,
-                            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+            app.run_webhook(
+                listen=args.listen,
+                port=args.port,
+                url_path=url_path.strip("/"),
+                webhook_url=args.webhook,
+                secret_token=secret,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+            )
         else:
             asyncio.run(poll(app, bot, args.poll_timeout))
     except InvalidToken:

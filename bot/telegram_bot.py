@@ -37,8 +37,18 @@ CHANNEL = "telegram"
 MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # network errors and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
-COMMANDS = ("start", "help", "back", "summary", "why", "skip", "restart", "cancel", "privacy",
-            "delete")  # the menu; the dialog understands its own commands as text
+COMMANDS = (
+    "start",
+    "help",
+    "back",
+    "summary",
+    "why",
+    "skip",
+    "restart",
+    "cancel",
+    "privacy",
+    "delete",
+)  # the menu; the dialog understands its own commands as text
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -59,8 +69,9 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
 class TelegramBot:
     """The handlers, with what they share: storage, language, admin ids, evaluation date."""
 
-    def __init__(self, storage: Storage, lang: str, admins: frozenset[int],
-                 on: dt.date | None = None) -> None:
+    def __init__(
+        self, storage: Storage, lang: str, admins: frozenset[int], on: dt.date | None = None
+    ) -> None:
         self.storage, self.lang, self.admins = storage, lang, admins
         self.step = functools.partial(step, on=on)
         self.app: Application | None = None
@@ -75,8 +86,10 @@ class TelegramBot:
         self.app = app
         for code in ("", *LANGS):
             menu = [BotCommand(c, t(f"telegram.commands.{c}", code or self.lang)) for c in COMMANDS]
-            await self._try("setMyCommands", functools.partial(
-                app.bot.set_my_commands, menu, language_code=code or None))
+            await self._try(
+                "setMyCommands",
+                functools.partial(app.bot.set_my_commands, menu, language_code=code or None),
+            )
         log.info("bot @%s ready; resuming from %s", app.bot.username, self.storage.path)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -117,17 +130,27 @@ class TelegramBot:
         if message.text is None:
             return await self._say(chat_id, t("telegram.text_only", self.lang))
         if len(message.text) > MAX_INPUT_CHARS:
-            return await self._say(chat_id, t("telegram.too_long", self.lang,
-                                              max=MAX_INPUT_CHARS))
+            return await self._say(chat_id, t("telegram.too_long", self.lang, max=MAX_INPUT_CHARS))
         command, arg, text = _command(message.text, self.bot.username or "")
         if command == "privacy":
             await self._say(chat_id, t("telegram.privacy", self.lang))
         elif command == "delete":
-            choices = [Choice(value=DELETE_YES, label=t("telegram.delete.erase", self.lang)),
-                       Choice(value=DELETE_NO, label=t("telegram.delete.keep", self.lang))]
-            await self._send(chat_id, render.messages([Reply(
-                key="telegram.delete.confirm", text=t("telegram.delete.confirm", self.lang),
-                choices=choices)]))
+            choices = [
+                Choice(value=DELETE_YES, label=t("telegram.delete.erase", self.lang)),
+                Choice(value=DELETE_NO, label=t("telegram.delete.keep", self.lang)),
+            ]
+            await self._send(
+                chat_id,
+                render.messages(
+                    [
+                        Reply(
+                            key="telegram.delete.confirm",
+                            text=t("telegram.delete.confirm", self.lang),
+                            choices=choices,
+                        )
+                    ]
+                ),
+            )
         elif command in ADMIN_COMMANDS and user_id in self.admins:
             await self._admin(chat_id, command, arg)
         else:  # for anyone else an admin command is just text, like any unknown command
@@ -142,22 +165,30 @@ class TelegramBot:
         if message_id is None or message_id != marks.keyboard_message_id:
             # An old keyboard (its removal failed, or a second press raced the first): say so
             # and change nothing. Its buttons go too, so it cannot happen again.
-            await self._try("answerCallbackQuery", functools.partial(
-                query.answer, t("telegram.stale_button", self.lang)))
+            await self._try(
+                "answerCallbackQuery",
+                functools.partial(query.answer, t("telegram.stale_button", self.lang)),
+            )
             if message_id is not None:
                 await self._remove_keyboard(chat_id, message_id)
             return
         await self._turn(update, UserInput(choice=data), query, marks)
 
-    async def _turn(self, update: Update, inp: UserInput, query: CallbackQuery | None = None,
-                    marks: chats.ChatMarks | None = None) -> None:
+    async def _turn(
+        self,
+        update: Update,
+        inp: UserInput,
+        query: CallbackQuery | None = None,
+        marks: chats.ChatMarks | None = None,
+    ) -> None:
         """One dialog input: store (commit) first, then send."""
         chat_id, user_id = update.effective_chat.id, update.effective_user.id
         if marks is None:
             marks = await asyncio.to_thread(chats.marks, self.storage, chat_id)
         uid = f"{self.bot.id}:{update.update_id}"  # update ids are per bot; a new bot restarts
-        handled = await asyncio.to_thread(self.storage.handle, CHANNEL, chat_id, user_id, uid,
-                                          inp, self.step, self.lang)
+        handled = await asyncio.to_thread(
+            self.storage.handle, CHANNEL, chat_id, user_id, uid, inp, self.step, self.lang
+        )
         self._release(update.update_id)  # committed: safe to confirm before sending
         if query is not None:
             await self._try("answerCallbackQuery", query.answer)
@@ -168,8 +199,14 @@ class TelegramBot:
         if marks.keyboard_message_id is not None:
             await self._remove_keyboard(chat_id, marks.keyboard_message_id)
         keyboard_id, complete = await self._send(chat_id, render.messages(handled.replies))
-        await asyncio.to_thread(chats.record, self.storage, chat_id, handled.conversation_id,
-                                keyboard_id, update.update_id if complete else None)
+        await asyncio.to_thread(
+            chats.record,
+            self.storage,
+            chat_id,
+            handled.conversation_id,
+            keyboard_id,
+            update.update_id if complete else None,
+        )
 
     async def _on_delete(self, update: Update, query: CallbackQuery, erase: bool) -> None:
         chat_id = update.effective_chat.id
@@ -185,9 +222,16 @@ class TelegramBot:
             text = t("telegram.delete.kept", self.lang)
         if query.message is None:
             return await self._say(chat_id, text)
-        await self._try("editMessageText", functools.partial(
-            self.bot.edit_message_text, render.escape(text), chat_id=chat_id,
-            message_id=query.message.message_id, parse_mode=ParseMode.HTML))
+        await self._try(
+            "editMessageText",
+            functools.partial(
+                self.bot.edit_message_text,
+                render.escape(text),
+                chat_id=chat_id,
+                message_id=query.message.message_id,
+                parse_mode=ParseMode.HTML,
+            ),
+        )
 
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
         from bot import admin_report  # lazily: only admins need it
@@ -196,14 +240,14 @@ class TelegramBot:
             text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
         elif command == "recent":
             limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
-            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang,
-                                           limit)
+            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
         else:
             number = arg.lstrip("#")
             if not number.isdigit():
                 return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(admin_report.show_text, self.storage, int(number),
-                                           self.lang)
+            text = await asyncio.to_thread(
+                admin_report.show_text, self.storage, int(number), self.lang
+            )
             text = text or t("admin.show.not_found", self.lang, id=int(number))
         await self._send(chat_id, render.preformatted(text))
 
@@ -230,25 +274,40 @@ class TelegramBot:
         try:
             return await self._call(what, make)
         except TelegramError as exc:
-            log.log(logging.DEBUG if isinstance(exc, BadRequest) else logging.WARNING,
-                    "%s failed: %s", what, exc)
+            log.log(
+                logging.DEBUG if isinstance(exc, BadRequest) else logging.WARNING,
+                "%s failed: %s",
+                what,
+                exc,
+            )
             return None
 
     async def _remove_keyboard(self, chat_id: int, message_id: int) -> None:
-        await self._try("editMessageReplyMarkup", functools.partial(
-            self.bot.edit_message_reply_markup, chat_id=chat_id, message_id=message_id))
+        await self._try(
+            "editMessageReplyMarkup",
+            functools.partial(
+                self.bot.edit_message_reply_markup, chat_id=chat_id, message_id=message_id
+            ),
+        )
 
-    async def _send(self, chat_id: int, outgoing: list[render.Outgoing]) -> tuple[int | None,
-                                                                                   bool]:
+    async def _send(self, chat_id: int, outgoing: list[render.Outgoing]) -> tuple[int | None, bool]:
         """Send in order; stop at the first message that cannot be sent. Returns the id of the
         message carrying a keyboard (if sent) and whether everything went out. A failure loses
         no answer: it was committed before."""
         keyboard_id = None
         for msg in outgoing:
             try:
-                sent = await self._call("sendMessage", functools.partial(
-                    self.bot.send_message, chat_id, msg.html, parse_mode=ParseMode.HTML,
-                    reply_markup=msg.keyboard, link_preview_options=NO_PREVIEW))
+                sent = await self._call(
+                    "sendMessage",
+                    functools.partial(
+                        self.bot.send_message,
+                        chat_id,
+                        msg.html,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=msg.keyboard,
+                        link_preview_options=NO_PREVIEW,
+                    ),
+                )
             except TelegramError as exc:
                 log.error("reply not sent (its answer is stored): %s", exc)
                 return keyboard_id, False

@@ -31,8 +31,13 @@ def marks(storage: Storage, chat_id: int | str) -> ChatMarks:
     return ChatMarks(*row) if row else ChatMarks()
 
 
-def record(storage: Storage, chat_id: int | str, conversation_id: int,
-           keyboard_message_id: int | None, done_update_id: int | None) -> None:
+def record(
+    storage: Storage,
+    chat_id: int | str,
+    conversation_id: int,
+    keyboard_message_id: int | None,
+    done_update_id: int | None,
+) -> None:
     """After a turn was sent: its keyboard message (None: no live keyboard) and, if every reply
     went out, its update id (the mark only moves forward)."""
     now = datetime.now(UTC).isoformat(timespec="microseconds")

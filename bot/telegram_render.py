@@ -83,7 +83,7 @@ def keyboard(choices: list[Choice]) -> InlineKeyboardMarkup | None:
     widest = max(_width(c.label) for c in fitting)
     columns = max(1, min(MAX_COLUMNS, ROW_WIDTH // (widest + 4)))  # +4: button padding
     buttons = [InlineKeyboardButton(c.label, callback_data=c.value) for c in fitting]
-    return InlineKeyboardMarkup([buttons[i:i + columns] for i in range(0, len(buttons), columns)])
+    return InlineKeyboardMarkup([buttons[i : i + columns] for i in range(0, len(buttons), columns)])
 
 
 def messages(replies: list[Reply]) -> list[Outgoing]:

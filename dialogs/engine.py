@@ -31,10 +31,12 @@ class Turn:
         self.s, self.on, self.replies = state, on, []
         self.lang = state.lang
 
-    def say(self, key: str, choices: list[Choice] | None = None, verdict: dict | None = None,
-            **params) -> None:
-        self.replies.append(Reply(key=key, text=t(key, self.lang, **params),
-                                  choices=choices or [], verdict=verdict))
+    def say(
+        self, key: str, choices: list[Choice] | None = None, verdict: dict | None = None, **params
+    ) -> None:
+        self.replies.append(
+            Reply(key=key, text=t(key, self.lang, **params), choices=choices or [], verdict=verdict)
+        )
 
     def button(self, key: str, value: str) -> Choice:
         return Choice(value=value, label=t(key, self.lang))
@@ -51,8 +53,12 @@ class Turn:
         else:
             choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
         h = self.s.history  # an answer being changed keeps its place in the count
-        progress = t("dialog.progress", self.lang, n=(h.index(qid) if qid in h else len(h)) + 1,
-                     left=max(len(self.verdict().missing), 1))
+        progress = t(
+            "dialog.progress",
+            self.lang,
+            n=(h.index(qid) if qid in h else len(h)) + 1,
+            left=max(len(self.verdict().missing), 1),
+        )
         text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
@@ -77,10 +83,18 @@ class Turn:
         return self.s.history + sorted(skipped, key=list(questions()).index)
 
     def summary_text(self) -> str:
-        lines = [t("dialog.summary_line", self.lang, short=t(f"question.{f}.short", self.lang),
-                   value=self.shown_answer(f)) for f in self.summary_fields()]
-        title = t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty",
-                                                                      self.lang)
+        lines = [
+            t(
+                "dialog.summary_line",
+                self.lang,
+                short=t(f"question.{f}.short", self.lang),
+                value=self.shown_answer(f),
+            )
+            for f in self.summary_fields()
+        ]
+        title = (
+            t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
+        )
         return "\n".join([title, *lines])
 
     def conclude(self, verdict: Verdict, prefix: str = "") -> None:
@@ -90,30 +104,60 @@ class Turn:
         self.s.verdict = vj
         summary = "\n\n".join(p for p in (prefix, self.summary_text()) if p)
         self.replies.append(Reply(key="dialog.summary_title", text=summary))
-        shown = {"eligible": {"met"}, "ineligible": {"not_met"},
-                 "undetermined": {"unknown", "not_met"}}[verdict.status]
-        lines = [t(f"verdict.title.{verdict.status}", self.lang), t("verdict.reasons_title",
-                                                                     self.lang)]
-        lines += [t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
-                  for r in vj["reasons"] if r["status"] in shown]
+        shown = {
+            "eligible": {"met"},
+            "ineligible": {"not_met"},
+            "undetermined": {"unknown", "not_met"},
+        }[verdict.status]
+        lines = [
+            t(f"verdict.title.{verdict.status}", self.lang),
+            t("verdict.reasons_title", self.lang),
+        ]
+        lines += [
+            t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
+            for r in vj["reasons"]
+            if r["status"] in shown
+        ]
         notes = list(vj["warnings"])
         if self.s.approx:  # a verdict resting on estimates deserves a reminder
-            notes.append(t("verdict.estimates", self.lang, answers=t("dialog.list_joiner",
-                           self.lang).join(t(f"question.{f}.short", self.lang)
-                                           for f in self.s.approx)))
+            notes.append(
+                t(
+                    "verdict.estimates",
+                    self.lang,
+                    answers=t("dialog.list_joiner", self.lang).join(
+                        t(f"question.{f}.short", self.lang) for f in self.s.approx
+                    ),
+                )
+            )
         if notes:
-            lines += ["", t("verdict.warnings_title", self.lang),
-                      *[t("verdict.warning_line", self.lang, message=w) for w in notes]]
-        lines += ["", t("verdict.next_title", self.lang), t(f"verdict.next.{verdict.status}",
-                                                            self.lang)]
+            lines += [
+                "",
+                t("verdict.warnings_title", self.lang),
+                *[t("verdict.warning_line", self.lang, message=w) for w in notes],
+            ]
+        lines += [
+            "",
+            t("verdict.next_title", self.lang),
+            t(f"verdict.next.{verdict.status}", self.lang),
+        ]
         if verdict.status == "ineligible":
-            lines += [t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-                      for r in verdict.reasons if r.status == "not_met"
-                      and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)]
-        self.replies.append(Reply(
-            key=f"verdict.title.{verdict.status}", text="\n".join(lines), verdict=vj,
-            choices=[self.button("dialog.buttons.summary", "/summary"),
-                     self.button("dialog.buttons.restart", "/restart")]))
+            lines += [
+                t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
+                for r in verdict.reasons
+                if r.status == "not_met"
+                and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)
+            ]
+        self.replies.append(
+            Reply(
+                key=f"verdict.title.{verdict.status}",
+                text="\n".join(lines),
+                verdict=vj,
+                choices=[
+                    self.button("dialog.buttons.summary", "/summary"),
+                    self.button("dialog.buttons.restart", "/restart"),
+                ],
+            )
+        )
 
     def proceed(self, prefix: str = "", trigger: str = "answer") -> str:
         """After answers change: the verdict if certain (or nothing askable is left), else the
@@ -172,8 +216,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
             _guide(turn, qid)
             return s.phase
         button = q.from_button(value)
-        parsed = Parsed(button is not None, button, error=None if button is not None
-                        else "invalid")
+        parsed = Parsed(button is not None, button, error=None if button is not None else "invalid")
     else:
         parsed = q.parse(payload, turn.lang)
     if not parsed.ok:
@@ -197,8 +240,12 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
     s.skipped = [f for f in s.skipped if f in still_open]
     s.last = Interpretation(question=qid, outcome="answer", value=json_value)
-    echo = t("dialog.echo_approx" if approx else "dialog.echo", turn.lang,
-             short=t(f"question.{qid}.short", turn.lang), value=turn.show(qid, value))
+    echo = t(
+        "dialog.echo_approx" if approx else "dialog.echo",
+        turn.lang,
+        short=t(f"question.{qid}.short", turn.lang),
+        value=turn.show(qid, value),
+    )
     if approx and qid in LIMIT_PARAMS and (note := _near_limit_note(turn, qid, value)):
         # An estimate next to a limit could tip the verdict: ask once for the exact figure.
         turn.ask(qid, echo + note)
@@ -208,9 +255,11 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
 
 
 def _guide(turn: Turn, qid: str) -> None:
-    """"Don't know": where to find the figure, the question again, and a way to skip it."""
-    turn.ask(qid, "\n".join([t("dialog.unknown_prefix", turn.lang),
-                             t(f"question.{qid}.unknown", turn.lang)]))
+    """ "Don't know": where to find the figure, the question again, and a way to skip it."""
+    turn.ask(
+        qid,
+        "\n".join([t("dialog.unknown_prefix", turn.lang), t(f"question.{qid}.unknown", turn.lang)]),
+    )
     if questions()[qid].skippable:
         turn.replies[-1].choices.append(turn.button("dialog.buttons.skip", "/skip"))
 
@@ -258,8 +307,9 @@ def _edit(turn: Turn, qid: str) -> str | None:
         return None
     s.verdict = None
     prefix = t("dialog.edit_start", turn.lang, short=t(f"question.{qid}.short", turn.lang))
-    current = (turn.show(qid, s.answers[qid]) if qid in s.answers
-               else t("dialog.skipped_value", turn.lang))
+    current = (
+        turn.show(qid, s.answers[qid]) if qid in s.answers else t("dialog.skipped_value", turn.lang)
+    )
     turn.ask(qid, prefix + t("dialog.current_value", turn.lang, value=current))
     return "asking"
 
@@ -284,8 +334,13 @@ def _repeat(turn: Turn) -> None:
     if turn.s.awaiting:
         turn.ask(turn.s.awaiting)
     elif turn.s.phase == "verdict":
-        turn.say("dialog.after_verdict", [turn.button("dialog.buttons.summary", "/summary"),
-                                          turn.button("dialog.buttons.restart", "/restart")])
+        turn.say(
+            "dialog.after_verdict",
+            [
+                turn.button("dialog.buttons.summary", "/summary"),
+                turn.button("dialog.buttons.restart", "/restart"),
+            ],
+        )
 
 
 def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
@@ -320,8 +375,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
     elif name == "skip":
         dest = _skip(turn)
     elif name == "keep":  # the answer awaited is already given (an estimate): go on with it
-        dest = (turn.proceed(trigger="keep") if s.awaiting in s.answers
-                else _refuse(turn))
+        dest = turn.proceed(trigger="keep") if s.awaiting in s.answers else _refuse(turn)
     elif name == "back":
         dest = _back(turn)
     elif name == "edit":
@@ -342,9 +396,14 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
     elif name == "summary":
         _summary(turn)
     elif name == "start":
-        turn.say("dialog.resume_offer", [turn.button("dialog.buttons.continue", "/continue"),
-                                         turn.button("dialog.buttons.restart", "/restart")],
-                 count=len(s.history))
+        turn.say(
+            "dialog.resume_offer",
+            [
+                turn.button("dialog.buttons.continue", "/continue"),
+                turn.button("dialog.buttons.restart", "/restart"),
+            ],
+            count=len(s.history),
+        )
     elif name == "continue":
         turn.say("dialog.resumed")
         _repeat(turn)
@@ -362,9 +421,17 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
 
 
 def _summary(turn: Turn) -> None:
-    buttons = [Choice(value=f"/edit {f}", label=t("dialog.edit_button", turn.lang,
-                                                   short=t(f"question.{f}.short", turn.lang)))
-               for f in turn.summary_fields()]
-    turn.replies.append(Reply(key="dialog.summary_title", text=turn.summary_text(),
-                              choices=buttons + [turn.button("dialog.buttons.continue",
-                                                             "/continue")]))
+    buttons = [
+        Choice(
+            value=f"/edit {f}",
+            label=t("dialog.edit_button", turn.lang, short=t(f"question.{f}.short", turn.lang)),
+        )
+        for f in turn.summary_fields()
+    ]
+    turn.replies.append(
+        Reply(
+            key="dialog.summary_title",
+            text=turn.summary_text(),
+            choices=buttons + [turn.button("dialog.buttons.continue", "/continue")],
+        )
+    )

@@ -30,8 +30,12 @@ TRANSITIONS = [
     {"trigger": "continue", "source": ACTIVE, "dest": None},
     {"trigger": "chat", "source": "verdict", "dest": None},  # free text after the verdict
 ]
-MACHINE_CONFIG = {"states": STATES, "transitions": TRANSITIONS, "initial": "start",
-                  "auto_transitions": False}
+MACHINE_CONFIG = {
+    "states": STATES,
+    "transitions": TRANSITIONS,
+    "initial": "start",
+    "auto_transitions": False,
+}
 
 
 class _Route:
@@ -66,6 +70,10 @@ def mermaid() -> str:
     """The machine as a Mermaid diagram (transitions' mermaid graph engine)."""
     from transitions.extensions import GraphMachine
 
-    graph = GraphMachine(model=_Route("start", False), graph_engine="mermaid",
-                         title="subsidy screening dialog", **MACHINE_CONFIG)
+    graph = GraphMachine(
+        model=_Route("start", False),
+        graph_engine="mermaid",
+        title="subsidy screening dialog",
+        **MACHINE_CONFIG,
+    )
     return graph.get_graph().draw(None)

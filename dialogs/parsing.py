@@ -197,8 +197,11 @@ def parse_count(text: str) -> Parsed:
     Without any number, "nobody" words read as 0 (sole proprietors often have no staff)."""
     p = _integral(_quantity(text, "count"))
     t = normalize(text)
-    if p.error == "invalid" and not any(c.isdigit() for c in t) and any(
-            w in t for w in _ZERO_PEOPLE):
+    if (
+        p.error == "invalid"
+        and not any(c.isdigit() for c in t)
+        and any(w in t for w in _ZERO_PEOPLE)
+    ):
         return Parsed(True, 0)
     return p
 

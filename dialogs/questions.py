@@ -18,8 +18,12 @@ from locales import t
 from rules import Answers
 
 KG = Decimal("0.001")  # tonnes
-PARSERS = {"money": parsing.parse_money, "count": parsing.parse_count,
-           "tonnes": parsing.parse_tonnes, "yes_no": parsing.parse_yes_no}
+PARSERS = {
+    "money": parsing.parse_money,
+    "count": parsing.parse_count,
+    "tonnes": parsing.parse_tonnes,
+    "yes_no": parsing.parse_yes_no,
+}
 
 
 @dataclass(frozen=True)
@@ -36,27 +40,36 @@ class Question:
     def options(self, lang: str) -> list[tuple[str, str]]:
         """(value, label) in display order; yes/no questions offer yes / no."""
         if self.kind == "yes_no":
-            return [("true", t("dialog.buttons.affirm", lang)),
-                    ("false", t("dialog.buttons.deny", lang))]
+            return [
+                ("true", t("dialog.buttons.affirm", lang)),
+                ("false", t("dialog.buttons.deny", lang)),
+            ]
         return [(v, t(f"choices.{self.id}.{v}", lang)) for v in self.choices]
 
     def parse(self, text: str, lang: str) -> Parsed:
         if self.kind == "choice":
-            opts = [(v, [t(f"choices.{self.id}.{v}", lang), *syn]) for v, syn in
-                    self.choices.items()]
+            opts = [
+                (v, [t(f"choices.{self.id}.{v}", lang), *syn]) for v, syn in self.choices.items()
+            ]
             return parsing.parse_choice(text, opts)
         parsed = Parsed(False)
         if self.kind == "yes_no":  # its own labels and words first ("out of the prefecture")
-            opts = [(v, [t(f"question.{self.id}.{role}", lang), *self.words.get(role, [])])
-                    for v, role in (("true", "affirm"), ("false", "deny"))]
+            opts = [
+                (v, [t(f"question.{self.id}.{role}", lang), *self.words.get(role, [])])
+                for v, role in (("true", "affirm"), ("false", "deny"))
+            ]
             own = parsing.parse_choice(text, opts)
             if own.ok and own.value in ("true", "false"):
                 parsed = Parsed(True, own.value == "true")
         if not parsed.ok:
             parsed = PARSERS[self.kind](text)
         if parsed.ok and self.kind == "tonnes":  # the answer model keeps kilograms (0.001 t)
-            parsed = replace(parsed, value=parsed.value.quantize(KG, ROUND_HALF_UP)
-                             if parsed.value.as_tuple().exponent < -3 else parsed.value)
+            parsed = replace(
+                parsed,
+                value=parsed.value.quantize(KG, ROUND_HALF_UP)
+                if parsed.value.as_tuple().exponent < -3
+                else parsed.value,
+            )
         if parsed.ok and self.max is not None and parsed.value > self.max:
             return Parsed(False, error="too_large")
         if parsed.ok and not self.fits_model(parsed.value):
@@ -114,11 +127,19 @@ def format_yen(n: int, lang: str) -> str:
 @cache
 def _load() -> tuple[dict[str, Question], dict[str, list[str]]]:
     data = yaml.safe_load((resources.files("dialogs") / "questions.yaml").read_text("utf-8"))
-    qs = {qid: Question(id=qid, kind=q["kind"], choices=q.get("choices") or {},
-                        max=q.get("max"), text_by=q.get("text_by"), words=q.get("words") or {},
-                        skippable=q.get("skippable", True),
-                        skip_also=tuple(q.get("skip_also", ())))
-          for qid, q in data["questions"].items()}
+    qs = {
+        qid: Question(
+            id=qid,
+            kind=q["kind"],
+            choices=q.get("choices") or {},
+            max=q.get("max"),
+            text_by=q.get("text_by"),
+            words=q.get("words") or {},
+            skippable=q.get("skippable", True),
+            skip_also=tuple(q.get("skip_also", ())),
+        )
+        for qid, q in data["questions"].items()
+    }
     return qs, data["commands"]
 
 

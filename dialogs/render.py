@@ -10,8 +10,12 @@ def verdict_json(verdict: Verdict, lang: str | None = None) -> dict:
     return {
         "status": verdict.status,
         "reasons": [
-            {"criterion": r.criterion, "status": r.status, "clause": r.clause,
-             "message": t(r.message_key, lang, **r.params)}
+            {
+                "criterion": r.criterion,
+                "status": r.status,
+                "clause": r.clause,
+                "message": t(r.message_key, lang, **r.params),
+            }
             for r in verdict.reasons
         ],
         "missing": verdict.missing,

@@ -60,8 +60,12 @@ def _size(a: Answers, rs: Ruleset, clause: str, use_capital: bool) -> Check:
     params: dict = {"capital_yen": capital, "employees": a.employees}
     if a.industry:
         row = candidates[0]
-        params |= {"industry": a.industry.value, "row": row.row,
-                   "capital_max_yen": row.capital_max_yen, "employees_max": row.employees_max}
+        params |= {
+            "industry": a.industry.value,
+            "row": row.row,
+            "capital_max_yen": row.capital_max_yen,
+            "employees_max": row.employees_max,
+        }
     if ok is True:
         by_capital = all(fits_capital(r) for r in candidates)
         key = "reason.applicant.size_capital" if by_capital else "reason.applicant.size_employees"
@@ -82,8 +86,12 @@ def _size(a: Answers, rs: Ruleset, clause: str, use_capital: bool) -> Check:
 def _applicant(a: Answers, rs: Ruleset) -> Check:
     """Clause 2-2: is the applicant an SME or one of the listed kinds?"""
     if a.entity_type is None:
-        return Check(None, rs.clauses["applicant"], "reason.applicant.unknown",
-                     needs=["entity_type", "blue_return", "industry", "capital_yen", "employees"])
+        return Check(
+            None,
+            rs.clauses["applicant"],
+            "reason.applicant.unknown",
+            needs=["entity_type", "blue_return", "industry", "capital_yen", "employees"],
+        )
     kind = rs.applicant_kinds[a.entity_type.value]
     params = {"entity_type": a.entity_type.value}
     if kind.blue_return and a.blue_return:
@@ -105,17 +113,24 @@ def _project(a: Answers, rs: Ruleset) -> Check:
     """Clause 4 (1)-(3): LED replacement, energy-intensive equipment replacement, or
     cogeneration."""
     if a.project_type is None:
-        return Check(None, rs.clauses["project"], "reason.project.unknown",
-                     needs=["project_type", "equipment", "replaces_existing"])
+        return Check(
+            None,
+            rs.clauses["project"],
+            "reason.project.unknown",
+            needs=["project_type", "equipment", "replaces_existing"],
+        )
     p = rs.projects[a.project_type.value]
     params = {"project_type": a.project_type.value}
     equip_ok: bool | None = True
     if p.equipment is not None:
         equip_ok = None if a.equipment is None else a.equipment.value in p.equipment
         if equip_ok is False:
-            return Check(False, rs.clauses["joiner"].join((p.clause, p.equipment_clause)),
-                         "reason.project.equipment_not_listed",
-                         params | {"equipment": a.equipment.value})
+            return Check(
+                False,
+                rs.clauses["joiner"].join((p.clause, p.equipment_clause)),
+                "reason.project.equipment_not_listed",
+                params | {"equipment": a.equipment.value},
+            )
     replace_ok: bool | None = True
     if p.replaces_existing == "required":
         replace_ok = a.replaces_existing
@@ -125,8 +140,9 @@ def _project(a: Answers, rs: Ruleset) -> Check:
         if a.equipment is not None and p.equipment is not None:
             params["equipment"] = a.equipment.value
         return Check(True, p.clause, "reason.project.ok", params)
-    needs = [f for f, ok in (("equipment", equip_ok), ("replaces_existing", replace_ok))
-             if ok is None]
+    needs = [
+        f for f, ok in (("equipment", equip_ok), ("replaces_existing", replace_ok)) if ok is None
+    ]
     return Check(None, p.clause, "reason.project.incomplete", params, needs)
 
 
@@ -136,15 +152,20 @@ def _delivery(a: Answers, rs: Ruleset) -> Check:
         return Check(None, clause, "reason.delivery.unknown", needs=["delivery"])
     excluded = a.delivery.value in rs.excluded_delivery["values"]
     params = {"delivery": a.delivery.value}
-    return Check(not excluded, clause,
-                 "reason.delivery.excluded" if excluded else "reason.delivery.ok", params)
+    return Check(
+        not excluded,
+        clause,
+        "reason.delivery.excluded" if excluded else "reason.delivery.ok",
+        params,
+    )
 
 
 def _co2(a: Answers, rs: Ruleset) -> Check:
     """Clause 4 (1)/(2): a cut of at least N t/yr OR at least the ratio, both inclusive."""
     if a.project_type is None:
-        return Check(None, rs.clauses["project"], "reason.co2.pending",
-                     needs=["co2_before_t", "co2_after_t"])
+        return Check(
+            None, rs.clauses["project"], "reason.co2.pending", needs=["co2_before_t", "co2_after_t"]
+        )
     p = rs.projects[a.project_type.value]
     if p.min_reduction_t is None:
         return Check(True, p.clause, "reason.co2.not_required")
@@ -159,22 +180,38 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
     cut = before - after
     by_tonnes = cut >= p.min_reduction_t
     by_ratio = cut >= p.min_reduction_ratio * before  # exact Decimal; no division at the threshold
-    params = limits | {"before": before, "after": after, "cut": cut,
-                       "percent": (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN")}
-    key = ("reason.co2.by_tonnes" if by_tonnes else "reason.co2.by_ratio" if by_ratio else
-           "reason.co2.increase" if cut < 0 else "reason.co2.too_small")
+    params = limits | {
+        "before": before,
+        "after": after,
+        "cut": cut,
+        "percent": (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN"),
+    }
+    key = (
+        "reason.co2.by_tonnes"
+        if by_tonnes
+        else "reason.co2.by_ratio"
+        if by_ratio
+        else "reason.co2.increase"
+        if cut < 0
+        else "reason.co2.too_small"
+    )
     return Check(by_tonnes or by_ratio, clause, key, params)
 
 
 CRITERIA = {
     "applicant": _applicant,
-    "tax_arrears": lambda a, rs: _flag(a.tax_arrears, "tax_arrears",
-                                       rs.standing["tax_arrears"]["clause"], bad_when=True),
-    "antisocial_forces": lambda a, rs: _flag(a.antisocial_forces, "antisocial_forces",
-                                             rs.standing["antisocial_forces"]["clause"],
-                                             bad_when=True),
-    "site_in_tochigi": lambda a, rs: _flag(a.site_in_tochigi, "site_in_tochigi",
-                                           rs.site["clause"], bad_when=False),
+    "tax_arrears": lambda a, rs: _flag(
+        a.tax_arrears, "tax_arrears", rs.standing["tax_arrears"]["clause"], bad_when=True
+    ),
+    "antisocial_forces": lambda a, rs: _flag(
+        a.antisocial_forces,
+        "antisocial_forces",
+        rs.standing["antisocial_forces"]["clause"],
+        bad_when=True,
+    ),
+    "site_in_tochigi": lambda a, rs: _flag(
+        a.site_in_tochigi, "site_in_tochigi", rs.site["clause"], bad_when=False
+    ),
     "project": _project,
     "delivery": _delivery,
     "co2": _co2,
@@ -183,8 +220,11 @@ CRITERIA = {
 
 def _json_params(params: dict) -> dict:
     """Decimals become plain strings ("20", "64.1"): exact in JSON and readable in messages."""
-    return {k: format(v.normalize(), "f") if isinstance(v, Decimal) else v
-            for k, v in params.items() if v is not None}
+    return {
+        k: format(v.normalize(), "f") if isinstance(v, Decimal) else v
+        for k, v in params.items()
+        if v is not None
+    }
 
 
 def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
@@ -246,17 +286,27 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     rs, warnings = ruleset_for(on or dt.date.today())
     checks = {name: fn(a, rs) for name, fn in CRITERIA.items()}
     reasons = [
-        Reason(criterion=name, status={True: "met", False: "not_met", None: "unknown"}[c.ok],
-               clause=c.clause, message_key=c.key, params=_json_params(c.params))
+        Reason(
+            criterion=name,
+            status={True: "met", False: "not_met", None: "unknown"}[c.ok],
+            clause=c.clause,
+            message_key=c.key,
+            params=_json_params(c.params),
+        )
         for name, c in checks.items()
     ]
     status = _status(checks)
     missing = _missing(a, rs, checks)
     if status == "eligible":
-        warnings.append({"key": "warning.final_decision",
-                         "params": {"clause": rs.standing["public_funds"]["clause"]}})
+        warnings.append(
+            {
+                "key": "warning.final_decision",
+                "params": {"clause": rs.standing["public_funds"]["clause"]},
+            }
+        )
     rubber = a.industry == "rubber_products"
     if rubber and checks["applicant"].key == "reason.applicant.size_employees":
         warnings.append({"key": "warning.rubber_products", "params": {}})
-    return Verdict(status=status, reasons=reasons, missing=missing, ruleset=rs.id,
-                   warnings=warnings)
+    return Verdict(
+        status=status, reasons=reasons, missing=missing, ruleset=rs.id, warnings=warnings
+    )

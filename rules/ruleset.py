@@ -73,13 +73,25 @@ def ruleset_for(on: dt.date) -> tuple[Ruleset, list[dict]]:
     warnings: list[dict] = []
     if not in_force:
         chosen = versions[0]
-        warnings.append({"key": "warning.before_effective",
-                         "params": {"date": on.isoformat(),
-                                    "effective_from": chosen.effective_from.isoformat()}})
+        warnings.append(
+            {
+                "key": "warning.before_effective",
+                "params": {
+                    "date": on.isoformat(),
+                    "effective_from": chosen.effective_from.isoformat(),
+                },
+            }
+        )
     else:
         chosen = in_force[-1]
     if chosen.expires_on and on > chosen.expires_on:
-        warnings.append({"key": "warning.expired",
-                         "params": {"expires_on": chosen.expires_on.isoformat(),
-                                    "clause": chosen.expires_clause or ""}})
+        warnings.append(
+            {
+                "key": "warning.expired",
+                "params": {
+                    "expires_on": chosen.expires_on.isoformat(),
+                    "clause": chosen.expires_clause or "",
+                },
+            }
+        )
     return chosen, warnings

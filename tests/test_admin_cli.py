@@ -57,8 +57,18 @@ def test_list(db, capsys):
 
 
 def test_list_filters(db, capsys):
-    _, out, _ = run(capsys, "list", "--outcome", "none", "--since", "2025-04-02",
-                    "--channel", "telegram", "--db", str(db))
+    _, out, _ = run(
+        capsys,
+        "list",
+        "--outcome",
+        "none",
+        "--since",
+        "2025-04-02",
+        "--channel",
+        "telegram",
+        "--db",
+        str(db),
+    )
     assert [r[0] for r in rows(out)[2:]] == ["4"]
     _, out, _ = run(capsys, "list", "--until", "2025-04-01", "--limit", "1")
     assert [r[0] for r in rows(out)[2:]] == ["2"]
@@ -88,8 +98,11 @@ def test_missing_or_foreign_database(tmp_path, capsys):
 def test_show(db, capsys):
     code, out, _ = run(capsys, "show", "1")
     assert code == 0
-    said = [line.split(" 利用者: ")[1].split("  ")[0] for line in out.splitlines()
-            if " 利用者: " in line]
+    said = [
+        line.split(" 利用者: ")[1].split("  ")[0]
+        for line in out.splitlines()
+        if " 利用者: " in line
+    ]
     assert said == ELIGIBLE
     assert "判定: 対象見込み（要領 tochigi-datsutanso-2024-04-01）" in out
     _, out, _ = run(capsys, "show", "4", "--full")
@@ -106,8 +119,13 @@ def test_stats(db, capsys):
         assert out == report.stats_report(conn, "ja") + "\n"  # the text Telegram gets too
     assert ["資本金", "5", "4", "1"] in rows(out)
     _, out, _ = run(capsys, "stats", "--since", "2025-04-03")
-    assert rows(out)[:5] == [["会話の数:", "2"], ["対象見込み:", "0"], ["対象外:", "0"],
-                             ["判定不能:", "1"], ["判定なし:", "1"]]
+    assert rows(out)[:5] == [
+        ["会話の数:", "2"],
+        ["対象見込み:", "0"],
+        ["対象外:", "0"],
+        ["判定不能:", "1"],
+        ["判定なし:", "1"],
+    ]
     assert ["県内の事業所", "2", "1", "1"] in rows(out)
 
 
@@ -125,21 +143,37 @@ def test_export_csv_opens_in_excel(db, capsysbinary):
     assert b"\r\n" in data
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert list(table[0]) == [
-        "id", "channel", "chat_id", "user_id", "lang", "started_at", "updated_at", "status",
-        "verdict_status", "ruleset", "last_question", *Answers.model_fields]
+        "id",
+        "channel",
+        "chat_id",
+        "user_id",
+        "lang",
+        "started_at",
+        "updated_at",
+        "status",
+        "verdict_status",
+        "ruleset",
+        "last_question",
+        *Answers.model_fields,
+    ]
     assert [r["id"] for r in table] == ["1", "2", "3", "4", "5"]
     first = table[0]
     assert first["started_at"] == "2025-04-01T09:00:01+09:00"
-    assert (first["entity_type"], first["capital_yen"], first["tax_arrears"],
-            first["co2_after_t"], first["employees"]) == ("company", "300000000", "False", "10",
-                                                          "")
+    assert (
+        first["entity_type"],
+        first["capital_yen"],
+        first["tax_arrears"],
+        first["co2_after_t"],
+        first["employees"],
+    ) == ("company", "300000000", "False", "10", "")
     assert table[2]["last_question"] == "capital_yen" and table[2]["user_id"] == ""
 
 
 def test_export_jsonl_to_file(db, tmp_path, capsys):
     out_file = tmp_path / "out.jsonl"
-    code, out, err = run(capsys, "export", "--format", "jsonl", "-o", str(out_file),
-                         "--outcome", "ineligible")
+    code, out, err = run(
+        capsys, "export", "--format", "jsonl", "-o", str(out_file), "--outcome", "ineligible"
+    )
     assert (code, out) == (0, "") and "1行を書き出しました" in err
     (row,) = [json.loads(line) for line in out_file.read_text("utf-8").splitlines()]
     assert row["id"] == 2 and row["tax_arrears"] is True and row["capital_yen"] == 300000000
@@ -152,8 +186,11 @@ def test_export_events(db, tmp_path, capsys):
     events = list(csv.DictReader(io.StringIO(out_file.read_text("utf-8-sig"), newline="")))
     n_inputs = sum(len(script[-1]) for script in SCRIPTS)
     assert sum(e["direction"] == "in" for e in events) == n_inputs
-    assert [e["raw_text"] for e in events if e["outcome"] == "reask"] == ["ラーメン", "たくさん",
-                                                                          "多分"]
+    assert [e["raw_text"] for e in events if e["outcome"] == "reask"] == [
+        "ラーメン",
+        "たくさん",
+        "多分",
+    ]
     verdicts = [(e["conversation_id"], e["verdict"]) for e in events if e["verdict"]]
     assert verdicts == [("1", "eligible"), ("2", "ineligible"), ("5", "undetermined")]
     assert any("\n" in e["raw_text"] for e in events)  # multi-line messages survive quoting
@@ -168,8 +205,9 @@ def test_purge(db, capsys):
     days = (datetime.now(UTC) - datetime(2025, 4, 1, 17, 0, tzinfo=UTC)).days
     code, out, _ = run(capsys, "purge", "--older-than", str(days))
     assert code == 0
-    assert out == (f"最終更新が{days}日より前の会話を削除しました: "
-                   "会話 3件、記録 42件、入力 20件\n")
+    assert out == (
+        f"最終更新が{days}日より前の会話を削除しました: 会話 3件、記録 42件、入力 20件\n"
+    )
     _, out, _ = run(capsys, "list")
     assert [r[0] for r in rows(out)[2:]] == ["5", "4"]
     code, _, err = run(capsys, "purge", "--older-than", "-1")
@@ -197,14 +235,16 @@ def test_empty_database(tmp_path, capsysbinary):
     assert run_bytes("list") == (0, "該当する会話はありません。\n")
     assert run_bytes("stats") == (0, "該当する会話はありません。\n")
     code, out = run_bytes("export")
-    assert code == 0 and out.strip().split(",")[-len(Answers.model_fields):] == list(
-        Answers.model_fields)
+    assert code == 0 and out.strip().split(",")[-len(Answers.model_fields) :] == list(
+        Answers.model_fields
+    )
     assert run_bytes("export", "--format", "jsonl") == (0, "")
     assert run_bytes("purge", "--older-than", "0")[1].endswith("会話 0件、記録 0件、入力 0件\n")
 
 
 def test_hash_password_from_stdin(capsys, monkeypatch):
     from datasette_auth_passwords.utils import verify_password as verify
+
     monkeypatch.setattr(sys, "stdin", io.StringIO("秘密のパスワード\n"))
     code, out, _ = run(capsys, "hash-password")
     assert code == 0 and verify("秘密のパスワード", out.strip())
@@ -215,8 +255,11 @@ def test_hash_password_from_stdin(capsys, monkeypatch):
 def test_console_script(db):
     """The installed `subsidy-bot` runs it too (a real process, stdout as bytes)."""
     exe = shutil.which("subsidy-bot", path=str(Path(sys.executable).parent))
-    out = subprocess.run([exe, "admin", "export", "--format", "csv", "--db", str(db),
-                          "--outcome", "eligible"], capture_output=True, check=True)
+    out = subprocess.run(
+        [exe, "admin", "export", "--format", "csv", "--db", str(db), "--outcome", "eligible"],
+        capture_output=True,
+        check=True,
+    )
     assert out.stdout.startswith(b"\xef\xbb\xbfid,channel")
     assert out.stdout.count(b"\r\n") == 2
 

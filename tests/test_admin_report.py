@@ -14,12 +14,35 @@ from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import UserInput
 
-ELIGIBLE = ["/start", "株式会社", "製造業", "3億円", "いいえ", "いいえ", "はい", "LED", "はい",
-            "購入", "30トン", "10トン"]
+ELIGIBLE = [
+    "/start",
+    "株式会社",
+    "製造業",
+    "3億円",
+    "いいえ",
+    "いいえ",
+    "はい",
+    "LED",
+    "はい",
+    "購入",
+    "30トン",
+    "10トン",
+]
 TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい"]
 STOPS_AT_CAPITAL = ["/start", "会社", "小売業"]
-REASKS_THEN_CANCEL = ["/start", "ラーメン", "株式会社", "製造業", "たくさん", "3億円", "多分",
-                      "いいえ", "分からない", "いいえ", "やめる"]
+REASKS_THEN_CANCEL = [
+    "/start",
+    "ラーメン",
+    "株式会社",
+    "製造業",
+    "たくさん",
+    "3億円",
+    "多分",
+    "いいえ",
+    "分からない",
+    "いいえ",
+    "やめる",
+]
 SKIPS_CO2 = [*ELIGIBLE[:10], "分からない", "飛ばす"]  # -> undetermined (after is skipped too)
 # (channel, chat, user, first input at (UTC), texts). Japan time is UTC+9, so conversation 3
 # starts on 2025-04-02 in Japan although it is still 04-01 in UTC.
@@ -75,11 +98,20 @@ def rows(text: str) -> list[list[str]]:
 # --- numbers --------------------------------------------------------------------------------
 
 FUNNEL = {  # question: (reached, answered, stopped)
-    "entity_type": (5, 5, 0), "blue_return": (0, 0, 0), "industry": (5, 5, 0),
-    "capital_yen": (5, 4, 1), "employees": (0, 0, 0), "tax_arrears": (4, 4, 0),
-    "antisocial_forces": (3, 3, 0), "site_in_tochigi": (3, 2, 1), "project_type": (2, 2, 0),
-    "equipment": (0, 0, 0), "replaces_existing": (2, 2, 0), "delivery": (2, 2, 0),
-    "co2_before_t": (2, 1, 0), "co2_after_t": (1, 1, 0),
+    "entity_type": (5, 5, 0),
+    "blue_return": (0, 0, 0),
+    "industry": (5, 5, 0),
+    "capital_yen": (5, 4, 1),
+    "employees": (0, 0, 0),
+    "tax_arrears": (4, 4, 0),
+    "antisocial_forces": (3, 3, 0),
+    "site_in_tochigi": (3, 2, 1),
+    "project_type": (2, 2, 0),
+    "equipment": (0, 0, 0),
+    "replaces_existing": (2, 2, 0),
+    "delivery": (2, 2, 0),
+    "co2_before_t": (2, 1, 0),
+    "co2_after_t": (1, 1, 0),
 }
 
 
@@ -88,58 +120,92 @@ def test_funnel_counts_in_asking_order(storage):
     assert [r["question"] for r in got] == list(FUNNEL)
     assert {r["question"]: (r["reached"], r["answered"], r["stopped"]) for r in got} == FUNNEL
     columns = report.REASK_COLUMNS[1:]  # re-asks, conversations, unknown, skipped
-    reasks = {r["question"]: tuple(r[c] for c in columns) for r in got
-              if any(r[c] for c in columns)}
-    assert reasks == {"entity_type": (1, 1, 0, 0), "capital_yen": (1, 1, 0, 0),
-                      "tax_arrears": (1, 1, 0, 0), "antisocial_forces": (0, 0, 1, 0),
-                      "co2_before_t": (0, 0, 1, 1)}
+    reasks = {
+        r["question"]: tuple(r[c] for c in columns) for r in got if any(r[c] for c in columns)
+    }
+    assert reasks == {
+        "entity_type": (1, 1, 0, 0),
+        "capital_yen": (1, 1, 0, 0),
+        "tax_arrears": (1, 1, 0, 0),
+        "antisocial_forces": (0, 0, 1, 0),
+        "co2_before_t": (0, 0, 1, 1),
+    }
 
 
 def test_days_are_japan_days(storage):
     assert report.by_day(storage.db) == [
-        {"day": "2025-04-01", "total": 2, "eligible": 1, "ineligible": 1, "undetermined": 0,
-         "none": 0},
-        {"day": "2025-04-02", "total": 1, "eligible": 0, "ineligible": 0, "undetermined": 0,
-         "none": 1},
-        {"day": "2025-04-03", "total": 2, "eligible": 0, "ineligible": 0, "undetermined": 1,
-         "none": 1},
+        {
+            "day": "2025-04-01",
+            "total": 2,
+            "eligible": 1,
+            "ineligible": 1,
+            "undetermined": 0,
+            "none": 0,
+        },
+        {
+            "day": "2025-04-02",
+            "total": 1,
+            "eligible": 0,
+            "ineligible": 0,
+            "undetermined": 0,
+            "none": 1,
+        },
+        {
+            "day": "2025-04-03",
+            "total": 2,
+            "eligible": 0,
+            "ineligible": 0,
+            "undetermined": 1,
+            "none": 1,
+        },
     ]
 
 
-@pytest.mark.parametrize("filters, ids", [
-    (report.Filters(), [5, 4, 3, 2, 1]),
-    (report.Filters(limit=2), [5, 4]),
-    (report.Filters(outcome="none"), [4, 3]),
-    (report.Filters(outcome="eligible"), [1]),
-    (report.Filters(outcome="undetermined"), [5]),
-    (report.Filters(channel="console"), [3]),
-    (report.Filters(since="2025-04-02"), [5, 4, 3]),
-    (report.Filters(until="2025-04-01"), [2, 1]),
-    (report.Filters(since="2025-04-02", until="2025-04-02"), [3]),
-])
+@pytest.mark.parametrize(
+    "filters, ids",
+    [
+        (report.Filters(), [5, 4, 3, 2, 1]),
+        (report.Filters(limit=2), [5, 4]),
+        (report.Filters(outcome="none"), [4, 3]),
+        (report.Filters(outcome="eligible"), [1]),
+        (report.Filters(outcome="undetermined"), [5]),
+        (report.Filters(channel="console"), [3]),
+        (report.Filters(since="2025-04-02"), [5, 4, 3]),
+        (report.Filters(until="2025-04-01"), [2, 1]),
+        (report.Filters(since="2025-04-02", until="2025-04-02"), [3]),
+    ],
+)
 def test_filters(storage, filters, ids):
     assert [r["id"] for r in report.conversations(storage.db, filters)] == ids
 
 
 def test_filters_apply_to_the_funnel(storage):
-    console = {r["question"]: r["stopped"] for r in
-               report.per_question(storage.db, report.Filters(channel="console"))}
+    console = {
+        r["question"]: r["stopped"]
+        for r in report.per_question(storage.db, report.Filters(channel="console"))
+    }
     assert console["capital_yen"] == 1 and sum(console.values()) == 1
 
 
 def test_last_question_survives_a_cancel(storage):
     last = {r["id"]: (r["status"], r["last_question"]) for r in report.conversations(storage.db)}
-    assert last == {1: ("finished", "co2_after_t"), 2: ("finished", "tax_arrears"),
-                    3: ("active", "capital_yen"), 4: ("cancelled", "site_in_tochigi"),
-                    5: ("finished", "co2_before_t")}
+    assert last == {
+        1: ("finished", "co2_after_t"),
+        2: ("finished", "tax_arrears"),
+        3: ("active", "capital_yen"),
+        4: ("cancelled", "site_in_tochigi"),
+        5: ("finished", "co2_before_t"),
+    }
 
 
 def test_display_sql_shows_the_same_words_as_the_text(storage):
     """The web view's wrapper and the Python formatting use one set of labels."""
     sql = report.display_sql(report.CONVERSATIONS_SQL, report.LIST_COLUMNS, "ja", 'ORDER BY "id"')
     web = list(storage.db.query(sql, report.Filters().params()))
-    py = [[report.shown(c, r[c], "ja") for c in report.LIST_COLUMNS]
-          for r in reversed(report.conversations(storage.db))]
+    py = [
+        [report.shown(c, r[c], "ja") for c in report.LIST_COLUMNS]
+        for r in reversed(report.conversations(storage.db))
+    ]
     assert [[str(v) for v in w.values()] for w in web] == py
     assert list(web[0]) == ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"]
     assert web[3]["状態"] == "中断" and web[3]["最後の質問"] == "県内の事業所"
@@ -154,22 +220,63 @@ def test_recent_text(storage):
     assert rows(text) == [
         ["会話", "4件（新しい順、時刻は日本時間）"],
         ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"],
-        ["5", "2025-04-03", "11:00:01", "2025-04-03", "11:00:13", "Telegram", "判定済み",
-         "判定不能", "更新前のCO2排出量"],
-        ["4", "2025-04-03", "10:00:01", "2025-04-03", "10:00:12", "Telegram", "中断", "判定なし",
-         "県内の事業所"],
-        ["3", "2025-04-02", "01:00:01", "2025-04-02", "01:00:04", "コンソール", "進行中",
-         "判定なし", "資本金"],
-        ["2", "2025-04-01", "10:00:01", "2025-04-01", "10:00:06", "Telegram", "判定済み",
-         "対象外", "県税の滞納"],
+        [
+            "5",
+            "2025-04-03",
+            "11:00:01",
+            "2025-04-03",
+            "11:00:13",
+            "Telegram",
+            "判定済み",
+            "判定不能",
+            "更新前のCO2排出量",
+        ],
+        [
+            "4",
+            "2025-04-03",
+            "10:00:01",
+            "2025-04-03",
+            "10:00:12",
+            "Telegram",
+            "中断",
+            "判定なし",
+            "県内の事業所",
+        ],
+        [
+            "3",
+            "2025-04-02",
+            "01:00:01",
+            "2025-04-02",
+            "01:00:04",
+            "コンソール",
+            "進行中",
+            "判定なし",
+            "資本金",
+        ],
+        [
+            "2",
+            "2025-04-01",
+            "10:00:01",
+            "2025-04-01",
+            "10:00:06",
+            "Telegram",
+            "判定済み",
+            "対象外",
+            "県税の滞納",
+        ],
     ]
 
 
 def test_stats_text(storage):
     text = report.stats_text(storage, "ja")
     lines = rows(text)
-    assert lines[:5] == [["会話の数:", "5"], ["対象見込み:", "1"], ["対象外:", "1"],
-                         ["判定不能:", "1"], ["判定なし:", "2"]]
+    assert lines[:5] == [
+        ["会話の数:", "5"],
+        ["対象見込み:", "1"],
+        ["対象外:", "1"],
+        ["判定不能:", "1"],
+        ["判定なし:", "2"],
+    ]
     assert ["2025-04-02", "1", "0", "0", "0", "1"] in lines
     labels = report.labels("question", "ja")
     for q, counts in FUNNEL.items():

@@ -49,11 +49,21 @@ def cookie(ds, actor_id="admin") -> dict:
     return {"ds_actor": ds.sign({"a": {"id": actor_id}}, "actor")}
 
 
-PRIVATE = ["/", f"/{NAME}", f"/{NAME}/conversations", f"/{NAME}/events.json",
-           f"/{NAME}/events.csv", f"/{NAME}/transcript?id=1", f"/{NAME}/transcript.json?id=1",
-           f"/{NAME}/recent.json", f"/{NAME}/funnel.csv",
-           f"/{NAME}.json?sql=select+raw_text+from+events", "/-/metadata.json",
-           "/-/plugins.json", "/-/databases.json"]
+PRIVATE = [
+    "/",
+    f"/{NAME}",
+    f"/{NAME}/conversations",
+    f"/{NAME}/events.json",
+    f"/{NAME}/events.csv",
+    f"/{NAME}/transcript?id=1",
+    f"/{NAME}/transcript.json?id=1",
+    f"/{NAME}/recent.json",
+    f"/{NAME}/funnel.csv",
+    f"/{NAME}.json?sql=select+raw_text+from+events",
+    "/-/metadata.json",
+    "/-/plugins.json",
+    "/-/databases.json",
+]
 
 
 @pytest.mark.parametrize("actor", [None, "root", "someone"])
@@ -70,8 +80,9 @@ async def test_admin_sees_japanese_reports(ds):
     c = cookie(ds)
     home = await ds.client.get("/", cookies=c)
     assert "脱炭素社会づくり促進事業 判定ボット 管理画面" in home.text
-    transcript = (await ds.client.get(f"/{NAME}/transcript.json?id=1&_shape=array",
-                                      cookies=c)).json()
+    transcript = (
+        await ds.client.get(f"/{NAME}/transcript.json?id=1&_shape=array", cookies=c)
+    ).json()
     said = [r["内容"] for r in transcript if r["発言者"] == "利用者"]
     assert said[:4] == ["/start", "株式会社", "製造業", "3億円"]
     assert transcript[-1]["内容"].startswith("【判定】補助対象となる見込みです")
@@ -80,14 +91,22 @@ async def test_admin_sees_japanese_reports(ds):
     assert [(r["到達"], r["回答"], r["離脱"]) for r in funnel] == list(FUNNEL.values())
     reasks = (await ds.client.get(f"/{NAME}/reasks.json?_shape=array", cookies=c)).json()
     assert [sum(r[c] for r in reasks) for c in ("再質問", "分からない", "飛ばした")] == [3, 2, 1]
-    days = (await ds.client.get(f"/{NAME}/outcomes_by_day.json?_shape=array&since=2025-04-02",
-                                cookies=c)).json()
+    days = (
+        await ds.client.get(
+            f"/{NAME}/outcomes_by_day.json?_shape=array&since=2025-04-02", cookies=c
+        )
+    ).json()
     assert [(d["日付（開始日）"], d["会話"], d["判定不能"]) for d in days] == [
-        ("2025-04-02", 1, 0), ("2025-04-03", 2, 1)]
-    recent = (await ds.client.get(f"/{NAME}/recent.json?_shape=array&limit=2&channel=telegram",
-                                  cookies=c)).json()
+        ("2025-04-02", 1, 0),
+        ("2025-04-03", 2, 1),
+    ]
+    recent = (
+        await ds.client.get(f"/{NAME}/recent.json?_shape=array&limit=2&channel=telegram", cookies=c)
+    ).json()
     assert [(r["番号"], r["状態"], r["最後の質問"]) for r in recent] == [
-        (5, "判定済み", "更新前のCO2排出量"), (4, "中断", "県内の事業所")]
+        (5, "判定済み", "更新前のCO2排出量"),
+        (4, "中断", "県内の事業所"),
+    ]
 
 
 async def test_nothing_can_write(ds, db):
@@ -111,6 +130,7 @@ def test_other_plugins_are_unloaded(db, tmp_path, monkeypatch, capsys):
     import types
 
     from datasette.plugins import pm
+
     pm.register(types.ModuleType("datasette_some_writer"), "some_writer")
     monkeypatch.setenv("ADMIN_PASSWORD_HASH", HASH)
     admin_web.build(db, "ja", tmp_path)
@@ -130,9 +150,18 @@ def test_serve_refuses_without_a_password_hash(db, monkeypatch, capsys):
 
 # --- the real thing: a served process and a browser ----------------------------------------
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,1600"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1600",
+]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -148,8 +177,12 @@ def server(db, tmp_path):
     exe = shutil.which("subsidy-bot", path=str(Path(sys.executable).parent))
     env = os.environ | {"ADMIN_PASSWORD_HASH": HASH}
     log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([exe, "admin", "serve", "--db", str(db), "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "admin", "serve", "--db", str(db), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -172,10 +205,13 @@ def browser(tmp_path):
     if os.environ.get("SKIP_BROWSER_TESTS") == "1":
         pytest.skip("SKIP_BROWSER_TESTS=1")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("Chromium is missing: apt-get install -y chromium chromium-driver "
-                    "(or set SKIP_BROWSER_TESTS=1)")
+        pytest.fail(
+            "Chromium is missing: apt-get install -y chromium chromium-driver "
+            "(or set SKIP_BROWSER_TESTS=1)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
@@ -190,6 +226,7 @@ def log_in(driver, base: str, password: str) -> None:
     """Fill and send the login form; return once the answer page has loaded."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(base + "/-/login")
     form = driver.find_element(By.TAG_NAME, "form")
     user = driver.find_element(By.ID, "id_username")
@@ -202,6 +239,7 @@ def log_in(driver, base: str, password: str) -> None:
 
 def _attached(element) -> bool:
     from selenium.common.exceptions import StaleElementReferenceException
+
     try:
         element.is_enabled()
         return True
@@ -211,12 +249,14 @@ def _attached(element) -> bool:
 
 def rows_on_page(driver) -> list[str]:
     from selenium.webdriver.common.by import By
+
     rows = driver.find_elements(By.CSS_SELECTOR, "table.rows-and-columns tbody tr")
     return [r.text for r in rows]
 
 
 def test_browser_login_and_transcript(server, browser, db, tmp_path):
     from selenium.webdriver.common.by import By
+
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     transcript = f"{server}/{NAME}/transcript?id=1"
 
@@ -240,8 +280,12 @@ def test_browser_login_and_transcript(server, browser, db, tmp_path):
     assert "【判定】補助対象となる見込みです" in rows[-1]
     browser.save_screenshot(os.environ.get("ADMIN_SCREENSHOT", str(tmp_path / "page.png")))
 
-    for path in (f"/{NAME}/transcript?id=1", f"/{NAME}/transcript.json?id=1",
-                 f"/{NAME}/events.csv", "/"):
+    for path in (
+        f"/{NAME}/transcript?id=1",
+        f"/{NAME}/transcript.json?id=1",
+        f"/{NAME}/events.csv",
+        "/",
+    ):
         try:
             with urllib.request.urlopen(server + path, timeout=5) as r:
                 status, body = r.status, r.read().decode()

@@ -95,8 +95,11 @@ def path_to(qid):
 def test_every_validation_fires(qid):
     s = path_to(qid)
     kind = questions()[qid].kind
-    cases = [("たくさん", "reask", "すみません"), ("", "reask", "すみません"),
-             ("わからない", "help", "分からない場合のご案内")]
+    cases = [
+        ("たくさん", "reask", "すみません"),
+        ("", "reask", "すみません"),
+        ("わからない", "help", "分からない場合のご案内"),
+    ]
     if kind in ("money", "count", "tonnes"):
         cases += [("-5", "reask", "マイナス"), ("999999999999999", "reask", "大きすぎる")]
     for text, outcome, needle in cases:
@@ -110,8 +113,21 @@ def test_every_validation_fires(qid):
 
 def test_next_question_is_always_the_rules_first_missing_field():
     s = started()
-    for text in ["会社", "製造業", "4億円", "250人", "いいえ", "いいえ", "はい", "設備更新",
-                 "ボイラー", "はい", "購入", "100", "85"]:
+    for text in [
+        "会社",
+        "製造業",
+        "4億円",
+        "250人",
+        "いいえ",
+        "いいえ",
+        "はい",
+        "設備更新",
+        "ボイラー",
+        "はい",
+        "購入",
+        "100",
+        "85",
+    ]:
         expected = evaluate(s.answers, on=ON).missing[0]
         assert s.awaiting == expected
         s = send(s, text)[0]
@@ -125,13 +141,35 @@ def test_no_question_asked_that_cannot_change_the_outcome():
         asked.append(s.awaiting)
         s = send(s, text)[0]
     assert s.verdict["status"] == "eligible"
-    assert not {"employees", "equipment", "replaces_existing", "co2_before_t",
-                "co2_after_t", "blue_return"} & set(asked)
+    assert not {
+        "employees",
+        "equipment",
+        "replaces_existing",
+        "co2_before_t",
+        "co2_after_t",
+        "blue_return",
+    } & set(asked)
 
 
-COMMANDS = ["/back", "/restart", "/help", "/why", "/summary", "/cancel", "/start",
-            "/continue", "/edit industry", "/skip", "戻る", "最初から", "ヘルプ", "なぜ？",
-            "回答確認", "やめる", "飛ばす"]
+COMMANDS = [
+    "/back",
+    "/restart",
+    "/help",
+    "/why",
+    "/summary",
+    "/cancel",
+    "/start",
+    "/continue",
+    "/edit industry",
+    "/skip",
+    "戻る",
+    "最初から",
+    "ヘルプ",
+    "なぜ？",
+    "回答確認",
+    "やめる",
+    "飛ばす",
+]
 
 
 def in_phase(phase):
@@ -194,9 +232,27 @@ def test_state_is_plain_json_and_replays():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=20), st.sampled_from(
-    COMMANDS + ["はい", "いいえ", "1", "3億円", "約80名", "12.5t", "industry:retail",
-                "co2_before_t:?"])), max_size=12))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=20),
+            st.sampled_from(
+                COMMANDS
+                + [
+                    "はい",
+                    "いいえ",
+                    "1",
+                    "3億円",
+                    "約80名",
+                    "12.5t",
+                    "industry:retail",
+                    "co2_before_t:?",
+                ]
+            ),
+        ),
+        max_size=12,
+    )
+)
 def test_any_input_sequence_never_raises(inputs):
     s = started()
     for text in inputs:
@@ -209,15 +265,22 @@ def test_console_jsonl_converses_line_by_line(tmp_path):
     """A real process: each line written gets exactly one JSON object back before the next."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "console", "--jsonl", "--date", "2024-06-01"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8",
-        env={"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": ""})
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env={"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": ""},
+    )
     try:
         opening = json.loads(proc.stdout.readline())
         assert opening["awaiting"] == "entity_type" and opening["verdict"] is None
         assert "会社（株式会社・有限会社・合同会社など）" in opening["messages"][-1]["choices"]
-        for line, awaiting in [("会社（株式会社・有限会社・合同会社など）", "industry"),
-                               ("1", "capital_yen"), ("三億円", "tax_arrears"),
-                               ("はい", None)]:
+        for line, awaiting in [
+            ("会社（株式会社・有限会社・合同会社など）", "industry"),
+            ("1", "capital_yen"),
+            ("三億円", "tax_arrears"),
+            ("はい", None),
+        ]:
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
             turn = json.loads(proc.stdout.readline())
@@ -233,21 +296,29 @@ def test_console_jsonl_converses_line_by_line(tmp_path):
 def test_console_resumes_the_last_unfinished_conversation(tmp_path):
     env = {"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": "", "USER": "staff"}
     cmd = [sys.executable, "-m", "bot.cli", "console", "--date", "2024-06-01"]
-    first = subprocess.run(cmd, input="会社\n製造業\n", capture_output=True, text=True,
-                           encoding="utf-8", env=env)
+    first = subprocess.run(
+        cmd, input="会社\n製造業\n", capture_output=True, text=True, encoding="utf-8", env=env
+    )
     assert "資本金" in first.stdout.splitlines()[-8:][0] or "資本金" in first.stdout
-    again = subprocess.run(cmd, input="", capture_output=True, text=True, encoding="utf-8",
-                           env=env)
+    again = subprocess.run(cmd, input="", capture_output=True, text=True, encoding="utf-8", env=env)
     assert "続きから再開します" in again.stdout and "資本金（または出資の総額）" in again.stdout
-    fresh = subprocess.run(cmd + ["--new"], input="", capture_output=True, text=True,
-                           encoding="utf-8", env=env)
+    fresh = subprocess.run(
+        cmd + ["--new"], input="", capture_output=True, text=True, encoding="utf-8", env=env
+    )
     assert "事業者の種類を教えてください" in fresh.stdout
 
 
-@pytest.mark.parametrize("qid, text", [
-    ("co2_before_t", "1234.5kg"), ("co2_before_t", "12.3456t"), ("entity_type", "፩"),
-    ("entity_type", "9" * 5000), ("capital_yen", "9" * 5000), ("employees", "٣٠٠人"),
-])
+@pytest.mark.parametrize(
+    "qid, text",
+    [
+        ("co2_before_t", "1234.5kg"),
+        ("co2_before_t", "12.3456t"),
+        ("entity_type", "፩"),
+        ("entity_type", "9" * 5000),
+        ("capital_yen", "9" * 5000),
+        ("employees", "٣٠٠人"),
+    ],
+)
 def test_odd_numbers_never_crash_and_are_understood_or_reasked(qid, text):
     s = path_to(qid)
     new, replies = send(s, text)

@@ -63,8 +63,11 @@ def cats() -> dict[str, dict[str, str]]:
 
 def fields(template: str) -> set[tuple[str, str, str | None]]:
     """(name, format spec, conversion) of every replacement field; literal {{ }} are not fields."""
-    return {(name, spec or "", conv) for _, name, spec, conv in FORMATTER.parse(template)
-            if name is not None}
+    return {
+        (name, spec or "", conv)
+        for _, name, spec, conv in FORMATTER.parse(template)
+        if name is not None
+    }
 
 
 def names(template: str) -> set[str]:
@@ -127,8 +130,9 @@ def test_same_placeholders(cats):
         exact_ja = {f for f in fields(ja) if (key, f[0]) not in SPEC_DIFFERENCES}
         exact_en = {f for f in fields(en) if (key, f[0]) not in SPEC_DIFFERENCES}
         if exact_ja != exact_en:
-            problems.append(f"{key}: ja {sorted(exact_ja, key=str)} != en "
-                            f"{sorted(exact_en, key=str)}")
+            problems.append(
+                f"{key}: ja {sorted(exact_ja, key=str)} != en {sorted(exact_en, key=str)}"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -194,8 +198,9 @@ def test_yes_no_questions_spell_out_yes_and_no(cats):
         if q.kind != "yes_no":
             continue
         for key in [k for k in cats["ja"] if k.startswith(f"question.{q.id}.text")]:
-            if "はい＝" in cats["ja"][key] and not re.search(r"\(yes = .+, no = .+\)",
-                                                             cats["en"].get(key, "")):
+            if "はい＝" in cats["ja"][key] and not re.search(
+                r"\(yes = .+, no = .+\)", cats["en"].get(key, "")
+            ):
                 problems.append(key)
     assert not problems, f"no '(yes = ..., no = ...)' in en: {problems}"
 
@@ -212,22 +217,32 @@ def key_literals(sections: set[str]) -> tuple[list[tuple[str, str]], list[tuple[
     plain, patterns = [], []
     for path in code_files():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        inside_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
-                           for v in node.values}
+        inside_fstrings = {
+            id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values
+        }
         for node in ast.walk(tree):
             where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and id(node) not in inside_fstrings and KEY_LITERAL.fullmatch(node.value)
-                    and node.value.split(".")[0] in sections):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in inside_fstrings
+                and KEY_LITERAL.fullmatch(node.value)
+                and node.value.split(".")[0] in sections
+            ):
                 plain.append((where, node.value))
             elif isinstance(node, ast.JoinedStr) and node.values:
                 first = node.values[0]
-                if not (isinstance(first, ast.Constant) and isinstance(first.value, str)
-                        and re.match(r"[a-z_]+\.", first.value)
-                        and first.value.split(".")[0] in sections):
+                if not (
+                    isinstance(first, ast.Constant)
+                    and isinstance(first.value, str)
+                    and re.match(r"[a-z_]+\.", first.value)
+                    and first.value.split(".")[0] in sections
+                ):
                     continue
-                regex = "".join(re.escape(v.value) if isinstance(v, ast.Constant)
-                                else "[a-z0-9_]+" for v in node.values)
+                regex = "".join(
+                    re.escape(v.value) if isinstance(v, ast.Constant) else "[a-z0-9_]+"
+                    for v in node.values
+                )
                 patterns.append((where, regex))
     return plain, patterns
 
@@ -236,8 +251,9 @@ def test_code_literals_are_keys(cats):
     sections = set(load("ja"))
     plain, patterns = key_literals(sections)
     assert len(plain) > 30 and len(patterns) > 15, "the scan no longer finds the keys"
-    problems = [f"{where}: {key}" for where, key in plain
-                for lang in LANGS if key not in cats[lang]]
+    problems = [
+        f"{where}: {key}" for where, key in plain for lang in LANGS if key not in cats[lang]
+    ]
     for where, regex in patterns:
         for lang in LANGS:
             if not any(re.fullmatch(regex, k) or re.match(regex + r"\.", k) for k in cats[lang]):
@@ -263,8 +279,12 @@ def test_question_keys(cats):
         keys += [f"choices.{qid}.{value}" for value in q.choices]
         keys.append(f"dialog.reask.{q.kind}")  # what is said when an answer cannot be read
         problems += [f"{lang}: {key}" for key in keys for lang in LANGS if key not in cats[lang]]
-    problems += [f"{lang}: dialog.reask.{e}" for e in ("negative", "too_large") for lang in LANGS
-                 if f"dialog.reask.{e}" not in cats[lang]]
+    problems += [
+        f"{lang}: dialog.reask.{e}"
+        for e in ("negative", "too_large")
+        for lang in LANGS
+        if f"dialog.reask.{e}" not in cats[lang]
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -272,10 +292,17 @@ def test_labelled_codes_have_labels(cats):
     """t() adds <name>_label for every coded parameter: every code of the answer model has one."""
     problems = []
     for name in LABELLED:
-        enum = next(a for a in typing.get_args(Answers.model_fields[name].annotation)
-                    if isinstance(a, type) and issubclass(a, Enum))
-        problems += [f"{lang}: choices.{name}.{v.value}" for v in enum for lang in LANGS
-                     if f"choices.{name}.{v.value}" not in cats[lang]]
+        enum = next(
+            a
+            for a in typing.get_args(Answers.model_fields[name].annotation)
+            if isinstance(a, type) and issubclass(a, Enum)
+        )
+        problems += [
+            f"{lang}: choices.{name}.{v.value}"
+            for v in enum
+            for lang in LANGS
+            if f"choices.{name}.{v.value}" not in cats[lang]
+        ]
     assert not problems, "\n".join(problems)
 
 
@@ -290,8 +317,11 @@ def test_verdict_keys(cats):
 
 
 def _case_answers(raw: dict) -> dict:
-    return {k: Decimal(str(v)) if isinstance(v, float) else v
-            for k, v in (raw or {}).items() if v is not None}
+    return {
+        k: Decimal(str(v)) if isinstance(v, float) else v
+        for k, v in (raw or {}).items()
+        if v is not None
+    }
 
 
 def _case_date(value) -> dt.date:
@@ -307,20 +337,35 @@ def rule_inputs() -> list[tuple[dict, dt.date]]:
             inputs.append((_case_answers(case.get("answers")), _case_date(case.get("date"))))
     rest = {"tax_arrears": False, "antisocial_forces": False, "site_in_tochigi": True}
     for kind, industry, capital, employees, blue in itertools.product(
-            ["company", "sole_proprietor", "general_association", "medical_corporation",
-             "other", None],
-            ["manufacturing", "retail", "rubber_products", None],
-            [None, 10_000_000, 10**10], [None, 20, 5000], [None, True, False]):
-        answers = {"entity_type": kind, "industry": industry, "capital_yen": capital,
-                   "employees": employees, "blue_return": blue}
+        ["company", "sole_proprietor", "general_association", "medical_corporation", "other", None],
+        ["manufacturing", "retail", "rubber_products", None],
+        [None, 10_000_000, 10**10],
+        [None, 20, 5000],
+        [None, True, False],
+    ):
+        answers = {
+            "entity_type": kind,
+            "industry": industry,
+            "capital_yen": capital,
+            "employees": employees,
+            "blue_return": blue,
+        }
         inputs.append(({k: v for k, v in answers.items() if v is not None} | rest, DEFAULT_DATE))
     for project, equipment, replaces, delivery, co2 in itertools.product(
-            ["led", "equipment_replacement", "cogeneration", None],
-            ["boiler", "other", None], [True, False, None], ["purchase", "lease", None],
-            [(None, None), ("30", "12"), ("30", "25"), ("0", "0"), ("100", "85"), ("30", None)]):
-        answers = {"project_type": project, "equipment": equipment,
-                   "replaces_existing": replaces, "delivery": delivery,
-                   "co2_before_t": co2[0], "co2_after_t": co2[1]}
+        ["led", "equipment_replacement", "cogeneration", None],
+        ["boiler", "other", None],
+        [True, False, None],
+        ["purchase", "lease", None],
+        [(None, None), ("30", "12"), ("30", "25"), ("0", "0"), ("100", "85"), ("30", None)],
+    ):
+        answers = {
+            "project_type": project,
+            "equipment": equipment,
+            "replaces_existing": replaces,
+            "delivery": delivery,
+            "co2_before_t": co2[0],
+            "co2_after_t": co2[1],
+        }
         inputs.append(({k: v for k, v in answers.items() if v is not None}, DEFAULT_DATE))
     for flag, value in itertools.product(rest, (True, False)):
         inputs.append(({flag: value}, DEFAULT_DATE))
@@ -346,16 +391,22 @@ def test_rules_keys_exist_and_render(cats, verdicts):
     assert not problems, "\n".join(sorted(problems))
     # The grid above should reach every reason and warning the catalogue has.
     unreached = {k for k in cats["ja"] if k.startswith(("reason.", "warning."))} - seen
-    assert not unreached, f"never produced by the rules (dead, or the grid misses them): " \
-                          f"{sorted(unreached)}"
+    assert not unreached, (
+        f"never produced by the rules (dead, or the grid misses them): {sorted(unreached)}"
+    )
 
 
 def test_admin_codes_and_columns(cats):
     report = pytest.importorskip("bot.admin_report")
     web = pytest.importorskip("bot.admin_web")
     keys = [f"admin.{kind}.{code}" for kind, codes in report.CODES.items() for code in codes]
-    columns = {c for module in (report, web) for name in dir(module)
-               if name.endswith("_COLUMNS") for c in getattr(module, name)}
+    columns = {
+        c
+        for module in (report, web)
+        for name in dir(module)
+        if name.endswith("_COLUMNS")
+        for c in getattr(module, name)
+    }
     assert columns, "no *_COLUMNS lists found"
     keys += [f"admin.col.{c}" for c in columns]
     keys += [f"admin.show.mark.{o}" for o in report.CODES["outcome"] + ("asks",)]
@@ -367,8 +418,7 @@ def test_admin_codes_and_columns(cats):
 def test_admin_column_headings_are_distinct(cats, lang):
     """They become SQL column aliases in the web view: two alike would collide."""
     headings = [v for k, v in cats[lang].items() if k.startswith("admin.col.")]
-    assert len(headings) == len(set(headings)), sorted(h for h in headings
-                                                       if headings.count(h) > 1)
+    assert len(headings) == len(set(headings)), sorted(h for h in headings if headings.count(h) > 1)
 
 
 class Recorder:
@@ -413,32 +463,154 @@ def test_admin_web_metadata_renders(monkeypatch, tmp_path, lang):
 # languages, and every reply must render from its own catalogue.
 DIALOGS = {
     "ja": [
-        ["/start", "/back", "1", "1", "3億円", "いいえ", "いいえ", "はい", "1", "はい", "1",
-         "たくさん", "30トン", "12トン", "/why", "こんにちは"],
-        ["/start", "2", "わからない", "/skip", "なぜ", "たくさん", "1", "たくさん", "-5",
-         "99999999人", "約300人", "戻る", "回答確認", "ヘルプ", "/start", "続ける",
-         "/edit nothing", "最初から", "やめる", "/start"],
-        ["/start", "9", "回答確認", "/edit entity_type", "1", "1", "約2億9千万円", "いいえ",
-         "いいえ", "はい", "2", "5", "戻る", "1", "いいえ"],
+        [
+            "/start",
+            "/back",
+            "1",
+            "1",
+            "3億円",
+            "いいえ",
+            "いいえ",
+            "はい",
+            "1",
+            "はい",
+            "1",
+            "たくさん",
+            "30トン",
+            "12トン",
+            "/why",
+            "こんにちは",
+        ],
+        [
+            "/start",
+            "2",
+            "わからない",
+            "/skip",
+            "なぜ",
+            "たくさん",
+            "1",
+            "たくさん",
+            "-5",
+            "99999999人",
+            "約300人",
+            "戻る",
+            "回答確認",
+            "ヘルプ",
+            "/start",
+            "続ける",
+            "/edit nothing",
+            "最初から",
+            "やめる",
+            "/start",
+        ],
+        [
+            "/start",
+            "9",
+            "回答確認",
+            "/edit entity_type",
+            "1",
+            "1",
+            "約2億9千万円",
+            "いいえ",
+            "いいえ",
+            "はい",
+            "2",
+            "5",
+            "戻る",
+            "1",
+            "いいえ",
+        ],
         ["/start", "1", "4", "2億円", "はい", "50人", "はい"],
         ["/start", "1", "6", "1億円", "いいえ", "いいえ", "はい", "3", "2"],
-        ["/start", "1", "1", "3億円", "いいえ", "いいえ", "はい", "1", "はい", "1", "30トン",
-         "25トン"],
-        ["/start", "6", "いいえ", "いいえ", "はい", "1", "はい", "1", "30トン", "わからない",
-         "/skip"],
+        [
+            "/start",
+            "1",
+            "1",
+            "3億円",
+            "いいえ",
+            "いいえ",
+            "はい",
+            "1",
+            "はい",
+            "1",
+            "30トン",
+            "25トン",
+        ],
+        [
+            "/start",
+            "6",
+            "いいえ",
+            "いいえ",
+            "はい",
+            "1",
+            "はい",
+            "1",
+            "30トン",
+            "わからない",
+            "/skip",
+        ],
     ],
     "en": [
-        ["/start", "/back", "1", "1", "¥300,000,000", "no", "no", "yes", "1", "yes", "1",
-         "lots", "30 t", "12 t", "/why", "hello"],
-        ["/start", "2", "don't know", "/skip", "/why", "lots", "1", "many", "-5",
-         "99999999 people", "about 300 people", "/back", "/summary", "help", "/start",
-         "/continue", "/edit nothing", "/restart", "/cancel", "/start"],
-        ["/start", "9", "/summary", "/edit entity_type", "1", "1", "about 290,000,000 yen", "no",
-         "no", "yes", "2", "5", "/back", "1", "no"],
+        [
+            "/start",
+            "/back",
+            "1",
+            "1",
+            "¥300,000,000",
+            "no",
+            "no",
+            "yes",
+            "1",
+            "yes",
+            "1",
+            "lots",
+            "30 t",
+            "12 t",
+            "/why",
+            "hello",
+        ],
+        [
+            "/start",
+            "2",
+            "don't know",
+            "/skip",
+            "/why",
+            "lots",
+            "1",
+            "many",
+            "-5",
+            "99999999 people",
+            "about 300 people",
+            "/back",
+            "/summary",
+            "help",
+            "/start",
+            "/continue",
+            "/edit nothing",
+            "/restart",
+            "/cancel",
+            "/start",
+        ],
+        [
+            "/start",
+            "9",
+            "/summary",
+            "/edit entity_type",
+            "1",
+            "1",
+            "about 290,000,000 yen",
+            "no",
+            "no",
+            "yes",
+            "2",
+            "5",
+            "/back",
+            "1",
+            "no",
+        ],
         ["/start", "1", "4", "¥200,000,000", "yes", "50 people", "yes"],
         ["/start", "1", "6", "¥100,000,000", "no", "no", "yes", "3", "2"],
-        ["/start", "1", "1", "¥300,000,000", "no", "no", "yes", "1", "yes", "1", "30 t",
-         "25 t"],
+        ["/start", "1", "1", "¥300,000,000", "no", "no", "yes", "1", "yes", "1", "30 t", "25 t"],
         ["/start", "6", "no", "no", "yes", "1", "yes", "1", "30 t", "don't know", "/skip"],
     ],
 }

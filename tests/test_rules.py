@@ -20,14 +20,36 @@ CASES_DIR = Path(__file__).parent / "rules_cases"
 CASE_FILES = ("size_table", "applicants", "projects", "partial", "dates")
 DEFAULT_DATE = dt.date(2024, 6, 1)
 
-CRITERIA = ("applicant", "tax_arrears", "antisocial_forces", "site_in_tochigi", "project",
-            "delivery", "co2")
+CRITERIA = (
+    "applicant",
+    "tax_arrears",
+    "antisocial_forces",
+    "site_in_tochigi",
+    "project",
+    "delivery",
+    "co2",
+)
 CRITERION_STATUSES = {"met", "not_met", "unknown"}
 STATUSES = {"eligible", "ineligible", "undetermined"}
 FIELDS = tuple(Answers.model_fields)
-KEYS = {"name", "date", "answers", "status", "criteria", "clause", "message_key", "params",
-        "missing", "missing_first", "missing_includes", "missing_excludes", "warnings",
-        "warnings_absent", "ruleset", "xfail"}
+KEYS = {
+    "name",
+    "date",
+    "answers",
+    "status",
+    "criteria",
+    "clause",
+    "message_key",
+    "params",
+    "missing",
+    "missing_first",
+    "missing_includes",
+    "missing_excludes",
+    "warnings",
+    "warnings_absent",
+    "ruleset",
+    "xfail",
+}
 
 
 def load_file(stem: str) -> list[dict]:
@@ -56,8 +78,11 @@ def _date(value) -> dt.date:
 def _params():
     for stem in CASE_FILES:
         for case in load_file(stem):
-            marks = ([pytest.mark.xfail(reason=str(case["xfail"]), strict=True)]
-                     if case.get("xfail") else [])
+            marks = (
+                [pytest.mark.xfail(reason=str(case["xfail"]), strict=True)]
+                if case.get("xfail")
+                else []
+            )
             yield pytest.param(stem, case, id=f"{stem}:{case.get('name')}", marks=marks)
 
 
@@ -72,29 +97,42 @@ def check(case: dict) -> list[str]:
         if not ok:
             problems.append(what)
 
-    expect(verdict.status == case["status"],
-           f"status: expected {case['status']}, got {verdict.status}")
+    expect(
+        verdict.status == case["status"], f"status: expected {case['status']}, got {verdict.status}"
+    )
     for crit, status in (case.get("criteria") or {}).items():
-        expect(reasons[crit].status == status,
-               f"criteria.{crit}: expected {status}, got {reasons[crit].status}")
+        expect(
+            reasons[crit].status == status,
+            f"criteria.{crit}: expected {status}, got {reasons[crit].status}",
+        )
     for crit, clause in (case.get("clause") or {}).items():
-        expect(str(clause) in reasons[crit].clause,
-               f"clause.{crit}: expected to contain {clause!r}, got {reasons[crit].clause!r}")
+        expect(
+            str(clause) in reasons[crit].clause,
+            f"clause.{crit}: expected to contain {clause!r}, got {reasons[crit].clause!r}",
+        )
     for crit, key in (case.get("message_key") or {}).items():
-        expect(reasons[crit].message_key == key,
-               f"message_key.{crit}: expected {key}, got {reasons[crit].message_key}")
+        expect(
+            reasons[crit].message_key == key,
+            f"message_key.{crit}: expected {key}, got {reasons[crit].message_key}",
+        )
     for crit, params in (case.get("params") or {}).items():
         for name, value in params.items():
             got = reasons[crit].params.get(name)
-            expect(got is not None and str(got) == str(value),
-                   f"params.{crit}.{name}: expected {value!r}, got {got!r}")
+            expect(
+                got is not None and str(got) == str(value),
+                f"params.{crit}.{name}: expected {value!r}, got {got!r}",
+            )
     if "missing" in case:
-        expect(verdict.missing == list(case["missing"]),
-               f"missing: expected {case['missing']}, got {verdict.missing}")
+        expect(
+            verdict.missing == list(case["missing"]),
+            f"missing: expected {case['missing']}, got {verdict.missing}",
+        )
     if "missing_first" in case:
         first = verdict.missing[0] if verdict.missing else None
-        expect(first == case["missing_first"],
-               f"missing_first: expected {case['missing_first']}, got {first}")
+        expect(
+            first == case["missing_first"],
+            f"missing_first: expected {case['missing_first']}, got {first}",
+        )
     for f in case.get("missing_includes") or []:
         expect(f in verdict.missing, f"missing_includes: {f} not in {verdict.missing}")
     for f in case.get("missing_excludes") or []:
@@ -104,8 +142,10 @@ def check(case: dict) -> list[str]:
     for key in case.get("warnings_absent") or []:
         expect(key not in warning_keys, f"warnings_absent: {key} is in {warning_keys}")
     if "ruleset" in case:
-        expect(verdict.ruleset == case["ruleset"],
-               f"ruleset: expected {case['ruleset']}, got {verdict.ruleset}")
+        expect(
+            verdict.ruleset == case["ruleset"],
+            f"ruleset: expected {case['ruleset']}, got {verdict.ruleset}",
+        )
     return problems
 
 
@@ -116,10 +156,14 @@ def well_formed(case: dict) -> list[str]:
     if case.get("status") not in STATUSES:
         errors.append(f"status must be one of {sorted(STATUSES)}")
     for key in ("criteria", "clause", "message_key", "params"):
-        errors += [f"{key}: unknown criterion {c!r}" for c in case.get(key) or {}
-                   if c not in CRITERIA]
-    errors += [f"criteria: bad status {s!r}" for s in (case.get("criteria") or {}).values()
-               if s not in CRITERION_STATUSES]
+        errors += [
+            f"{key}: unknown criterion {c!r}" for c in case.get(key) or {} if c not in CRITERIA
+        ]
+    errors += [
+        f"criteria: bad status {s!r}"
+        for s in (case.get("criteria") or {}).values()
+        if s not in CRITERION_STATUSES
+    ]
     for key in ("missing", "missing_includes", "missing_excludes"):
         errors += [f"{key}: unknown field {f!r}" for f in case.get(key) or [] if f not in FIELDS]
     if "missing_first" in case and case["missing_first"] not in FIELDS:
@@ -136,8 +180,9 @@ def test_case(stem: str, case: dict):
     errors = well_formed(case)
     assert not errors, f"{stem}.yaml「{case.get('name')}」is malformed: " + "; ".join(errors)
     problems = check(case)
-    assert not problems, (f"{stem}.yaml「{case['name']}」\n  answers: {case['answers']}\n  "
-                          + "\n  ".join(problems))
+    assert not problems, (
+        f"{stem}.yaml「{case['name']}」\n  answers: {case['answers']}\n  " + "\n  ".join(problems)
+    )
 
 
 @pytest.mark.parametrize("stem", CASE_FILES)
@@ -147,7 +192,8 @@ def test_case_file_is_not_empty_and_names_are_unique(stem: str):
     names = [c.get("name") for c in cases]
     assert all(isinstance(n, str) and n for n in names)
     assert len(set(names)) == len(names), "duplicate names: " + ", ".join(
-        sorted({n for n in names if names.count(n) > 1}))
+        sorted({n for n in names if names.count(n) > 1})
+    )
 
 
 def test_every_case_file_is_listed():
@@ -162,14 +208,24 @@ def test_size_table_covers_every_industry_row():
 
 def test_projects_cover_every_project_equipment_and_delivery():
     answers = [c["answers"] for c in load_file("projects")]
-    assert {a.get("project_type") for a in answers} >= {"led", "equipment_replacement",
-                                                        "cogeneration"}
-    assert {a.get("equipment") for a in answers} >= {"boiler", "industrial_furnace",
-                                                     "air_conditioning", "private_generator",
-                                                     "other"}
+    assert {a.get("project_type") for a in answers} >= {
+        "led",
+        "equipment_replacement",
+        "cogeneration",
+    }
+    assert {a.get("equipment") for a in answers} >= {
+        "boiler",
+        "industrial_furnace",
+        "air_conditioning",
+        "private_generator",
+        "other",
+    }
     for project in ("led", "equipment_replacement", "cogeneration"):
         assert {a.get("delivery") for a in answers if a.get("project_type") == project} >= {
-            "purchase", "lease", "esco"}, project
+            "purchase",
+            "lease",
+            "esco",
+        }, project
 
 
 def test_applicants_cover_every_entity_kind():

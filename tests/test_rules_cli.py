@@ -10,8 +10,13 @@ EXAMPLE = "examples/answers.json"
 
 
 def run(stdin: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", "rules", "check", *args],
-                          input=stdin, capture_output=True, text=True, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "rules", "check", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
 
 
 def test_example_file_is_eligible_with_exact_decimal():
@@ -41,14 +46,17 @@ def test_expired_ruleset_warns_after_2025_03_31():
     assert json.loads(out.stdout)["warnings"] == []
 
 
-@pytest.mark.parametrize(("stdin", "needle"), [
-    ('{"entity_type": "corp"}', "sole_proprietor"),
-    ('{"colour": 1}', "colour"),
-    ('{"capital_yen": -5}', "capital_yen"),
-    ('{"co2_before_t": "abc"}', "co2_before_t"),
-    ("{x", "JSON"),
-    ("[1, 2]", "JSON"),
-])
+@pytest.mark.parametrize(
+    ("stdin", "needle"),
+    [
+        ('{"entity_type": "corp"}', "sole_proprietor"),
+        ('{"colour": 1}', "colour"),
+        ('{"capital_yen": -5}', "capital_yen"),
+        ('{"co2_before_t": "abc"}', "co2_before_t"),
+        ("{x", "JSON"),
+        ("[1, 2]", "JSON"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_no_traceback(stdin, needle):
     out = run(stdin)
     assert out.returncode == 2

@@ -32,23 +32,38 @@ from rules.ruleset import ruleset_for
 
 ON = dt.date(2024, 6, 1)
 ASK_ORDER = ruleset_for(ON)[0].ask_order
-CRITERIA = ["applicant", "tax_arrears", "antisocial_forces", "site_in_tochigi", "project",
-            "delivery", "co2"]
+CRITERIA = [
+    "applicant",
+    "tax_arrears",
+    "antisocial_forces",
+    "site_in_tochigi",
+    "project",
+    "delivery",
+    "co2",
+]
 FIELDS = list(Answers.model_fields)
 
 # 別表, written out again from the guideline (not read from rules/data) for the reference reading.
 SIZE = {  # industry: (capital limit in yen, employee limit), both inclusive
-    "manufacturing": (300_000_000, 300), "construction": (300_000_000, 300),
-    "transport": (300_000_000, 300), "other_industry": (300_000_000, 300),
-    "rubber_products": (300_000_000, 900), "wholesale": (100_000_000, 100),
-    "retail": (50_000_000, 50), "services": (50_000_000, 100),
-    "software_it": (300_000_000, 300), "hotel": (50_000_000, 200),
+    "manufacturing": (300_000_000, 300),
+    "construction": (300_000_000, 300),
+    "transport": (300_000_000, 300),
+    "other_industry": (300_000_000, 300),
+    "rubber_products": (300_000_000, 900),
+    "wholesale": (100_000_000, 100),
+    "retail": (50_000_000, 50),
+    "services": (50_000_000, 100),
+    "software_it": (300_000_000, 300),
+    "hotel": (50_000_000, 200),
 }
 YEN_LIMITS = sorted({c for c, _ in SIZE.values()})
 HEAD_LIMITS = sorted({e for _, e in SIZE.values()})
 
-PROPS = settings(max_examples=300, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPS = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def near(limits: list[int]) -> list[int]:
@@ -58,8 +73,25 @@ def near(limits: list[int]) -> list[int]:
 money = st.one_of(st.sampled_from(near(YEN_LIMITS)), st.integers(0, 10**12))
 heads = st.one_of(st.sampled_from(near(HEAD_LIMITS)), st.integers(0, 10**6))
 tonnes = st.one_of(
-    st.sampled_from([Decimal(x) for x in ("0", "5", "5.0", "6.4", "8.0", "10", "12.5", "20",
-                                          "54.1", "54.2", "64.1", "100")]),
+    st.sampled_from(
+        [
+            Decimal(x)
+            for x in (
+                "0",
+                "5",
+                "5.0",
+                "6.4",
+                "8.0",
+                "10",
+                "12.5",
+                "20",
+                "54.1",
+                "54.2",
+                "64.1",
+                "100",
+            )
+        ]
+    ),
     st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False, allow_infinity=False),
 )
 
@@ -90,8 +122,11 @@ def answers_and_extension(draw):
     """A partial answer set A and an extension B ⊇ A (some unknown fields of A filled in)."""
     a = draw(partial_answers)
     fill = draw(full_answers)
-    extra = draw(st.sets(st.sampled_from([f for f in FIELDS if f not in a]))) if len(a) < len(
-        FIELDS) else set()
+    extra = (
+        draw(st.sets(st.sampled_from([f for f in FIELDS if f not in a])))
+        if len(a) < len(FIELDS)
+        else set()
+    )
     return a, {**a, **{f: fill[f] for f in extra}}
 
 
@@ -146,8 +181,9 @@ def test_full_answers_are_decided_unless_applicant_is_other(answers):
 def test_missing_is_empty_iff_decided_or_only_governor_judgement_left(answers):
     verdict = run(answers)
     s = statuses(verdict)
-    only_governor_left = (answers.get("entity_type") == "other"
-                          and all(s[c] == "met" for c in CRITERIA if c != "applicant"))
+    only_governor_left = answers.get("entity_type") == "other" and all(
+        s[c] == "met" for c in CRITERIA if c != "applicant"
+    )
     decided = verdict.status != "undetermined"
     assert (verdict.missing == []) == (decided or only_governor_left), (answers, verdict)
     if only_governor_left:
@@ -180,10 +216,14 @@ def test_missing_is_unanswered_ordered_and_shrinks_when_answered(answers, data):
 # matters for its group's combined result (other criteria are then left as they are, and none of
 # them is not_met while the verdict is undetermined).
 GROUPS = {
-    "applicant": (("applicant",), ["entity_type", "blue_return", "industry", "capital_yen",
-                                   "employees"]),
-    "project": (("project", "co2"), ["project_type", "equipment", "replaces_existing",
-                                     "co2_before_t", "co2_after_t"]),
+    "applicant": (
+        ("applicant",),
+        ["entity_type", "blue_return", "industry", "capital_yen", "employees"],
+    ),
+    "project": (
+        ("project", "co2"),
+        ["project_type", "equipment", "replaces_existing", "co2_before_t", "co2_after_t"],
+    ),
     "tax_arrears": (("tax_arrears",), ["tax_arrears"]),
     "antisocial_forces": (("antisocial_forces",), ["antisocial_forces"]),
     "site_in_tochigi": (("site_in_tochigi",), ["site_in_tochigi"]),
@@ -231,13 +271,18 @@ def can_change_outcome(answers: dict, field: str) -> bool:
 
 # Answers a dialog can reach: the standing questions are unanswered or answered favourably (their
 # relevance is trivial), applicant and project fields are anything in the generated range.
-GATES = {"tax_arrears": st.just(False), "antisocial_forces": st.just(False),
-         "site_in_tochigi": st.just(True), "delivery": st.just("purchase")}
+GATES = {
+    "tax_arrears": st.just(False),
+    "antisocial_forces": st.just(False),
+    "site_in_tochigi": st.just(True),
+    "delivery": st.just("purchase"),
+}
 open_answers = st.fixed_dictionaries({}, optional={**VALUES, **GATES})
 KIND_AND_PROJECT = ("entity_type", "project_type")
 open_answers_kind_and_project_known = st.fixed_dictionaries(
     {f: VALUES[f] for f in KIND_AND_PROJECT},
-    optional={f: s for f, s in {**VALUES, **GATES}.items() if f not in KIND_AND_PROJECT})
+    optional={f: s for f, s in {**VALUES, **GATES}.items() if f not in KIND_AND_PROJECT},
+)
 
 
 def assert_every_missing_field_matters(answers: dict) -> None:
@@ -265,11 +310,19 @@ def test_missing_fields_can_change_the_outcome(answers):
 # ---------------------------------------------------------------------------------------------
 # (f) never raises, well-formed verdicts
 
-wide_tonnes = st.decimals(min_value=0, max_value=Decimal("999999999.999"), places=3,
-                          allow_nan=False, allow_infinity=False)
-wide_answers = st.fixed_dictionaries({}, optional={
-    **VALUES, "capital_yen": st.integers(0, 10**18), "employees": st.integers(0, 10**9),
-    "co2_before_t": wide_tonnes, "co2_after_t": wide_tonnes})
+wide_tonnes = st.decimals(
+    min_value=0, max_value=Decimal("999999999.999"), places=3, allow_nan=False, allow_infinity=False
+)
+wide_answers = st.fixed_dictionaries(
+    {},
+    optional={
+        **VALUES,
+        "capital_yen": st.integers(0, 10**18),
+        "employees": st.integers(0, 10**9),
+        "co2_before_t": wide_tonnes,
+        "co2_after_t": wide_tonnes,
+    },
+)
 
 
 @PROPS
@@ -298,11 +351,11 @@ def reference_status(a: dict) -> str:
     capital_max, heads_max = SIZE[a["industry"]]
     small = a["employees"] <= heads_max
     applicant = {
-        "company": small or a["capital_yen"] <= capital_max,           # (1)・別表 ※
-        "sole_proprietor": a["blue_return"] or small,                  # (8) or (1) employees
-        "general_association": small,                                  # (6)
-        "other": None,                                                 # (9) governor
-    }.get(a["entity_type"], True)                                      # (2)(3)(4)(5)(7)
+        "company": small or a["capital_yen"] <= capital_max,  # (1)・別表 ※
+        "sole_proprietor": a["blue_return"] or small,  # (8) or (1) employees
+        "general_association": small,  # (6)
+        "other": None,  # (9) governor
+    }.get(a["entity_type"], True)  # (2)(3)(4)(5)(7)
     before, after = a["co2_before_t"], a["co2_after_t"]
     cut = before - after
 
@@ -311,12 +364,18 @@ def reference_status(a: dict) -> str:
 
     project = {
         "led": a["replaces_existing"] and reduction("0.5"),
-        "equipment_replacement": (a["equipment"] != "other" and a["replaces_existing"]
-                                  and reduction("0.2")),
+        "equipment_replacement": (
+            a["equipment"] != "other" and a["replaces_existing"] and reduction("0.2")
+        ),
         "cogeneration": True,
     }[a["project_type"]]
-    others = [not a["tax_arrears"], not a["antisocial_forces"], a["site_in_tochigi"],
-              project, a["delivery"] == "purchase"]
+    others = [
+        not a["tax_arrears"],
+        not a["antisocial_forces"],
+        a["site_in_tochigi"],
+        project,
+        a["delivery"] == "purchase",
+    ]
     if applicant is False or not all(others):
         return "ineligible"
     return "undetermined" if applicant is None else "eligible"

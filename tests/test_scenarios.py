@@ -15,8 +15,18 @@ def test_scenarios_cover_every_outcome_and_command():
     texts = [f.read_text(encoding="utf-8") for f in FILES]
     for outcome in ("eligible", "ineligible", "undetermined"):
         assert any(f"verdict: {outcome}" in t for t in texts), outcome
-    for word in ("/back", "戻る", "回答確認", "直す", "なぜ", "ヘルプ", "わからない", "/start",
-                 "最初から", "やめる"):
+    for word in (
+        "/back",
+        "戻る",
+        "回答確認",
+        "直す",
+        "なぜ",
+        "ヘルプ",
+        "わからない",
+        "/start",
+        "最初から",
+        "やめる",
+    ):
         assert any(word in t for t in texts), word
 
 
@@ -33,10 +43,15 @@ def test_scenario(path, tmp_path):
 def test_script_command_reports_failure(tmp_path):
     import subprocess
     import sys
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps:\n  - expect: {awaiting: industry}\n", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "console", "--script", str(bad)],
-                         capture_output=True, text=True, encoding="utf-8",
-                         env={"SUBSIDY_DB": str(tmp_path / "x.db"), "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "console", "--script", str(bad)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={"SUBSIDY_DB": str(tmp_path / "x.db"), "PATH": ""},
+    )
     assert out.returncode == 1
     assert "awaiting 'entity_type' != 'industry'" in out.stdout

@@ -27,8 +27,14 @@ GOOD = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 def env(monkeypatch, tmp_path):
     """A clean environment in an empty directory (no .env from the checkout)."""
     monkeypatch.chdir(tmp_path)
-    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "ADMIN_USER_IDS", "LOG_LEVEL",
-                 "SUBSIDY_LANG", "TELEGRAM_API_URL"):
+    for name in (
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "ADMIN_USER_IDS",
+        "LOG_LEVEL",
+        "SUBSIDY_LANG",
+        "TELEGRAM_API_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SUBSIDY_DB", str(tmp_path / "bot.db"))
     return monkeypatch
@@ -41,9 +47,20 @@ def run(*argv: str) -> int:
 # --- configuration errors: one line, exit 2, before any network or database ------------------
 
 
-@pytest.mark.parametrize("token", [None, "", "   ", "not-a-token", "123456:short",
-                                   "12ab:" + "x" * 35, GOOD.replace("AAH", "A H"),
-                                   GOOD + "!", ":" + GOOD.split(":")[1]])
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "   ",
+        "not-a-token",
+        "123456:short",
+        "12ab:" + "x" * 35,
+        GOOD.replace("AAH", "A H"),
+        GOOD + "!",
+        ":" + GOOD.split(":")[1],
+    ],
+)
 def test_missing_or_malformed_token(env, capsys, tmp_path, token):
     if token is not None:
         env.setenv("TELEGRAM_BOT_TOKEN", token)
@@ -55,12 +72,15 @@ def test_missing_or_malformed_token(env, capsys, tmp_path, token):
     assert not (tmp_path / "bot.db").exists()
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("TELEGRAM_WEBHOOK_SECRET", "has space", "TELEGRAM_WEBHOOK_SECRET"),
-    ("TELEGRAM_WEBHOOK_SECRET", "x" * 257, "TELEGRAM_WEBHOOK_SECRET"),
-    ("LOG_LEVEL", "CHATTY", "LOG_LEVEL"),
-    ("ADMIN_USER_IDS", "12,abc", "ADMIN_USER_IDS"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("TELEGRAM_WEBHOOK_SECRET", "has space", "TELEGRAM_WEBHOOK_SECRET"),
+        ("TELEGRAM_WEBHOOK_SECRET", "x" * 257, "TELEGRAM_WEBHOOK_SECRET"),
+        ("LOG_LEVEL", "CHATTY", "LOG_LEVEL"),
+        ("ADMIN_USER_IDS", "12,abc", "ADMIN_USER_IDS"),
+    ],
+)
 def test_other_bad_settings(env, capsys, name, value, expected):
     env.setenv("TELEGRAM_BOT_TOKEN", GOOD)
     env.setenv(name, value)
@@ -80,14 +100,17 @@ def test_english_errors_with_subsidy_lang_en(env, capsys):
 # --- small parts ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("/stats", ("stats", "", "/stats")),
-    ("/show 12", ("show", "12", "/show 12")),
-    ("/Start@Test_Screening_Bot", ("start", "", "/Start")),
-    ("/edit@test_screening_bot  capital_yen ", ("edit", "capital_yen", "/edit capital_yen")),
-    ("/start@other_bot", (None, "", "/start@other_bot")),
-    ("製造業", (None, "", "製造業")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/stats", ("stats", "", "/stats")),
+        ("/show 12", ("show", "12", "/show 12")),
+        ("/Start@Test_Screening_Bot", ("start", "", "/Start")),
+        ("/edit@test_screening_bot  capital_yen ", ("edit", "capital_yen", "/edit capital_yen")),
+        ("/start@other_bot", (None, "", "/start@other_bot")),
+        ("製造業", (None, "", "製造業")),
+    ],
+)
 def test_commands(text, expected):
     assert _command(text, "test_screening_bot") == expected
 
@@ -115,8 +138,10 @@ async def test_chats_run_concurrently_each_in_order():
         await asyncio.sleep(0)
 
     plan = [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
-    tasks = [asyncio.create_task(order.process_update(_update(i, c), work(c, n)))
-             for i, (c, n) in enumerate(plan)]
+    tasks = [
+        asyncio.create_task(order.process_update(_update(i, c), work(c, n)))
+        for i, (c, n) in enumerate(plan)
+    ]
     await asyncio.gather(*(tasks[i] for i in (1, 3, 5)))  # chat 2 finishes meanwhile
     assert [s for s in started if s[0] == 1] == [(1, 0)]
     gate.set()

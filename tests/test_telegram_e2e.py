@@ -34,18 +34,43 @@ PURCHASE = "購入（自社で所有）"
 
 # (action, input, bot messages expected); the last step gives the summary and the verdict.
 BY_BUTTONS = {
-    "eligible": [("press", "個人事業主", 1), ("press", YES, 1), ("press", NO, 1),
-                 ("press", NO, 1), ("press", YES, 1), ("press", BOILER, 1),
-                 ("press", "ボイラー", 1), ("press", YES, 1), ("press", PURCHASE, 1),
-                 ("say", "8.0", 1), ("say", "6.4", 2)],
+    "eligible": [
+        ("press", "個人事業主", 1),
+        ("press", YES, 1),
+        ("press", NO, 1),
+        ("press", NO, 1),
+        ("press", YES, 1),
+        ("press", BOILER, 1),
+        ("press", "ボイラー", 1),
+        ("press", YES, 1),
+        ("press", PURCHASE, 1),
+        ("say", "8.0", 1),
+        ("say", "6.4", 2),
+    ],
     "ineligible": [("press", "医療法人", 1), ("press", YES, 2)],
-    "undetermined": [("press", "その他", 1), ("press", NO, 1), ("press", NO, 1),
-                     ("press", YES, 1), ("press", "コージェネレーション設備の設置", 1),
-                     ("press", PURCHASE, 2)],
+    "undetermined": [
+        ("press", "その他", 1),
+        ("press", NO, 1),
+        ("press", NO, 1),
+        ("press", YES, 1),
+        ("press", "コージェネレーション設備の設置", 1),
+        ("press", PURCHASE, 2),
+    ],
 }
 BY_TEXT = {
-    "eligible": ["株式会社です", "製造業", "３億円", "ありません", "該当しません", "はい", "LED",
-                 "はい", "購入", "64.1トン", "54.1 t-CO2"],
+    "eligible": [
+        "株式会社です",
+        "製造業",
+        "３億円",
+        "ありません",
+        "該当しません",
+        "はい",
+        "LED",
+        "はい",
+        "購入",
+        "64.1トン",
+        "54.1 t-CO2",
+    ],
     "ineligible": ["合同会社", "小売業", "5,001万円", "約51名", "このまま"],
     "undetermined": ["NPO法人", "いいえ", "いいえ", "はい", "コージェネレーション", "購入"],
 }
@@ -80,14 +105,21 @@ def chat(emu, bot):
 
 
 def events(db, chat_id: int) -> list[tuple]:
-    return query(db, "SELECT e.direction, e.raw_text, e.input_uid FROM events e JOIN"
-                     " conversations c ON c.id = e.conversation_id WHERE c.chat_id = ?"
-                     " ORDER BY e.id", str(chat_id))
+    return query(
+        db,
+        "SELECT e.direction, e.raw_text, e.input_uid FROM events e JOIN"
+        " conversations c ON c.id = e.conversation_id WHERE c.chat_id = ?"
+        " ORDER BY e.id",
+        str(chat_id),
+    )
 
 
 def verdict(db, chat_id: int) -> tuple:
-    return query(db, "SELECT count(*), max(status), max(verdict_status) FROM conversations"
-                     " WHERE chat_id = ?", str(chat_id))[0]
+    return query(
+        db,
+        "SELECT count(*), max(status), max(verdict_status) FROM conversations WHERE chat_id = ?",
+        str(chat_id),
+    )[0]
 
 
 # --- the dialog ---------------------------------------------------------------------------
@@ -140,7 +172,7 @@ def test_stale_button_is_answered_and_changes_nothing(emu, bot, chat):
     [answer] = emu.wait_until(lambda: emu.callback_answers[answers:], 10)
     assert answer["text"] == t("telegram.stale_button", "ja")
     assert chat.say("製造業")[0]["text"].startswith("業種は「製造業」")  # still the same question
-    assert events(bot.db, chat.id)[:len(before_events)] == before_events
+    assert events(bot.db, chat.id)[: len(before_events)] == before_events
     assert len(events(bot.db, chat.id)) == len(before_events) + 2  # just the "製造業" turn
     assert len(chat.messages) == before_messages + 1
 
@@ -165,12 +197,25 @@ def test_user_text_is_escaped_and_very_long_input_refused(bot, chat):
 
 def test_pictures_and_stickers_get_a_polite_word(emu, bot, chat):
     before = events(bot.db, chat.id)
-    emu.inject({"message": {"message_id": 99, "date": int(time.time()),
-                            "chat": {"id": chat.id, "type": "private", "first_name": "T"},
-                            "from": {"id": chat.id, "is_bot": False, "first_name": "T"},
-                            "sticker": {"file_id": "s", "file_unique_id": "s", "width": 1,
-                                        "height": 1, "is_animated": False, "is_video": False,
-                                        "type": "regular"}}})
+    emu.inject(
+        {
+            "message": {
+                "message_id": 99,
+                "date": int(time.time()),
+                "chat": {"id": chat.id, "type": "private", "first_name": "T"},
+                "from": {"id": chat.id, "is_bot": False, "first_name": "T"},
+                "sticker": {
+                    "file_id": "s",
+                    "file_unique_id": "s",
+                    "width": 1,
+                    "height": 1,
+                    "is_animated": False,
+                    "is_video": False,
+                    "type": "regular",
+                },
+            }
+        }
+    )
     emu.wait_for_bot_messages(chat.id, 2)
     assert chat.messages[-1]["text"] == t("telegram.text_only", "ja")
     assert events(bot.db, chat.id) == before
@@ -190,8 +235,13 @@ def test_delete_asks_first_then_erases(emu, bot, chat):
     assert set(chat.buttons(confirm).values()) == {"tg:delete:yes", "tg:delete:no"}
     answers = len(emu.callback_answers)
     emu.press(chat.id, confirm["message_id"], "tg:delete:no")
-    emu.wait_until(lambda: len(emu.callback_answers) > answers
-                   and chat.messages[-1]["text"] == t("telegram.delete.kept", "ja"), 10)
+    emu.wait_until(
+        lambda: (
+            len(emu.callback_answers) > answers
+            and chat.messages[-1]["text"] == t("telegram.delete.kept", "ja")
+        ),
+        10,
+    )
     assert verdict(bot.db, chat.id)[0] == 1  # kept
 
     [confirm] = chat.say("/delete")
@@ -199,8 +249,9 @@ def test_delete_asks_first_then_erases(emu, bot, chat):
     done = t("telegram.delete.done", "ja", conversations=1)
     emu.wait_until(lambda: chat.messages[-1]["text"] == done, 10)
     assert verdict(bot.db, chat.id)[0] == 0 and events(bot.db, chat.id) == []
-    assert query(bot.db, "SELECT count(*) FROM telegram_chats WHERE chat_id = ?",
-                 str(chat.id)) == [(0,)]
+    assert query(bot.db, "SELECT count(*) FROM telegram_chats WHERE chat_id = ?", str(chat.id)) == [
+        (0,)
+    ]
     assert not chat.keyboards(), "the dialog's keyboard went with the data"
     answers = len(emu.callback_answers)
     emu.press(chat.id, question["message_id"], "industry:retail")  # a button from before
@@ -227,8 +278,10 @@ def test_admin_commands_exist_for_admins_only(emu, bot):
     cid = query(bot.db, "SELECT id FROM conversations WHERE chat_id = ?", str(stranger.id))[0][0]
     [shown] = admin.say(f"/show {cid}")
     assert f"#{cid}" in shown["text"] and "/stats" in shown["text"]
-    assert admin.say("/show 999999")[0]["text"] == \
-        f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
+    assert (
+        admin.say("/show 999999")[0]["text"]
+        == f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
+    )
     assert admin.say("/show")[0]["text"] == t("telegram.admin.show_usage", "ja")
     assert verdict(bot.db, ADMIN)[0] == 0  # none of that was a dialog input
 
@@ -244,9 +297,10 @@ def test_redelivered_update_changes_nothing(emu, bot, chat):
     [reply] = chat.say("製造業")  # processed after the redelivered copy (same chat, in order)
     assert reply["text"].startswith("業種は「製造業」")
     after = events(bot.db, chat.id)
-    assert after[:len(before)] == before and len(after) == len(before) + 2
-    assert [e for e in after if e[2].endswith(f":{uid}") and e[0] == "in"] == \
-        [("in", "1", f"123456789:{uid}")]
+    assert after[: len(before)] == before and len(after) == len(before) + 2
+    assert [e for e in after if e[2].endswith(f":{uid}") and e[0] == "in"] == [
+        ("in", "1", f"123456789:{uid}")
+    ]
     assert len(chat.messages) == 3  # welcome, industry question, capital question
 
 
@@ -285,10 +339,16 @@ def test_two_chats_each_keep_their_order_and_do_not_wait_for_each_other(emu, bot
         emu.send_text(b.id, text_b)
     got_a = emu.wait_for_bot_messages(a.id, 3)
     got_b = emu.wait_for_bot_messages(b.id, 3)
-    assert ["事業者の種類を" in got_a[0]["text"], "主な業種" in got_a[1]["text"],
-            "資本金" in got_a[2]["text"]] == [True] * 3
-    assert ["事業者の種類を" in got_b[0]["text"], "青色申告" in got_b[1]["text"],
-            "県税" in got_b[2]["text"]] == [True] * 3
+    assert [
+        "事業者の種類を" in got_a[0]["text"],
+        "主な業種" in got_a[1]["text"],
+        "資本金" in got_a[2]["text"],
+    ] == [True] * 3
+    assert [
+        "事業者の種類を" in got_b[0]["text"],
+        "青色申告" in got_b[1]["text"],
+        "県税" in got_b[2]["text"],
+    ] == [True] * 3
 
     # Chat a's reply fails once and waits 0.5 s to retry; chat b is answered meanwhile.
     emu.fail_next("sendMessage", status=502)
@@ -364,11 +424,19 @@ def test_token_never_reaches_debug_logs(tmp_path):
     assert token not in out and token.split(":")[1] not in out
 
 
-@pytest.mark.parametrize("value", [None, "123456789:AAAA-with space-bbbbbbbbbbbbbbbbbbbbbbbb"],
-                         ids=["missing", "malformed"])  # more cases in-process: test_telegram_app
+@pytest.mark.parametrize(
+    "value",
+    [None, "123456789:AAAA-with space-bbbbbbbbbbbbbbbbbbbbbbbb"],
+    ids=["missing", "malformed"],
+)  # more cases in-process: test_telegram_app
 def test_missing_or_malformed_token_is_one_line_and_exit_2(tmp_path, value):
-    process = BotProcess(None, tmp_path, tmp_path / "bot.db", TELEGRAM_BOT_TOKEN=value,
-                         TELEGRAM_API_URL="http://127.0.0.1:9/bot")  # never reached
+    process = BotProcess(
+        None,
+        tmp_path,
+        tmp_path / "bot.db",
+        TELEGRAM_BOT_TOKEN=value,
+        TELEGRAM_API_URL="http://127.0.0.1:9/bot",
+    )  # never reached
     process.start(ready=None)
     assert process.proc.wait(20) == 2
     process.stop()
@@ -386,10 +454,19 @@ def _free_port() -> int:
 
 def _update(update_id: int, chat_id: int, text: str) -> bytes:
     user = {"id": chat_id, "is_bot": False, "first_name": "T", "language_code": "ja"}
-    return json.dumps({"update_id": update_id, "message": {
-        "message_id": update_id, "date": int(time.time()), "text": text, "from": user,
-        "chat": {"id": chat_id, "type": "private", "first_name": "T"},
-        "entities": [{"type": "bot_command", "offset": 0, "length": len(text)}]}}).encode()
+    return json.dumps(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": int(time.time()),
+                "text": text,
+                "from": user,
+                "chat": {"id": chat_id, "type": "private", "first_name": "T"},
+                "entities": [{"type": "bot_command", "offset": 0, "length": len(text)}],
+            },
+        }
+    ).encode()
 
 
 def _post(url: str, body: bytes, secret: str | None) -> int:
@@ -409,9 +486,19 @@ def _post(url: str, body: bytes, secret: str | None) -> int:
 def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
     emu, port = own_emu, _free_port()
     url = f"http://127.0.0.1:{port}/tg/hook"
-    process = BotProcess(emu, tmp_path, tmp_path / "bot.db", "--webhook", url, "--listen",
-                         "127.0.0.1", "--port", str(port), TELEGRAM_WEBHOOK_SECRET=secret,
-                         LOG_LEVEL="DEBUG")  # PTB logs setWebhook's parameters at DEBUG
+    process = BotProcess(
+        emu,
+        tmp_path,
+        tmp_path / "bot.db",
+        "--webhook",
+        url,
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        TELEGRAM_WEBHOOK_SECRET=secret,
+        LOG_LEVEL="DEBUG",
+    )  # PTB logs setWebhook's parameters at DEBUG
     with process.start(ready="setWebhook"):
         hook = emu.webhook
         assert hook["url"] == url and hook["allowed_updates"] == ["message", "callback_query"]
@@ -468,17 +555,24 @@ def test_webhook_answers_telegram_only_once_stored(own_emu, tmp_path):
     emu, port = own_emu, _free_port()
     url = f"http://127.0.0.1:{port}/hook"
     db = tmp_path / "bot.db"
-    process = BotProcess(emu, tmp_path, db, "--webhook", url, "--port", str(port),
-                         TELEGRAM_WEBHOOK_SECRET="s3cret")
+    process = BotProcess(
+        emu, tmp_path, db, "--webhook", url, "--port", str(port), TELEGRAM_WEBHOOK_SECRET="s3cret"
+    )
     with process.start(ready="setWebhook"):
         assert _post(url, _update(1, 8100, "/start"), "s3cret") == 200  # database created
         lock = sqlite3.connect(db, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(httpx.ReadTimeout):  # held until the commit can happen
-                httpx.post(url, content=_update(2, 8100, "株式会社"), timeout=1.5,
-                           headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret",
-                                    "Content-Type": "application/json"})
+                httpx.post(
+                    url,
+                    content=_update(2, 8100, "株式会社"),
+                    timeout=1.5,
+                    headers={
+                        "X-Telegram-Bot-Api-Secret-Token": "s3cret",
+                        "Content-Type": "application/json",
+                    },
+                )
         finally:
             lock.execute("ROLLBACK")
             lock.close()
@@ -486,5 +580,6 @@ def test_webhook_answers_telegram_only_once_stored(own_emu, tmp_path):
         uid = f"{emu.bot_user['id']}:2"
         assert query(db, "SELECT count(*) FROM inputs WHERE uid = ?", uid) == [(1,)]
         assert _post(url, _update(2, 8100, "株式会社"), "s3cret") == 200  # a redelivery
-        assert query(db, "SELECT count(*) FROM events WHERE input_uid = ? AND direction = 'in'",
-                     uid) == [(1,)]
+        assert query(
+            db, "SELECT count(*) FROM events WHERE input_uid = ? AND direction = 'in'", uid
+        ) == [(1,)]

@@ -61,8 +61,12 @@ def test_exactly_at_the_limit_is_not_split():
 
 def test_a_line_longer_than_the_limit_is_cut_between_characters():
     line = "x" * 25
-    assert split_text(f"head\n{line}\ntail", limit=10) == ["head", "x" * 10, "x" * 10,
-                                                           "x" * 5 + "\ntail"]
+    assert split_text(f"head\n{line}\ntail", limit=10) == [
+        "head",
+        "x" * 10,
+        "x" * 10,
+        "x" * 5 + "\ntail",
+    ]
 
 
 def test_surrogate_pairs_count_double_and_stay_whole():
@@ -77,8 +81,10 @@ def test_blank_chunks_are_dropped():
     assert split_text("a\n\n\n\nb", limit=1) == ["a", "b"]
 
 
-@given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=300),
-       st.integers(min_value=2, max_value=40))
+@given(
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=300),
+    st.integers(min_value=2, max_value=40),
+)
 def test_split_keeps_everything_in_order_within_the_limit(text, limit):
     chunks = split_text(text, limit)
     assert all(units(c) <= limit and c.strip() for c in chunks)
@@ -110,8 +116,12 @@ def test_short_labels_share_rows_long_ones_do_not():
     assert labels(keyboard(choices("はい", "いいえ"))) == [["はい", "いいえ"]]
     three = keyboard(choices("製造業", "建設業", "運輸業", "卸売業"))
     assert labels(three) == [["製造業", "建設業", "運輸業"], ["卸売業"]]
-    long = keyboard([Choice(value="e:c", label="会社（株式会社・有限会社・合同会社など）"),
-                     Choice(value="e:s", label="個人事業主")])
+    long = keyboard(
+        [
+            Choice(value="e:c", label="会社（株式会社・有限会社・合同会社など）"),
+            Choice(value="e:s", label="個人事業主"),
+        ]
+    )
     assert labels(long) == [["会社（株式会社・有限会社・合同会社など）"], ["個人事業主"]]
 
 
@@ -139,5 +149,6 @@ def test_reports_are_preformatted_per_chunk():
     assert [o.html for o in out] == ["<pre>番号  状態\n1     &lt;進行中&gt;</pre>"]
     assert all(o.keyboard is None for o in out)
     big = preformatted("\n".join(["x" * 100] * 100))
-    assert len(big) == 3 and all(o.html.startswith("<pre>") and o.html.endswith("</pre>")
-                                 for o in big)
+    assert len(big) == 3 and all(
+        o.html.startswith("<pre>") and o.html.endswith("</pre>") for o in big
+    )

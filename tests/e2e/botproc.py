@@ -18,8 +18,15 @@ from pathlib import Path
 EVAL_DATE = "2024-06-01"  # the scenario files' date: verdicts do not move with the calendar
 READY_TIMEOUT = 20
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_WEBHOOK_SECRET", "ADMIN_USER_IDS",
-        "SUBSIDY_DB", "SUBSIDY_LANG", "LOG_LEVEL")  # from the test, never from the caller
+OURS = (
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "ADMIN_USER_IDS",
+    "SUBSIDY_DB",
+    "SUBSIDY_LANG",
+    "LOG_LEVEL",
+)  # from the test, never from the caller
 
 
 class BotProcess:
@@ -33,8 +40,17 @@ class BotProcess:
         self.lines: list[str] = []
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "bot.cli", "run", "--poll-timeout", "1",
-                "--date", EVAL_DATE, *self.args]
+        return [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--poll-timeout",
+            "1",
+            "--date",
+            EVAL_DATE,
+            *self.args,
+        ]
 
     def start(self, ready: str | None = "getUpdates") -> BotProcess:
         """Start; unless `ready` is None, wait until the bot calls that method (polling)."""
@@ -44,15 +60,23 @@ class BotProcess:
         paths = [str(ROOT), os.environ.get("PYTHONPATH")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self.lines = []
-        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=env, text=True,
-                                     encoding="utf-8", stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         if ready:
             try:
-                self.emu.wait_until(lambda: self.proc.poll() is not None
-                                    or len(self.emu.calls_to(ready)) > before, READY_TIMEOUT)
+                self.emu.wait_until(
+                    lambda: self.proc.poll() is not None or len(self.emu.calls_to(ready)) > before,
+                    READY_TIMEOUT,
+                )
             except TimeoutError:
                 raise TimeoutError(f"bot not ready:\n{self.output}") from None
             assert self.proc.poll() is None, f"bot exited:\n{self.output}"
