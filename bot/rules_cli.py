@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from dialogs.render import verdict_json
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import texts_on, today
 
 
 class InputError(Exception):
@@ -33,8 +34,8 @@ def allowed_values(field: str) -> str:
         return ", ".join(m.value for m in inner)
     return {
         bool: "true, false",
-        int: "0, 1, 2, ... (integer >= 0)",
-        Decimal: "0, 12.5, 64.1 ... (number >= 0)",
+        int: "0, 1, 2, ... (integer >= 0, not true/false)",
+        Decimal: "0, 12.5, 12.70710272 ... (exact decimal >= 0 and < 10^12, up to 100 places)",
     }.get(inner, str(inner))
 
 
@@ -83,7 +84,7 @@ def main(args) -> int:
 
 def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
     try:
-        on = dt.date.fromisoformat(date) if date else dt.date.today()
+        on = dt.date.fromisoformat(date) if date else today()
     except ValueError:
         print(t("cli.bad_date", lang, value=date), file=sys.stderr)
         return 2
@@ -93,9 +94,10 @@ def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
         else [(1, sys.stdin.read())]
     )
     try:
-        for n, text in texts:
-            verdict = evaluate(parse_answers(text, n), on=on)
-            print(json.dumps(verdict_json(verdict, lang), ensure_ascii=False), flush=True)
+        with texts_on(on):  # messages quote the ruleset the verdict uses
+            for n, text in texts:
+                verdict = evaluate(parse_answers(text, n), on=on)
+                print(json.dumps(verdict_json(verdict, lang), ensure_ascii=False), flush=True)
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2

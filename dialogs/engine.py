@@ -18,6 +18,7 @@ from dialogs.questions import command_words, questions
 from dialogs.render import verdict_json
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
+from rules.clock import texts_on
 
 NUMERIC = ("money", "count", "tonnes")
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
@@ -109,10 +110,10 @@ class Turn:
             "ineligible": {"not_met"},
             "undetermined": {"unknown", "not_met"},
         }[verdict.status]
-        lines = [
-            t(f"verdict.title.{verdict.status}", self.lang),
-            t("verdict.reasons_title", self.lang),
-        ]
+        title, next_steps = f"verdict.title.{verdict.status}", f"verdict.next.{verdict.status}"
+        if verdict.status == "undetermined" and not verdict.missing:  # no answer can settle it
+            title, next_steps = "verdict.by_prefecture.title", "verdict.by_prefecture.next"
+        lines = [t(title, self.lang), t("verdict.reasons_title", self.lang)]
         lines += [
             t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
             for r in vj["reasons"]
@@ -138,7 +139,7 @@ class Turn:
         lines += [
             "",
             t("verdict.next_title", self.lang),
-            t(f"verdict.next.{verdict.status}", self.lang),
+            t(next_steps, self.lang),
         ]
         if verdict.status == "ineligible":
             lines += [
@@ -345,6 +346,11 @@ def _repeat(turn: Turn) -> None:
 
 def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
     """Apply one user input. Never raises on user input; returns the new state and replies."""
+    with texts_on(on):  # the texts quote the ruleset the verdict uses
+        return _step(state, inp, on)
+
+
+def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     turn = Turn(state.model_copy(deep=True), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
