@@ -16,8 +16,9 @@ TOKYO = ZoneInfo("Asia/Tokyo")
 _texts_on: ContextVar[dt.date | None] = ContextVar("texts_on", default=None)
 
 
-def today() -> dt.date:
-    return dt.datetime.now(TOKYO).date()
+def today(now: dt.datetime | None = None) -> dt.date:
+    """The date in Tochigi at `now` (an aware datetime; default: this instant)."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(TOKYO).date()
 
 
 @contextmanager

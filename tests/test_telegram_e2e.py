@@ -75,6 +75,9 @@ BY_TEXT = {
     "undetermined": ["NPO法人", "いいえ", "いいえ", "はい", "コージェネレーション", "購入"],
 }
 TITLES = {status: t(f"verdict.title.{status}", "ja") for status in BY_TEXT}
+# Both undetermined scripts are 第2 2 (9) with all else met: nothing left to ask, the prefecture
+# decides, and the title says so.
+TITLES["undetermined"] = t("verdict.by_prefecture.title", "ja")
 
 
 @pytest.fixture(scope="module")
