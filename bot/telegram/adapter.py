@@ -51,6 +51,7 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+SQLITE_MAX_INT = 2**63 - 1
 
 
 def _command(text: str, username: str) -> tuple[str | None, str, str]:
@@ -63,6 +64,11 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
         return None, "", text  # addressed to another bot
     arg = arg.strip()
     return name.lower(), arg, f"/{name} {arg}".rstrip()
+
+
+def _number(text: str) -> int | None:
+    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 class TelegramBot:
@@ -238,16 +244,18 @@ class TelegramBot:
         if command == "stats":
             text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
         elif command == "recent":
-            limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
+            limit = min(_number(arg) or 10, 50)
             text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
         else:
-            number = arg.lstrip("#")
-            if not number.isdigit():
+            number = _number(arg.lstrip("#"))
+            if number is None:
                 return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(
-                admin_report.show_text, self.storage, int(number), self.lang
-            )
-            text = text or t("admin.show.not_found", self.lang, id=int(number))
+            text = None
+            if number <= SQLITE_MAX_INT:  # beyond it no row can have that id
+                text = await asyncio.to_thread(
+                    admin_report.show_text, self.storage, number, self.lang
+                )
+            text = text or t("admin.show.not_found", self.lang, id=number)
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
