@@ -35,6 +35,13 @@ def started():
     return send(State(), "/start")[0]
 
 
+def answer(s, a):
+    """A sample answer (a button value when it has a colon, else typed); a typed answer read
+    back before it is recorded is confirmed."""
+    new = send(s, choice=a)[0] if ":" in a else send(s, a)[0]
+    return send(new, "そのとおり")[0] if new.phase == "confirming" else new
+
+
 def explore():
     """Breadth-first over the dialog tree with sample answers: question -> next questions."""
     seen_next: dict[str, set] = {}
@@ -45,7 +52,7 @@ def explore():
         q = questions()[s.awaiting]
         answers = [f"{q.id}:{v}" for v in q.choices] if q.kind == "choice" else SAMPLES[q.kind]
         for a in answers:
-            new, _ = send(s, choice=a) if ":" in a else send(s, a)
+            new = answer(s, a)
             key = json.dumps(new.answers, sort_keys=True)
             seen_next.setdefault(q.id, set()).add(new.awaiting or new.verdict["status"])
             if new.phase == "verdict":
@@ -85,7 +92,7 @@ def path_to(qid):
         q = questions()[s.awaiting]
         answers = [f"{q.id}:{v}" for v in q.choices] if q.kind == "choice" else SAMPLES[q.kind]
         for a in answers:
-            new = (send(s, choice=a) if ":" in a else send(s, a))[0]
+            new = answer(s, a)
             if new.phase == "asking":
                 queue.append(new)
     raise AssertionError(qid)
@@ -178,10 +185,17 @@ def in_phase(phase):
         return State()
     for text in ["会社", "製造業"]:
         s = send(s, text)[0]
-    if phase == "verdict":
+    if phase in ("verdict", "confirming"):
         s = send(s, "/edit industry")[0]
         s = send(send(s, "製造業")[0], "1億円")[0]
-        s = send(s, "はい")[0]  # tax arrears: ineligible at once
+        s = send(s, "はい")[0]  # tax arrears: read back before it is recorded
+        assert s.phase == "confirming" and s.confirming == {
+            **s.confirming,
+            "field": "tax_arrears",
+            "value": True,
+        }
+    if phase == "verdict":
+        s = send(s, "そのとおり")[0]  # confirmed: ineligible at once
         assert s.phase == "verdict"
     if phase == "cancelled":
         s = send(s, "やめる")[0]
@@ -275,16 +289,26 @@ def test_console_jsonl_converses_line_by_line(tmp_path):
         opening = json.loads(proc.stdout.readline())
         assert opening["awaiting"] == "entity_type" and opening["verdict"] is None
         assert "会社（株式会社・有限会社・合同会社など）" in opening["messages"][-1]["choices"]
-        for line, awaiting in [
-            ("会社（株式会社・有限会社・合同会社など）", "industry"),
-            ("1", "capital_yen"),
-            ("三億円", "tax_arrears"),
-            ("はい", None),
+        assert opening["answers"] == {} and opening["confirming"] is None
+        for line, awaiting, confirming in [
+            ("会社（株式会社・有限会社・合同会社など）", "industry", None),
+            ("1", "capital_yen", None),
+            ("三億円", "tax_arrears", None),
+            ("はい", "tax_arrears", {"field": "tax_arrears", "value": True}),
+            ("そのとおり", None, None),
         ]:
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
             turn = json.loads(proc.stdout.readline())
-            assert turn["awaiting"] == awaiting
+            assert turn["awaiting"] == awaiting and turn["confirming"] == confirming
+            if confirming:  # read back, not yet recorded
+                assert "tax_arrears" not in turn["answers"]
+        assert turn["answers"] == {
+            "entity_type": "company",
+            "industry": "manufacturing",
+            "capital_yen": 300000000,
+            "tax_arrears": True,
+        }
         assert turn["verdict"]["status"] == "ineligible"
         assert {"status", "reasons", "missing", "ruleset", "warnings"} == set(turn["verdict"])
         assert "300,000,000円" in turn["messages"][0]["text"]
