@@ -476,7 +476,7 @@ def _bound(turn: Turn, qid: str, r: Reading) -> str:
     then the value nearest the bound is recorded as an estimate and shown as the bound."""
     q = questions()[qid]
     op, number = r.bound
-    extremes = _bound_extremes(q, op, number)
+    extremes = _bound_extremes(q, op, number) if q.kind in NUMERIC else None
     if extremes and all(q.fits_model(v) for v in extremes):
         seen = {_decides(turn, qid, v) for v in extremes}
         if len(seen) == 1:
