@@ -280,9 +280,10 @@ class Storage:
                 raise
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
-        """The chat's latest conversation ('active' only, or 'active'/'finished' when it is
-        the latest of all: a chat whose last conversation was cancelled or abandoned has none)."""
-        where = " AND status = 'active'" if active_only else ""
+        """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'
+        only, with `active_only`). A cancelled one keeps its answers: the next input continues
+        it (the dialog offers to go on, see the summary or start over)."""
+        where = " AND status IN ('active', 'cancelled')" if active_only else ""
         row = next(
             self.db.query(
                 "SELECT id, status, state_json FROM conversations WHERE channel = ?"
@@ -291,7 +292,7 @@ class Storage:
             ),
             None,
         )
-        return row if row is not None and row["status"] in ("active", "finished") else None
+        return row if row is not None and row["status"] != "abandoned" else None
 
     def _create(self, channel: str, chat_id: str, user_id: str | None, state: State) -> int:
         now = self._now()
@@ -455,13 +456,13 @@ class Storage:
     # --- reads ---
 
     def current(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest conversation if it is 'active' or 'finished' (what `handle` steps)."""
+        """The chat's latest conversation unless abandoned (what `handle` steps)."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=False)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
 
     def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest 'active' conversation, if any."""
+        """The chat's latest 'active' or 'cancelled' conversation, if any."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=True)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))

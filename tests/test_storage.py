@@ -160,8 +160,12 @@ def test_verdict_finishes_and_cancel_ends_conversation(store):
 
     send(store, "cancel", "3")
     assert store.db.table("conversations").get(cid)["status"] == "cancelled"
-    assert store.current("telegram", "c1") is None
-    assert send(store, "x", "4").conversation_id != cid  # a new conversation starts
+    assert store.current("telegram", "c1")[0] == cid  # its answers are kept
+    assert store.last_unfinished("telegram", "c1")[0] == cid
+    assert send(store, "x", "4").conversation_id == cid  # the next input continues it
+    assert store.db.table("conversations").get(cid)["status"] == "active"
+    fresh = store.start_new("telegram", "c1", "u1")  # only starting afresh leaves it
+    assert store.current("telegram", "c1")[0] == fresh != cid
 
 
 def test_start_new_abandons_active_keeps_finished(store):
