@@ -11,10 +11,13 @@ import sys
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
     "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
-    "console": ("bot.console", "the dialog in the terminal (staff runner, scripts, scenarios)"),
+    "console": (
+        "bot.console.runner",
+        "the dialog in a terminal (staff runner, scenarios)",
+    ),
     "dialog": ("bot.diagram", "the dialog machine (diagram)"),
-    "run": ("bot.telegram_app", "run the Telegram bot (long polling or webhook)"),
-    "admin": ("bot.admin_cli", "review stored conversations"),
+    "run": ("bot.telegram.app", "run the Telegram bot (long polling or webhook)"),
+    "admin": ("bot.admin.cli", "review stored conversations"),
 }
 
 

@@ -101,7 +101,7 @@ def _m2_admin_indexes(db: Database) -> None:
 
 
 def _m3_telegram_chats(db: Database) -> None:
-    """The Telegram adapter's per-chat marks (bot/telegram_chats.py): the message with the live
+    """The Telegram adapter's per-chat marks (bot/telegram/chats.py): the message with the live
     inline keyboard and the last update whose replies were all sent. Deleting the conversation
     deletes the row."""
     db.execute(

@@ -22,8 +22,8 @@ from test_admin_report import (
     rows,
 )
 
-from bot import admin_report as report
-from bot.admin_cli import open_read_only
+from bot.admin import report
+from bot.admin.database import open_read_only
 from bot.cli import main
 from bot.storage import Storage
 from rules import Answers

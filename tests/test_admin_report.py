@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 
-from bot import admin_report as report
+from bot.admin import report
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import UserInput

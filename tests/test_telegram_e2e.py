@@ -24,7 +24,7 @@ except ImportError:
     from e2e.botproc import BotProcess, Chat, query, wait_done
     from emulator import BotApiEmulator
 
-from bot.telegram_bot import SEND_ATTEMPTS
+from bot.telegram.adapter import SEND_ATTEMPTS
 from locales import t
 
 ADMIN = 5550

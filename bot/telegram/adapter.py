@@ -2,7 +2,7 @@
 
 A dialog input goes through `Storage.handle` (dedup on the update id, step, commit); then the
 chat's previous keyboard is removed, the replies are sent, and the new keyboard message and the
-update id are noted (bot/telegram_chats.py). Adapter commands (/privacy, /delete, and for admins
+update id are noted (bot/telegram/chats.py). Adapter commands (/privacy, /delete, and for admins
 /stats /recent /show) never reach the dialog; everything else does, as text or a button value.
 
 Language: SUBSIDY_LANG for everyone (the Telegram client's language is not used). The service
@@ -24,9 +24,8 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot import telegram_chats as chats
-from bot import telegram_render as render
 from bot.storage import Storage
+from bot.telegram import chats, render
 from dialogs.engine import step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
@@ -234,7 +233,7 @@ class TelegramBot:
         )
 
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
-        from bot import admin_report  # lazily: only admins need it
+        from bot.admin import report as admin_report  # lazily: only admins need it
 
         if command == "stats":
             text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.console import Session, turn_json
+from bot.console.session import Session, turn_json
 from bot.storage import Storage
 from dialogs.io import UserInput
 from locales import t
