@@ -12,6 +12,7 @@ from bot.storage import StorageError
 
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
+    "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
     "console": (
         "bot.console.runner",
         "the dialog in a terminal (staff runner, scenarios)",
