@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from decimal import Decimal, localcontext
 
 from rules.clock import today
 from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
-from rules.ruleset import Ruleset, SizeRow, ruleset_for
+from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
 
 @dataclass
@@ -220,13 +220,6 @@ def _delivery(a: Answers, rs: Ruleset) -> Check:
     )
 
 
-def _exact(*values: Decimal) -> Context:
-    """A decimal context wide enough that sums, differences and products of these values are
-    exact (the default 28 digits would round a long estimate before the threshold test)."""
-    digits = max(len(v.as_tuple().digits) + abs(v.as_tuple().exponent) for v in values)
-    return Context(prec=2 * digits + 10, traps=[InvalidOperation, Overflow, DivisionByZero])
-
-
 def _co2(a: Answers, rs: Ruleset) -> Check:
     """Clause 4 (1)/(2): a cut of at least N t/yr OR at least the ratio, both inclusive."""
     if a.project_type is None:
@@ -246,10 +239,9 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
     if before is None or after is None:
         needs = [f for f, v in (("co2_before_t", before), ("co2_after_t", after)) if v is None]
         return Check(None, clause, "reason.co2.unknown", limits, needs)
-    with localcontext(_exact(before, after, p.min_reduction_t, p.min_reduction_ratio)):
+    by_tonnes, by_ratio = p.reduction_tests(before, after)
+    with localcontext(exact_for(before, after)):
         cut = before - after
-        by_tonnes = cut >= p.min_reduction_t
-        by_ratio = cut >= p.min_reduction_ratio * before  # no division at the threshold
         percent = (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN") if cut >= 0 else None
     params = limits | {"before": before, "after": after, "cut": cut, "percent": percent}
     if by_tonnes or by_ratio:

@@ -70,11 +70,12 @@ def _exact_tonnes(value):
 
 
 Count = Annotated[int | None, BeforeValidator(_no_bool), Field(default=None, ge=0)]
-# Below 10^12 t (no site emits more) and at most 100 places, so exact arithmetic stays small.
+# Any exact decimal: an estimate (kWh × factor) keeps all its digits. At most 10^9 t (no site
+# emits more) and 100 places, so exact arithmetic stays small.
 Tonnes = Annotated[
     Decimal | None,
     BeforeValidator(_exact_tonnes),
-    Field(default=None, ge=0, lt=10**12, allow_inf_nan=False),
+    Field(default=None, ge=0, le=10**9, allow_inf_nan=False),
     AfterValidator(lambda v: v if v is None or -v.as_tuple().exponent <= 100 else _too_fine()),
 ]
 

@@ -7,7 +7,7 @@ equipment named in the data must be exactly the answer model's values."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,6 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from rules.model import Answers, Delivery, EntityType, Equipment, Industry, ProjectType
+
+
+def exact_for(*values: Decimal) -> Context:
+    """A decimal context wide enough that sums, differences and products of these values are
+    exact (the default 28 digits would round a long estimate before a threshold test)."""
+    digits = max(len(v.as_tuple().digits) + abs(v.as_tuple().exponent) for v in values)
+    return Context(prec=2 * digits + 10, traps=[InvalidOperation, Overflow, DivisionByZero])
 
 
 class Strict(BaseModel):
@@ -103,6 +110,21 @@ class Project(Strict):
         if any(v is not None for v in co2) and any(v is None for v in co2):
             raise ValueError("co2_clause, min_reduction_t and min_reduction_ratio go together")
         return self
+
+    def reduction_tests(self, before_t: Decimal, after_t: Decimal) -> tuple[bool, bool]:
+        """(cut >= N t, cut >= the ratio): both inclusive, exact, no division at the
+        threshold. Nothing before means nothing to cut, by any test."""
+        t, ratio = self.min_reduction_t, self.min_reduction_ratio
+        with localcontext(exact_for(before_t, after_t, t, ratio)):
+            cut = before_t - after_t
+            by_ratio = before_t > 0 and cut >= ratio * before_t
+            return cut >= t, by_ratio
+
+    def target_after_t(self, before_t: Decimal) -> Decimal:
+        """The largest figure after that still passes: whichever test is easier."""
+        t, ratio = self.min_reduction_t, self.min_reduction_ratio
+        with localcontext(exact_for(before_t, t, ratio)):
+            return max(before_t - t, before_t * (1 - ratio))
 
 
 class ExcludedDelivery(Strict):

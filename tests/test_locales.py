@@ -397,8 +397,8 @@ def test_rules_keys_exist_and_render(cats, verdicts):
 
 
 def test_admin_codes_and_columns(cats):
-    report = pytest.importorskip("bot.admin_report")
-    web = pytest.importorskip("bot.admin_web")
+    report = pytest.importorskip("bot.admin.report")
+    web = pytest.importorskip("bot.admin.web")
     keys = [f"admin.{kind}.{code}" for kind, codes in report.CODES.items() for code in codes]
     columns = {
         c
@@ -446,8 +446,8 @@ def recorder(monkeypatch):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_admin_web_metadata_renders(monkeypatch, tmp_path, lang):
-    report = pytest.importorskip("bot.admin_report")
-    web = pytest.importorskip("bot.admin_web")
+    report = pytest.importorskip("bot.admin.report")
+    web = pytest.importorskip("bot.admin.web")
     rec = Recorder()
     monkeypatch.setattr(report, "t", rec)
     monkeypatch.setattr(web, "t", rec)

@@ -52,6 +52,8 @@ ALLOWED = {
     "units.oku": {"100": "the meaning of 億 (100 million), spelt out in English"},
     "units.man": {"10,000": "the meaning of 万 (ten thousand), spelt out in English"},
     "admin.cli.bad_days": {"0": "an input bound: zero days or more"},
+    "co2.working.lighting_before": {"1000": "watts to kilowatts: a unit conversion"},
+    "co2.working.lighting_after": {"1000": "watts to kilowatts: a unit conversion"},
 }
 
 
