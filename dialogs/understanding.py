@@ -192,15 +192,17 @@ def _latin_at(s: str, i: int) -> bool:
     return 0 <= i < len(s) and s[i].isascii() and s[i].isalnum()
 
 
-def _negations(text: Text, m: Mention, stops: set[int]) -> int:
-    """Negations in the mention's clause: after it, up to a boundary or a word that starts
-    another reading (エアコンではなく工業炉: the negation stops before 工業炉)."""
+def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
+    """(negations, asked) in the mention's clause: after it, up to a boundary or a word that
+    starts another reading (エアコンではなく工業炉: the negation stops before 工業炉). A clause
+    closed by a question mark only repeats the question ("滞納？ないない")."""
     n = 0
     for j in range(m.last + 1, len(text.toks)):
-        if j in stops or _is_boundary(text.toks[j]):
-            break
-        n += _is_negator(text.toks[j])
-    return n
+        tok = text.toks[j]
+        if j in stops or _is_boundary(tok):
+            return n, tok.surface == "?"
+        n += _is_negator(tok)
+    return n, False
 
 
 # --- the kinds of question --------------------------------------------------------------------
@@ -213,12 +215,15 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
             words.setdefault(w, ("anti" if pref else "key", False))
     mentions = _find(text, words)
     content = [m for m in mentions if m.group != "generic"]
-    used = content or ([] if strict else [m for m in mentions if m.group == "generic"])
+    vague = strict or text.has(prop.get("distractors", []))
+    used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
     votes, doubled = [], False
     for m in used:
         other = {"key": "anti", "anti": "key"}.get(m.group)
-        stops = {j for o in used if o.group == other and o.first > m.last for j in (o.first,)}
-        n = _negations(text, m, stops)
+        stops = {o.first for o in used if o.group == other and o.first > m.last}
+        n, asked = _scope(text, m, stops)
+        if asked:
+            continue
         doubled |= n >= 2
         holds = n % 2 == 0
         votes.append((m.first, holds if m.group != "anti" else not holds))
@@ -280,6 +285,7 @@ def _options(q: Question, lang: str) -> dict[str, tuple[str, bool]]:
         words |= {norm(w): (v, norm(w) in weak) for w in ws}
     for v, ws in extra.get("weak", {}).items():
         words |= {norm(w): (v, True) for w in ws}
+    words |= {norm(w): ("|".join(vs), False) for w, vs in extra.get("either", {}).items()}
     for v, syn in q.choices.items():
         for w in (v, t(f"choices.{q.id}.{v}", lang), *syn):
             words.setdefault(norm(w), (v, norm(w) in weak))
@@ -292,10 +298,13 @@ def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
     negated = set()
     for m in mentions:
         stops = {o.first for o in mentions if o.group != m.group and o.first > m.last}
-        if _negations(text, m, stops) % 2:
-            negated.add(m.group)
-        else:
-            positive.setdefault(m.group, []).append(m)
+        n, _ = _scope(text, m, stops)
+        for group in m.group.split("|"):  # a word may leave two options open (組合)
+            if n % 2:
+                negated.add(group)
+            else:
+                positive.setdefault(group, []).append(m)
+    positive.pop("_", None)  # words that name no option (会社員)
     strong = [v for v, ms in positive.items() if any(not m.weak for m in ms)]
     fits = _data()["choices"].get(q.id, {}).get("compatible", {})
     rivals = [v for v in positive if v not in strong and not set(strong) <= set(fits.get(v, []))]
@@ -360,10 +369,11 @@ def _figures(q: Question, s: str) -> list[tuple[int, int, Any, str | None]]:
     return out
 
 
-def _clause(s: str, start: int, end: int) -> str:
-    left = max(s.rfind(c, 0, start) for c in "、。,")
-    rights = [i for i in (s.find(c, end) for c in "、。,") if i >= 0]
-    return s[left + 1 : min(rights, default=len(s))]
+def _topic(s: str, start: int, qid: str) -> bool:
+    """The figure at `start` is introduced by one of the question's words: 従業員は20名,
+    更新後12トン (a particle or a colon between them at most)."""
+    before = s[:start].rstrip(" :は、がも")
+    return any(before.endswith(norm(w)) for w in _data()["topics"].get(qid, []))
 
 
 def _quantity(q: Question, text: Text, strict: bool) -> Reading:
@@ -377,19 +387,21 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         if q.kind == "count" and text.has(d["nobody"]):
             return Reading("value", 0)
     s = parsing.normalize(text.raw)
-    topics = d["topics"]
-    others = [o for o in topics if o != q.id and questions()[o].kind == q.kind]
-    figures = []
-    for f in _figures(q, s):
-        clause = _clause(s, f[0], f[1])
-        theirs = any(norm(w) in clause for o in others for w in topics[o])
-        mine = any(norm(w) in clause for w in topics.get(q.id, []))
-        if strict and not mine:
-            continue
-        if mine or not theirs:
-            figures.append(f)
+    figures = _figures(q, s)
+    if len(figures) == 2 and q.id in ("co2_before_t", "co2_after_t"):
+        between = s[figures[0][1] : figures[1][0]]
+        if between in d["transitions"] or between[:-1] in d["transitions"]:  # 20トンから12トンに
+            return Reading("value", figures[q.id == "co2_after_t"][2])
+    others = [o for o in d["topics"] if o != q.id and questions()[o].kind == q.kind]
+    if strict:
+        figures = [f for f in figures if _topic(s, f[0], q.id)]
+    else:
+        figures = [f for f in figures if not any(_topic(s, f[0], o) for o in others)]
     if not figures:
         return Reading("invalid")
+    first = figures[0][0]
+    if re.search(r"[0-9]\s*(?:" + "|".join(map(re.escape, d["ranges"])) + r")\s*$", s[:first]):
+        return Reading("invalid")  # a range, "15~20人": which figure is meant?
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
         text.has(d["hedges"])
     )
@@ -402,11 +414,11 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
-    if any(w in between for w in d["alternatives"]) or q.kind != "count":
+    if between.strip() in d["ranges"] or q.kind != "count":
         return Reading("ambiguous", candidates=values)
-    return Reading(
-        "ambiguous", candidates=(values[0], sum(values)), note=("reading.two_counts", {})
-    )
+    # two head counts (正社員30名とパート20名): the first alone, or all of them
+    note = ("reading.two_counts", {})
+    return Reading("ambiguous", candidates=(values[0], sum(values)), note=note)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -426,13 +438,16 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     q = questions()[qid]
     if not norm(text):
         return Reading("empty")
-    if not _JAPANESE.search(text):  # Latin letters and digits: the plain parser (English, 3000)
+    d = _data()
+    prepared = _prepare(text)
+    if not _JAPANESE.search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
+        reading = _read(q, prepared, lang) if q.kind == "choice" else Reading("invalid")
+        if reading.outcome != "invalid":
+            return reading
         parsed = q.parse(text, lang)
         if parsed.ok:
             return Reading("value", parsed.value, approx=parsed.approx)
         return Reading(parsed.error or "invalid")
-    d = _data()
-    prepared = _prepare(text)
     s = prepared.raw
     if any(p.search(s) for p in d["ask_back"]):
         return Reading("ask_back")
