@@ -8,12 +8,18 @@ import importlib
 import os
 import sys
 
+from bot.storage import StorageError
+
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
-    "console": ("bot.console", "the dialog in the terminal (staff runner, scripts, scenarios)"),
+    "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
+    "console": (
+        "bot.console.runner",
+        "the dialog in a terminal (staff runner, scenarios)",
+    ),
     "dialog": ("bot.diagram", "the dialog machine (diagram)"),
-    "run": ("bot.telegram_app", "run the Telegram bot (long polling or webhook)"),
-    "admin": ("bot.admin_cli", "review stored conversations"),
+    "run": ("bot.telegram.app", "run the Telegram bot (long polling or webhook)"),
+    "admin": ("bot.admin.cli", "review stored conversations"),
 }
 
 
@@ -35,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen).parse_args(argv)
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args)
+    except StorageError as exc:  # a damaged or newer database: one line, no traceback
+        print(exc.text(getattr(args, "lang", None)), file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `... | head` stopped reading: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -22,8 +22,8 @@ import pytest
 from datasette_auth_passwords.utils import hash_password  # the admin extra
 from test_admin_report import FUNNEL
 
-from bot import admin_web
-from bot.admin_cli import AdminError
+from bot.admin import web as admin_web
+from bot.admin.database import AdminError
 from bot.cli import main
 
 PASSWORD = "県庁-admin-2025"

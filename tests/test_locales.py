@@ -352,7 +352,7 @@ def rule_inputs() -> list[tuple[dict, dt.date]]:
         }
         inputs.append(({k: v for k, v in answers.items() if v is not None} | rest, DEFAULT_DATE))
     for project, equipment, replaces, delivery, co2 in itertools.product(
-        ["led", "equipment_replacement", "cogeneration", None],
+        ["led", "equipment_replacement", "cogeneration", "other", None],
         ["boiler", "other", None],
         [True, False, None],
         ["purchase", "lease", None],
@@ -397,8 +397,8 @@ def test_rules_keys_exist_and_render(cats, verdicts):
 
 
 def test_admin_codes_and_columns(cats):
-    report = pytest.importorskip("bot.admin_report")
-    web = pytest.importorskip("bot.admin_web")
+    report = pytest.importorskip("bot.admin.report")
+    web = pytest.importorskip("bot.admin.web")
     keys = [f"admin.{kind}.{code}" for kind, codes in report.CODES.items() for code in codes]
     columns = {
         c
@@ -446,8 +446,8 @@ def recorder(monkeypatch):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_admin_web_metadata_renders(monkeypatch, tmp_path, lang):
-    report = pytest.importorskip("bot.admin_report")
-    web = pytest.importorskip("bot.admin_web")
+    report = pytest.importorskip("bot.admin.report")
+    web = pytest.importorskip("bot.admin.web")
     rec = Recorder()
     monkeypatch.setattr(report, "t", rec)
     monkeypatch.setattr(web, "t", rec)

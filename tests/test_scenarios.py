@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.scenario import run
+from bot.console.scenario import run
 from bot.storage import Storage
 
 FILES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))

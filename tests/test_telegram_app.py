@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 from telegram import Chat, Message, Update
 
-from bot import telegram_chats as chats
 from bot.cli import build_parser
 from bot.storage import SCHEMA_VERSION, Storage
-from bot.telegram_app import ChatOrder, file_url, main
-from bot.telegram_bot import TelegramBot, _command
+from bot.telegram import chats
+from bot.telegram.adapter import TelegramBot, _command
+from bot.telegram.app import ChatOrder, file_url, main
 from dialogs.engine import step
 from dialogs.io import UserInput
 from locales import t

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.telegram_render import (
+from bot.telegram.render import (
     MAX_MESSAGE,
     escape,
     keyboard,

@@ -2,7 +2,7 @@
 
 Reading commands open the database read-only (the bot may be writing; an admin tool must never
 change or migrate it). Only `purge` and `delete-user` write, through Storage. The reports are
-in admin_report, the web view in admin_web (Datasette, imported only by `serve`).
+in report.py, the web view in web.py (Datasette, imported only by `serve`).
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ import csv
 import datetime as dt
 import io
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
 from sqlite_utils import Database
 
-from bot import admin_report as report
-from bot.storage import Storage, schema_version
+from bot.admin import backup, report
+from bot.admin.database import AdminError, open_read_only
+from bot.storage import Storage
 from locales import LANGS, t
 from rules import Answers
-
-
-class AdminError(Exception):
-    """A one-line problem for the admin (exit status 1)."""
 
 
 def _date(text: str) -> str:
@@ -63,6 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     sub.add_parser("hash-password", parents=[common], help="password hash for ADMIN_PASSWORD_HASH")
+    p = sub.add_parser("backup", parents=[common], help="a copy, safe while the bot runs")
+    p.add_argument("file", type=Path, help="the copy to write (must not exist)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,16 +83,6 @@ def _filters(args, limit=None) -> report.Filters:
     return report.Filters(
         **{k: v or "" for k, v in given.items()}, limit="" if limit is None else limit
     )
-
-
-def open_read_only(path: Path, lang: str | None = None) -> Database:
-    if not path.is_file():
-        raise AdminError(t("admin.cli.no_db", lang, path=path))
-    db = Database(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True))
-    if schema_version(db) == 0:
-        db.close()
-        raise AdminError(t("admin.cli.not_bot_db", lang, path=path))
-    return db
 
 
 def _list(args) -> int:
@@ -280,13 +268,13 @@ def _delete_user(args) -> int:
 
 
 def _serve(args) -> int:
-    from bot import admin_web
+    from bot.admin import web as admin_web
 
     return admin_web.serve(args.db, args.host, args.port, args.lang)
 
 
 def _hash_password(args) -> int:
-    from bot import admin_web
+    from bot.admin import web as admin_web
 
     return admin_web.hash_password_command(args.lang)
 
@@ -300,4 +288,5 @@ ACTIONS = {
     "delete-user": _delete_user,
     "serve": _serve,
     "hash-password": _hash_password,
+    "backup": lambda args: backup.backup(args.db, args.file, args.lang),
 }

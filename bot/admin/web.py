@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from string import Template
 
-from bot import admin_report as report
-from bot.admin_cli import AdminError
+from bot.admin import report
+from bot.admin.database import AdminError
 from locales import t
 
 ACTOR = "admin"

@@ -2,7 +2,7 @@
 
 This module configures and runs python-telegram-bot: settings and their one-line errors,
 redacted logging, AIORateLimiter (429), per-chat ordering (ChatOrder), webhook secret. The
-handlers are in bot/telegram_bot.py.
+handlers are in bot/telegram/adapter.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from telegram.ext import (
 from bot import logsafe
 from bot.settings import Settings
 from bot.storage import Storage
-from bot.telegram_bot import TelegramBot
+from bot.telegram.adapter import TelegramBot
 from locales import DEFAULT, LANGS, default_lang, t
 
 log = logging.getLogger(__name__)

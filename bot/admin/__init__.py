@@ -1,0 +1,1 @@
+"""The admin face: CLI, report queries, read-only web view."""

@@ -1,0 +1,1 @@
+"""The console face: the staff runner and scenario files."""

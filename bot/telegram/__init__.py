@@ -1,0 +1,1 @@
+"""The Telegram face: python-telegram-bot application, handlers, rendering, chat marks."""
