@@ -459,9 +459,11 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     if not rest.strip(parsing._PUNCT + "~-ー ねよ"):
         return Reading("hedge")
     reading = _read(q, prepared, lang)
+    if reading.outcome != "value":
+        return reading
     also = []
     for other in d["also"].get(qid, []):
-        if other in answers:
+        if other in answers or prepared.has(d["not_also"]):
             continue
         r = _read(questions()[other], prepared, lang, strict=True)
         if r.outcome == "value" and r.sure:

@@ -41,9 +41,13 @@ def _judge(qid: str, case: dict, r: Reading) -> str:
         return "wrong"
     if "confirm" in case and r.sure:  # a contradiction or hedge recorded without a read-back
         return "wrong"
-    for field, value in (case.get("also") or {}).items():
-        if not any(f == field and _same(v, value) for f, v in r.also):
-            return "missed"
+    said = case.get("also") or {}
+    if any(f not in said or not _same(v, said[f]) for f, v in r.also):
+        return "wrong"  # another question filled with something the text does not say
+    if any(
+        not any(f == field and _same(v, value) for f, v in r.also) for field, value in said.items()
+    ):
+        return "missed"
     return "ok"
 
 
