@@ -378,7 +378,9 @@ def _topic(s: str, start: int, qid: str) -> bool:
 
 def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     d = _data()
-    if not strict:
+    # the plain parser takes 削減量 for a filler: a reduction is no emission figure
+    reduction = q.kind == "tonnes" and re.search(d["reduction_named"], text.raw)
+    if not strict and not reduction:
         parsed = q.parse(text.raw, "ja")
         if parsed.ok:
             return Reading("value", parsed.value, approx=parsed.approx)
@@ -392,11 +394,12 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         between = s[figures[0][1] : figures[1][0]]
         if between in d["transitions"] or between[:-1] in d["transitions"]:  # 20トンから12トンに
             return Reading("value", figures[q.id == "co2_after_t"][2])
-    others = [o for o in d["topics"] if o != q.id and questions()[o].kind == q.kind]
-    if strict:
+    others = [o for o in d["topics"] if o not in questions() or questions()[o].kind == q.kind]
+    if q.kind == "tonnes":
+        figures = [f for f in figures if not s[f[1] :].startswith(tuple(d["reductions"]))]
+    figures = [f for f in figures if not any(_topic(s, f[0], o) for o in others if o != q.id)]
+    if strict:  # another question's figure only when named as such (従業員は20名)
         figures = [f for f in figures if _topic(s, f[0], q.id)]
-    else:
-        figures = [f for f in figures if not any(_topic(s, f[0], o) for o in others)]
     if not figures:
         return Reading("invalid")
     first = figures[0][0]
