@@ -145,9 +145,23 @@ class Mention:
     weak: bool = False
 
 
-def _find(text: Text, words: dict[str, tuple[str, bool]]) -> list[Mention]:
-    """Mentions of `words` (word -> (group, weak)) in the surface or the dictionary forms; where
-    two overlap the longer word is the one meant (整備工場, not 工場)."""
+@dataclass(frozen=True)
+class Lexicon:
+    """The words of one question, word -> (group, weak), and one pattern finding them all."""
+
+    words: dict[str, tuple[str, bool]]
+    pattern: re.Pattern[str]
+
+
+def _lexicon(words: dict[str, tuple[str, bool]]) -> Lexicon:
+    words = {w: g for w, g in words.items() if w}
+    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    return Lexicon(words, re.compile(f"(?=({alternatives}))"))  # the longest at each position
+
+
+def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
+    """Mentions of the lexicon's words in the surface or the dictionary forms; where two
+    overlap the longer word is the one meant (整備工場, not 工場)."""
     toks = text.toks
     if not toks:
         return []
@@ -159,28 +173,16 @@ def _find(text: Text, words: dict[str, tuple[str, bool]]) -> list[Mention]:
             joined += getattr(tok, form)
         strings.append((joined, spans))
     found = []
-    for word, (group, weak) in words.items():
-        if not word:
-            continue
-        latin = word.isascii()
-        for string, index in strings:
-            for m in re.finditer(re.escape(word), string):
-                if latin and (
-                    (
-                        m.start() > 0
-                        and string[m.start() - 1].isascii()
-                        and string[m.start() - 1].isalnum()
-                    )
-                    or (
-                        m.end() < len(string)
-                        and string[m.end()].isascii()
-                        and string[m.end()].isalnum()
-                    )
-                ):
-                    continue
-                covered = [i for s, e, i in index if e > m.start() and s < m.end()]
-                if covered:
-                    found.append(Mention(group, word, covered[0], covered[-1], weak))
+    for string, index in strings:
+        for m in lexicon.pattern.finditer(string):
+            word, start = m.group(1), m.start()
+            end = start + len(word)
+            if word.isascii() and (_latin_at(string, start - 1) or _latin_at(string, end)):
+                continue  # "it" inside "suite" is not a word
+            covered = [i for s, e, i in index if e > start and s < end]
+            if covered:
+                group, weak = lexicon.words[word]
+                found.append(Mention(group, word, covered[0], covered[-1], weak))
     kept: list[Mention] = []
     for m in sorted(found, key=lambda m: (-len(m.word), m.first)):
         if all(m.last < k.first or m.first > k.last for k in kept) and m not in kept:
@@ -208,12 +210,8 @@ def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
 # --- the kinds of question --------------------------------------------------------------------
 def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
     prop = _data()["propositions"][q.id]
-    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
     note = None
-    if q.id == "site_in_tochigi":
-        for w, pref in _places().items():
-            words.setdefault(w, ("anti" if pref else "key", False))
-    mentions = _find(text, words)
+    mentions = _find(text, _proposition(q.id))
     content = [m for m in mentions if m.group != "generic"]
     vague = strict or text.has(prop.get("distractors", []))
     used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
@@ -253,6 +251,16 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
     return Reading("value", value, sure=sure, note=note)
 
 
+@cache
+def _proposition(qid: str) -> Lexicon:
+    prop = _data()["propositions"][qid]
+    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
+    if qid == "site_in_tochigi":
+        for w, pref in _places().items():
+            words.setdefault(w, ("anti" if pref else "key", False))
+    return _lexicon(words)
+
+
 def _interjection(text: Text) -> bool | None:
     """A yes or no word opening the message (はい, いいえ)."""
     words = _data()["interjections"]
@@ -271,15 +279,17 @@ def _hedged(text: Text) -> bool:
     return text.has(_data()["hedges"]) or text.raw.endswith("?")
 
 
-def _options(q: Question, lang: str) -> dict[str, tuple[str, bool]]:
+@cache
+def _options(qid: str, lang: str) -> Lexicon:
     """Word -> (option, weak) for a choice question: its label and synonyms, the reader's extra
     words (options the question does not offer yet included, so they are not mistaken for
     another), and for the industry the JSIC file."""
+    q = questions()[qid]
     extra = _data()["choices"].get(q.id, {})
     weak = {norm(w) for ws in extra.get("weak", {}).values() for w in ws}
     words: dict[str, tuple[str, bool]] = {}
     if q.id == "industry":
-        weak |= {norm(w) for w in _yaml("industries.yaml")["weak"]}
+        weak |= {norm(w) for w in _yaml("industries.yaml")["weak"]}  # once: _options is cached
         words |= {w: (row, w in weak) for w, (row, _) in _industries().items()}
     for v, ws in extra.get("words", {}).items():
         words |= {norm(w): (v, norm(w) in weak) for w in ws}
@@ -289,11 +299,11 @@ def _options(q: Question, lang: str) -> dict[str, tuple[str, bool]]:
     for v, syn in q.choices.items():
         for w in (v, t(f"choices.{q.id}.{v}", lang), *syn):
             words.setdefault(norm(w), (v, norm(w) in weak))
-    return words
+    return _lexicon(words)
 
 
 def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
-    mentions = _find(text, _options(q, lang))
+    mentions = _find(text, _options(q.id, lang))
     positive: dict[str, list[Mention]] = {}
     negated = set()
     for m in mentions:
