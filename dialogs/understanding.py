@@ -224,6 +224,8 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
             continue
         doubled |= n >= 2
         holds = n % 2 == 0
+        if m.group == "generic" and holds and _other_nouns(text):
+            continue  # "役員はいます": something else exists, not what the question asks
         votes.append((m.first, holds if m.group != "anti" else not holds))
     if q.id == "site_in_tochigi":
         places = [m for m in content if m.word in _places()]
@@ -259,6 +261,15 @@ def _proposition(qid: str) -> Lexicon:
         for w, pref in _places().items():
             words.setdefault(w, ("anti" if pref else "key", False))
     return _lexicon(words)
+
+
+def _other_nouns(text: Text) -> bool:
+    """Nouns of its own in a message that names none of the question's words."""
+    plain = _data()["plain_nouns"]
+    return any(
+        tok.pos == "名詞" and tok.pos2 in ("普通名詞", "固有名詞") and tok.surface not in plain
+        for tok in text.toks
+    )
 
 
 def _interjection(text: Text) -> bool | None:
@@ -302,6 +313,11 @@ def _options(qid: str, lang: str) -> Lexicon:
     return _lexicon(words)
 
 
+def _named_as_main(text: Text, m: Mention) -> bool:
+    before = text.raw[: text.toks[m.first].start].rstrip("はがでの、")
+    return before.endswith(tuple(_data()["main_markers"]))
+
+
 def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
     mentions = _find(text, _options(q.id, lang))
     positive: dict[str, list[Mention]] = {}
@@ -315,6 +331,9 @@ def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
             else:
                 positive.setdefault(group, []).append(m)
     positive.pop("_", None)  # words that name no option (会社員)
+    main = [v for v, ms in positive.items() if any(_named_as_main(text, m) for m in ms)]
+    if len(main) == 1:  # 製造と卸、主は製造: the main business decides (第2 2 の主たる事業)
+        positive = {main[0]: positive[main[0]]}
     strong = [v for v, ms in positive.items() if any(not m.weak for m in ms)]
     fits = _data()["choices"].get(q.id, {}).get("compatible", {})
     rivals = [v for v in positive if v not in strong and not set(strong) <= set(fits.get(v, []))]
@@ -427,8 +446,8 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
-    if between.strip() in d["ranges"] or q.kind != "count":
-        return Reading("ambiguous", candidates=values)
+    if between.strip() in d["ranges"] or q.kind != "count" or d["subset"] in between:
+        return Reading("ambiguous", candidates=values)  # 10人か20人; 約50名（うち正社員30名）
     # two head counts (正社員30名とパート20名): the first alone, or all of them
     note = ("reading.two_counts", {})
     return Reading("ambiguous", candidates=(values[0], sum(values)), note=note)
