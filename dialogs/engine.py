@@ -28,6 +28,7 @@ from rules.engine import HUBS
 NUMERIC = ("money", "count", "tonnes")
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
 LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+_END_PUNCT = "!！?？。.、,"
 BOUND_NAMES = {"<": "below", "<=": "at_most", ">": "above", ">=": "at_least"}
 
 
@@ -390,7 +391,10 @@ def _shown_reading(turn: Turn, r: dict) -> str:
 
 
 def _note(turn: Turn, r: dict) -> str:
-    return t(r["note"][0], turn.lang, **r["note"][1]) if r["note"] else ""
+    """The reader's explanation of a reading (which 別表 row and why), when it has one."""
+    if not r["note"] or not has(r["note"][0], turn.lang):
+        return ""
+    return t(r["note"][0], turn.lang, **r["note"][1])
 
 
 def _echo(turn: Turn, r: dict) -> str:
@@ -459,16 +463,33 @@ def _deny(turn: Turn) -> str:
     return route(s.phase, "deny")
 
 
-def _readback_reply(text: str) -> bool | None:
-    """A typed reply to a read-back: True (that's right), False (it is not), None (neither:
-    then it is read as a new answer to the question)."""
-    key = normalize(text).strip("!！。.、,")
+def _readback_reply(turn: Turn, text: str) -> str:
+    """What a typed reply to a read-back is: "confirm", "deny", "answer" (a new answer to the
+    question) or "unclear". A whole-message yes/no word decides first ("はい" confirms even where
+    the question is yes/no); a reply beginning with a no denies; then the text is read as an
+    answer: the same reading confirms, another replaces it ("県内にあります" is no yes to "outside
+    Tochigi"), unless the reply also begins with a yes (contradictory: unclear); else a reply
+    that begins with a yes confirms."""
+    key = normalize(text).strip(_END_PUNCT)
     words = readback_words()
-    for value, role in ((True, "affirm"), (False, "deny")):
+    for name, role in (("confirm", "affirm"), ("deny", "deny")):
         if key in {normalize(w) for w in words[role]}:
-            return value
-    parsed = parsing.parse_yes_no(text)
-    return parsed.value if parsed.ok else None
+            return name
+    starts = {
+        name
+        for name, role in (("confirm", "affirm_start"), ("deny", "deny_start"))
+        if any(key.startswith(normalize(w)) for w in words[role])
+    }
+    start = starts.pop() if len(starts) == 1 else None
+    if start == "deny":  # "いいえ、…": whatever follows, nothing is recorded (asked again)
+        return "deny"
+    r = turn.s.confirming
+    reading = understand(r["field"], text, turn.s.answers, turn.lang)
+    if reading.outcome == "value":
+        if _json_value(reading.value) == r["value"] and reading.sure:
+            return "confirm"
+        return "unclear" if start == "confirm" else "answer"
+    return start or "answer"
 
 
 def _bound(turn: Turn, qid: str, r: Reading) -> str:
@@ -659,8 +680,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         name, _, arg = payload[1:].partition(" ")
         s.last.command = name
     elif s.phase == "confirming" and kind == "text":  # a reply to the read-back, or a new answer
-        reply = _readback_reply(payload)
-        name, arg = {True: "confirm", False: "deny", None: "answer"}[reply], ""
+        name, arg = _readback_reply(turn, payload), ""
     elif s.phase in ("asking", "confirming"):
         name, arg = "answer", ""
     elif s.phase == "verdict":
@@ -682,6 +702,9 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         dest = _confirm(turn)
     elif name == "deny":
         dest = _deny(turn)
+    elif name == "unclear":  # a yes that says something else: the buttons decide
+        s.last.outcome = "reask"
+        _show_read_back(turn, t("dialog_understanding.unclear", turn.lang))
     elif name == "begin":
         s.last.outcome = "start"
         dest = _fresh(turn, "dialog.welcome")
