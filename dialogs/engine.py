@@ -145,16 +145,27 @@ class Turn:
             if r["status"] in shown
         ]
         notes = list(vj["warnings"])
-        if self.s.approx:  # a verdict resting on estimates deserves a reminder
+        estimates = [f for f in self.s.approx if f not in self.s.bounds]
+        if estimates:  # a verdict resting on estimates deserves a reminder
             notes.append(
                 t(
                     "verdict.estimates",
                     self.lang,
                     answers=t("dialog.list_joiner", self.lang).join(
-                        t(f"question.{f}.short", self.lang) for f in self.s.approx
+                        t(f"question.{f}.short", self.lang) for f in estimates
                     ),
                 )
             )
+        notes += [  # a bound was checked with its nearest value: say so, the verdict shows it
+            t(
+                "dialog_understanding.bound_used",
+                self.lang,
+                short=t(f"question.{f}.short", self.lang),
+                bound=self.show_bound(f, b),
+                value=self.show(f, self.s.answers[f]),
+            )
+            for f, b in self.s.bounds.items()
+        ]
         if notes:
             lines += [
                 "",
@@ -540,15 +551,8 @@ def _decides(turn: Turn, qid: str, value: Any) -> tuple:
 def _which(turn: Turn, qid: str, r: Reading) -> str:
     """Several readings remain: ask which, with a button for each (and why, if known)."""
     q = questions()[qid]
-    prefix = "\n".join(
-        p
-        for p in (
-            _note(turn, _reading(qid, None, note=r.note)),
-            t("dialog_understanding.which", turn.lang),
-        )
-        if p
-    )
-    turn.ask(qid, prefix)
+    note = _note(turn, _reading(qid, None, note=r.note))  # the reader's own "which?" if any
+    turn.ask(qid, note or t("dialog_understanding.which", turn.lang))
     turn.replies[-1].choices = [
         Choice(value=f"{qid}:{_button_value(c)}", label=q.show(c, turn.lang))
         for c in r.candidates

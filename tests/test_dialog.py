@@ -589,6 +589,8 @@ def test_a_bound_is_used_only_where_it_settles_the_question(monkeypatch):
     new, replies = send(s, "500人を超えています")
     assert new.answers["employees"] == 501 and new.bounds == {"employees": [">", 500]}
     assert new.verdict["status"] == "ineligible" and "500人を超える" in replies[0].text
+    assert "「500人を超える」とのご回答のため、501人として確認しました" in replies[-1].text
+    assert "概数でのご回答" not in replies[-1].text  # a bound is no estimate
     reading_for(monkeypatch, "10人より多い", Reading("bound", bound=(">", 10)))
     unsettled, replies = send(s, "10人より多い")
     assert "employees" not in unsettled.answers and unsettled.awaiting == "employees"
