@@ -22,11 +22,27 @@ from typing import Any
 from sqlite_utils import Database
 
 from dialogs.io import Choice, Reply, State, UserInput
+from locales import t
 
 Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
 Clock = Callable[[], datetime]
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+class StorageError(Exception):
+    """A database the bot must not use (damaged, newer, not SQLite): one line for the operator,
+    in the operator's language (`text`)."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key, params)
+        self.key, self.params = key, params
+
+    def text(self, lang: str | None = None) -> str:
+        return t(f"robustness.storage.{self.key}", lang, **self.params)
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -134,10 +150,7 @@ def migrate(db: Database, migrations: list[Callable[[Database], None]] = MIGRATI
         try:
             version = schema_version(db)
             if version > len(migrations):
-                raise RuntimeError(
-                    f"database schema version {version} is newer than this code "
-                    f"({len(migrations)}); refusing to touch it"
-                )
+                raise StorageError("newer", version=version, ours=len(migrations))
             if version == len(migrations):
                 db.commit()
                 return version
@@ -203,8 +216,15 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.db = Database(conn)
+        try:
+            self._check(conn)
+        except BaseException:
+            conn.close()
+            raise
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.execute("PRAGMA foreign_keys = ON")  # per connection, outside any transaction
+        # Deleted rows are overwritten with zeros, not just unlinked: /delete leaves no text.
+        self.db.execute("PRAGMA secure_delete = ON")
         self.db.enable_wal()  # persistent; readers (admin tools) never block the bot's writes
         # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power failure. A
         # lost commit here means a reply the user already saw is missing from the state (and
@@ -213,6 +233,20 @@ class Storage:
         self.db.execute("PRAGMA synchronous = FULL")
         with self.lock:
             migrate(self.db)
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """Before anything is written (WAL switch, migrations): refuse a file that is not
+        SQLite, is damaged (quick_check: every page readable and well formed, no index cross
+        check, so it is fast) or was written by a newer version of this code."""
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+            raise StorageError("damaged", path=self.path, problem=exc) from None
+        if problems != ["ok"]:
+            raise StorageError("damaged", path=self.path, problem=problems[0])
+        if version > SCHEMA_VERSION:
+            raise StorageError("newer", version=version, ours=SCHEMA_VERSION)
 
     def close(self) -> None:
         with self.lock:
@@ -449,6 +483,8 @@ class Storage:
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
+        with self.lock:  # the WAL still holds the pages as they were: move them home, empty it
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
     def delete_user(self, user_id: str | int) -> dict[str, int]:

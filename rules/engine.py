@@ -182,8 +182,7 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
         needs = [f for f, v in (("co2_before_t", before), ("co2_after_t", after)) if v is None]
         return Check(None, clause, "reason.co2.unknown", limits, needs)
     cut = before - after
-    by_tonnes = cut >= p.min_reduction_t
-    by_ratio = cut >= p.min_reduction_ratio * before  # exact Decimal; no division at the threshold
+    by_tonnes, by_ratio = p.reduction_tests(before, after)
     params = limits | {
         "before": before,
         "after": after,

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlite_utils import Database
 
-from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, migrate
+from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
 VERDICT = {
@@ -245,8 +245,9 @@ def test_refuses_newer_schema(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StorageError) as caught:
         Storage(path)
+    assert caught.value.key == "newer"
 
 
 def test_threads_on_different_chats_lose_nothing(store):
