@@ -209,11 +209,11 @@ class Delivery:
                 )
             pending = []
             if replies and self.channel.outbox:
-                db.execute(
+                row_id = db.execute(
                     "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
                     " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [cid, channel, chat, uid, first, last, now],
-                )
+                ).lastrowid
                 marks = self.channel.committed(marks)
                 db.execute(
                     "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
@@ -222,16 +222,22 @@ class Delivery:
                     " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
                     [channel, chat, cid, json.dumps(marks), now],
                 )
-                pending = self._pending(chat)
+                pending = self._pending(chat, {row_id: list(replies)})
             return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 
-    def _pending(self, chat: str) -> list[Pending]:
+    def _pending(self, chat: str, fresh: dict[int, list[Reply]] | None = None) -> list[Pending]:
+        """The chat's unsent outbox rows; `fresh`: rows just written, whose replies are known
+        (the usual case: only this turn's row, read back from no event)."""
+        fresh = fresh or {}
         rows = self.storage.db.execute(
             "SELECT id, conversation_id, input_uid, first_seq + sent, last_seq FROM outbox"
             " WHERE channel = ? AND chat_id = ? AND status = 'pending' ORDER BY id",
             [self.channel.name, chat],
         ).fetchall()
-        return [Pending(i, uid, self.storage.replies(cid, a, b)) for i, cid, uid, a, b in rows]
+        return [
+            Pending(i, uid, fresh[i] if i in fresh else self.storage.replies(cid, a, b))
+            for i, cid, uid, a, b in rows
+        ]
 
     def pending(self, chat: str) -> tuple[list[Pending], Marks]:
         """The chat's unsent replies and its marks (what the flusher sends)."""

@@ -339,6 +339,7 @@ def test_answer_is_kept_when_sending_fails_for_good(emu, bot, chat):
     assert "主な業種" in unsent["text"]
     assert reply["text"].startswith("業種は「製造業」")
     assert verdict(bot.db, chat.id)[0] == 1
+    assert all(m["text"] != t("telegram.error", "ja") for m in chat.messages)  # never "again"
 
 
 def test_two_chats_each_keep_their_order_and_do_not_wait_for_each_other(emu, bot):

@@ -16,6 +16,7 @@ itself is set in both languages and Telegram shows the one matching the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -148,6 +149,14 @@ class TelegramBot:
         log.info("bot @%s ready; resuming from %s", app.bot.username, self.storage.path)
         if self._flusher is None:  # unsent replies now (a crash may have left some) and later
             self._flusher = asyncio.create_task(self.delivery.run_flusher())
+
+    async def on_stop(self, app: Application) -> None:
+        """Stop the outbox flusher (what it has not sent is still in the outbox)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A bug: log it, and tell the user rather than go silent. Such failures come before

@@ -165,6 +165,7 @@ def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks))
         .post_init(bot.on_start)
+        .post_stop(bot.on_stop)
     )
     if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
         builder = builder.base_url(settings.telegram_api_url).base_file_url(
@@ -242,6 +243,7 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
             if offset is not None:
                 with contextlib.suppress(TelegramError):  # confirm the last batch
                     await app.bot.get_updates(offset=offset, timeout=0)
+            await bot.on_stop(app)
             await app.stop()
 
 
