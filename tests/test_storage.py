@@ -281,3 +281,42 @@ def test_threads_on_different_chats_lose_nothing(store):
             )
         ]
         assert seqs == list(range(1, 3 * n + 1))
+
+
+def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clock):
+    """Migration 4 (the delivery core): inputs get their chat, telegram_chats becomes chats."""
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    migrate(db, MIGRATIONS[:3])
+    now = "2025-01-01T00:00:00.000000+00:00"
+    cid = (
+        db.table("conversations")
+        .insert(
+            {
+                "channel": "telegram",
+                "chat_id": "42",
+                "lang": "ja",
+                "started_at": now,
+                "updated_at": now,
+                "phase": "asking",
+                "awaiting": "q1",
+                "state_json": State(phase="asking", awaiting="q1").model_dump_json(),
+            }
+        )
+        .last_pk
+    )
+    db.table("inputs").insert(
+        {"channel": "telegram", "uid": "1:7", "conversation_id": cid, "at": now}
+    )
+    db.table("telegram_chats").insert(
+        {"chat_id": "42", "conversation_id": cid, "keyboard_message_id": 5,
+         "done_update_id": 7, "updated_at": now}
+    )  # fmt: skip
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert "telegram_chats" not in s.db.table_names()
+        row = s.db.execute("SELECT channel, chat_id, uid, tag FROM inputs").fetchall()
+        assert row == [("telegram", "42", "1:7", None)]
+        assert send(s, "again", "1:7", chat="42").status == "duplicate"  # still recognised
+        assert Delivery(s, Named("telegram"), fake_step).marks("42") == {"keyboard": 5}
+        assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
