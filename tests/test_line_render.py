@@ -1,0 +1,160 @@
+"""Rendering dialog replies for LINE: short labels, quick replies, numbered lists, splitting.
+Every rendered turn is checked by the emulator's validator, i.e. against LINE's own limits."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.line.render import (
+    MAX_ITEMS,
+    MAX_LABEL,
+    MAX_TEXT,
+    batches,
+    label,
+    messages,
+    quick_reply,
+)
+from dialogs.engine import step
+from dialogs.io import Choice, Reply, State, UserInput
+from dialogs.questions import questions
+from locales import LANGS, t
+
+try:  # tests/ is not a package: importable either way
+    from tests.line_emulator import check_messages
+except ImportError:
+    from line_emulator import check_messages
+
+
+def every_choice(lang: str) -> list[list[Choice]]:
+    """Every list of choices the dialog can offer, grouped as offered: each question's options,
+    the buttons, and the 回答確認 edit list over every field."""
+    groups = [
+        [Choice(value=f"{qid}:{v}", label=lab) for v, lab in q.options(lang)]
+        for qid, q in questions().items()
+        if q.kind in ("choice", "yes_no")
+    ]
+    buttons = ("continue", "restart", "summary", "unknown", "skip", "keep")
+    groups.append([Choice(value=f"/{b}", label=t(f"dialog.buttons.{b}", lang)) for b in buttons])
+    edit = t("dialog.edit_button", lang, short="{}")
+    groups.append(
+        [
+            Choice(value=f"/edit {f}", label=edit.format(t(f"question.{f}.short", lang)))
+            for f in questions()
+        ]
+    )
+    return groups
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_choice_has_a_distinct_short_label_that_line_accepts(lang, caplog):
+    caplog.set_level(logging.WARNING, logger="bot.line.render")
+    for group in every_choice(lang):
+        labels = [label(c, lang) for c in group]
+        assert all(0 < len(x) <= MAX_LABEL for x in labels), labels
+        assert len(set(labels)) == len(labels), labels
+    assert caplog.records == []  # nothing was cut for want of a short label
+
+
+def test_long_labels_are_short_on_the_button_and_whole_in_the_text():
+    [q] = messages(
+        [
+            Reply(
+                key="question.entity_type.text",
+                text="事業者の種類を教えてください。",
+                choices=[
+                    Choice(value="entity_type:company", label=t("choices.entity_type.company")),
+                    Choice(value="entity_type:other", label=t("choices.entity_type.other")),
+                ],
+            )
+        ],
+        "ja",
+    )
+    check_messages([q])
+    first = q["quickReply"]["items"][0]["action"]
+    assert first == {
+        "type": "postback",
+        "label": t("line.labels.entity_type.company"),
+        "data": "entity_type:company",
+        "displayText": t("choices.entity_type.company"),
+    }
+    assert q["text"].endswith(f"1. {t('choices.entity_type.company')}\n2. その他")
+
+
+def test_labels_that_fit_need_no_list_and_commands_fill_free_places():
+    yes_no = [
+        Choice(value="tax_arrears:true", label="はい"),
+        Choice(value="x:false", label="いいえ"),
+    ]
+    [q] = messages([Reply(key="k", text="滞納がありますか？", choices=yes_no)], "ja")
+    assert q["text"] == "滞納がありますか？"
+    actions = [i["action"] for i in q["quickReply"]["items"]]
+    assert [a["label"] for a in actions] == [
+        "はい",
+        "いいえ",
+        "戻る",
+        "回答確認",
+        "ヘルプ",
+        "最初から",
+    ]
+    assert actions[2] == {"type": "message", "label": "戻る", "text": "戻る"}
+
+
+def test_a_command_already_offered_is_not_repeated():
+    choices = [
+        Choice(value="/summary", label="回答確認"),
+        Choice(value="/restart", label="最初から"),
+    ]
+    labels = [i["action"]["label"] for i in quick_reply(choices, "ja")["items"]]
+    assert labels == ["回答確認", "最初から", "戻る", "ヘルプ"]
+
+
+def test_more_than_13_choices_go_as_a_numbered_list():
+    choices = [Choice(value=f"/edit f{n}", label=f"直す: 項目{n}") for n in range(14)]
+    [out] = messages([Reply(key="dialog.summary_title", text="回答:", choices=choices)], "ja")
+    check_messages([out])
+    assert "14. 直す: 項目13" in out["text"]
+    assert all(i["action"]["type"] == "message" for i in out["quickReply"]["items"])
+    unnumbered = messages([Reply(key="k", text="回答:", choices=choices)], "ja", numbered=False)
+    assert "- 直す: 項目13" in unnumbered[0]["text"]
+
+
+def test_quick_reply_only_on_the_last_message():
+    replies = [
+        Reply(key="a", text="質問", choices=[Choice(value="q:true", label="はい")]),
+        Reply(key="b", text="補足"),
+    ]
+    out = messages(replies, "ja")
+    assert "quickReply" not in out[0] and out[1]["quickReply"]["items"][0]["action"]["data"] == (
+        "q:true"
+    )
+
+
+def test_long_text_is_split_and_sent_five_messages_per_call():
+    line = "あ" * 999
+    long = "\n".join([line] * 30)  # 30,000 characters: 6 messages of 5 lines
+    out = messages([Reply(key="verdict.title.eligible", text=long)], "ja")
+    assert len(out) == 6 and all(len(m["text"]) <= MAX_TEXT for m in out)
+    assert "\n".join(m["text"] for m in out) == long
+    calls = batches(out)
+    assert [len(c) for c in calls] == [5, 1]
+    for call in calls:
+        check_messages(call)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_whole_dialog_renders_within_lines_limits(lang):
+    """Every turn of a real dialog (with the summary and 'don't know'), as LINE would check it."""
+    state = State(lang=lang)
+    inputs = ["/start", "entity_type:company", "/summary", "/continue", "industry:?", "/help"]
+    inputs += ["industry:manufacturing", "300000000", "/summary", "/back", "/restart"]
+    for raw in inputs:
+        inp = UserInput(choice=raw) if ":" in raw or raw.startswith("/") else UserInput(text=raw)
+        state, replies = step(state, inp)
+        out = messages(replies, lang)
+        assert out
+        for call in batches(out):
+            check_messages(call)
+        items = out[-1].get("quickReply", {}).get("items", [])
+        assert len(items) <= MAX_ITEMS
