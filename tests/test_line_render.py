@@ -12,6 +12,7 @@ from bot.line.render import (
     MAX_LABEL,
     MAX_TEXT,
     batches,
+    calls,
     label,
     messages,
     quick_reply,
@@ -110,14 +111,15 @@ def test_a_command_already_offered_is_not_repeated():
     assert labels == ["回答確認", "最初から", "戻る", "ヘルプ"]
 
 
-def test_more_than_13_choices_go_as_a_numbered_list():
+def test_more_than_13_choices_go_as_a_list():
     choices = [Choice(value=f"/edit f{n}", label=f"直す: 項目{n}") for n in range(14)]
     [out] = messages([Reply(key="dialog.summary_title", text="回答:", choices=choices)], "ja")
     check_messages([out])
-    assert "14. 直す: 項目13" in out["text"]
+    # bulleted, not numbered: the summary may be shown while a number is the answer awaited
+    assert out["text"].endswith("- 直す: 項目12\n- 直す: 項目13")
     assert all(i["action"]["type"] == "message" for i in out["quickReply"]["items"])
-    unnumbered = messages([Reply(key="k", text="回答:", choices=choices)], "ja", numbered=False)
-    assert "- 直す: 項目13" in unnumbered[0]["text"]
+    [question] = messages([Reply(key="question.q.text", text="どれ？", choices=choices)], "ja")
+    assert "\n14. 直す: 項目13" in question["text"]
 
 
 def test_quick_reply_only_on_the_last_message():
@@ -137,10 +139,19 @@ def test_long_text_is_split_and_sent_five_messages_per_call():
     out = messages([Reply(key="verdict.title.eligible", text=long)], "ja")
     assert len(out) == 6 and all(len(m["text"]) <= MAX_TEXT for m in out)
     assert "\n".join(m["text"] for m in out) == long
-    calls = batches(out)
-    assert [len(c) for c in calls] == [5, 1]
-    for call in calls:
+    assert [len(c) for c in batches(out)] == [5, 1]
+    for call in batches(out):
         check_messages(call)
+
+
+def test_calls_keep_a_reply_within_one_call_and_count_the_replies_sent():
+    def reply(lines: int) -> Reply:  # a reply of `lines` messages
+        return Reply(key="k", text="\n".join(["あ" * 4999] * lines))
+
+    got = [(len(batch), done) for batch, done in calls([reply(1), reply(3), reply(2)], "ja")]
+    assert got == [(4, 2), (2, 3)]
+    got = [(len(batch), done) for batch, done in calls([reply(1), reply(7)], "ja")]
+    assert got == [(1, 1), (5, 1), (2, 2)]
 
 
 @pytest.mark.parametrize("lang", LANGS)

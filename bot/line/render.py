@@ -11,8 +11,8 @@ push call carries at most 5 messages, a quick reply at most 13 items, and an act
   the locales (``line.labels``), displayText = the full label, which the chat shows as the
   user's message;
 - where a short label hides the full wording, the full names follow the question as a
-  numbered list (typing the number selects it, as in the console); more than 13 choices (the
-  回答確認 edit list) are sent only as that list;
+  list (numbered under a question: typing the number selects it, as in the console); more than
+  13 choices (the 回答確認 edit list) are sent only as that list;
 - free quick reply places get the commands 戻る・回答確認・ヘルプ・最初から as message actions
   (they send the word, which the dialog understands anywhere);
 - `batches` groups the messages 5 per call.
@@ -97,7 +97,7 @@ def quick_reply(choices: list[Choice], lang: str) -> dict | None:
     return {"items": items} if items else None
 
 
-def choice_list(choices: list[Choice], lang: str, numbered: bool) -> str:
+def choice_list(choices: list[Choice], numbered: bool) -> str:
     """The full wording of the choices, when the quick reply cannot show it."""
     lines = [f"{n}. {c.label}" if numbered else f"- {c.label}" for n, c in enumerate(choices, 1)]
     return "\n".join(lines)
@@ -107,21 +107,46 @@ def _needs_list(choices: list[Choice], lang: str) -> bool:
     return len(choices) > MAX_ITEMS or any(label(c, lang) != c.label for c in choices)
 
 
-def messages(replies: list[Reply], lang: str, numbered: bool = True) -> list[Message]:
-    """The turn's text messages; the choices of the last reply that has any go on the last
-    message as its quick reply (with the commands). `numbered`: a typed number selects a choice
-    (not while a number is the answer awaited)."""
+def per_reply(replies: list[Reply], lang: str) -> list[list[Message]]:
+    """Each reply's text messages; the choices of the last reply that has any go on the very
+    last message as its quick reply (with the commands). The full names are numbered under a
+    question (a typed number selects, as in the console); elsewhere (the 回答確認 list, where a
+    number may be the answer awaited) they are bullets, to be typed or tapped."""
     keyed = max((i for i, r in enumerate(replies) if r.choices), default=None)
-    out: list[Message] = []
+    out: list[list[Message]] = []
     for i, reply in enumerate(replies):
         text = reply.text
         if i == keyed and _needs_list(reply.choices, lang):
-            text = f"{text}\n\n{choice_list(reply.choices, lang, numbered)}"
-        out += [{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT)]
-    if out:
-        quick = quick_reply(replies[keyed].choices if keyed is not None else [], lang)
-        if quick:
-            out[-1]["quickReply"] = quick
+            numbered = reply.key.startswith("question.")
+            text = f"{text}\n\n{choice_list(reply.choices, numbered)}"
+        out.append([{"type": "text", "text": chunk} for chunk in split_text(text, MAX_TEXT)])
+    last = next((group for group in reversed(out) if group), None)
+    quick = quick_reply(replies[keyed].choices if keyed is not None else [], lang)
+    if last and quick:
+        last[-1]["quickReply"] = quick
+    return out
+
+
+def messages(replies: list[Reply], lang: str) -> list[Message]:
+    return [m for group in per_reply(replies, lang) for m in group]
+
+
+def calls(replies: list[Reply], lang: str) -> list[tuple[list[Message], int]]:
+    """The messages in calls of at most 5, a reply kept within one call where it fits; with
+    each call, how many replies are entirely sent once it has gone."""
+    out: list[tuple[list[Message], int]] = []
+    batch: list[Message] = []
+    for n, group in enumerate(per_reply(replies, lang), 1):
+        if batch and len(batch) + len(group) > MAX_MESSAGES:
+            out.append((batch, n - 1))
+            batch = []
+        for i in range(0, len(group), MAX_MESSAGES):
+            batch += group[i : i + MAX_MESSAGES]
+            if len(batch) == MAX_MESSAGES and i + MAX_MESSAGES < len(group):
+                out.append((batch, n - 1))
+                batch = []
+    if batch:
+        out.append((batch, len(replies)))
     return out
 
 
