@@ -25,7 +25,7 @@ JST = timezone(timedelta(hours=9))
 SQL_JST = "'+9 hours'"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
-CHANNELS = ("telegram", "console")
+CHANNELS = ("telegram", "line", "console")
 CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<code>)
     "channel": CHANNELS,
     "status": ("active", "finished", "cancelled", "abandoned"),
@@ -379,3 +379,16 @@ def recent_text(storage, lang, limit=10) -> str:
 def show_text(storage, conversation_id: int, lang) -> str | None:
     with storage.lock:
         return transcript_report(storage.db, conversation_id, lang)
+
+
+def chat_report(storage, command: str, arg: str, lang) -> str | None:
+    """The text for an admin's chat command (stats; recent [N]; show ID) on any channel. None:
+    show without a number (the channel says how to use it)."""
+    if command == "stats":
+        return stats_text(storage, lang)
+    if command == "recent":
+        return recent_text(storage, lang, min(int(arg), 50) if arg.isdigit() and int(arg) else 10)
+    number = arg.lstrip("#")
+    if not number.isdigit():
+        return None
+    return show_text(storage, int(number), lang) or t("admin.show.not_found", lang, id=int(number))

@@ -282,19 +282,11 @@ class TelegramBot:
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
         from bot.admin import report as admin_report  # lazily: only admins need it
 
-        if command == "stats":
-            text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
-        elif command == "recent":
-            limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
-            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:
-            number = arg.lstrip("#")
-            if not number.isdigit():
-                return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(
-                admin_report.show_text, self.storage, int(number), self.lang
-            )
-            text = text or t("admin.show.not_found", self.lang, id=int(number))
+        text = await asyncio.to_thread(
+            admin_report.chat_report, self.storage, command, arg, self.lang
+        )
+        if text is None:
+            return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
