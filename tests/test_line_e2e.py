@@ -8,6 +8,7 @@ or 5 messages a call, used or expired reply tokens), so every turn here is one L
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -190,6 +191,7 @@ def test_missing_or_wrong_signature_is_refused_and_nothing_happens(bot, emu):
     assert other.deliver([event]) == 400
     assert conversations(bot.db, u.id) == [] and u.messages == []
     assert emu.deliver([event]) == 200  # the same event, signed as LINE signs it
+    assert emu.deliver([]) == 200  # the console's "Verify": no events, signed
 
 
 def test_redelivered_event_changes_nothing(bot, emu, user):
@@ -294,19 +296,25 @@ def test_admin_commands_for_line_admins_only(bot, emu):
     assert conversations(bot.db, ADMIN) == []  # reports are not conversations
 
 
-def test_admin_list_shows_line_conversations(bot, user):
-    user.say("株式会社")
+def admin(db, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LINE_", "SUBSIDY_"))}
-    env |= {"SUBSIDY_DB": str(bot.db), "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "admin", "list", "--channel", "line", "--lang", "en"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env |= {"SUBSIDY_DB": str(db), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "bot.cli", "admin", *args, "--lang", "en"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "LINE" in out.stdout and "Telegram" not in out.stdout
+    return out.stdout
+
+
+def test_admin_tools_see_line_conversations_by_user_id(bot, user):
+    user.say("株式会社")
+    listed = admin(bot.db, "list", "--channel", "line")
+    assert "LINE" in listed and "Telegram" not in listed
+    exported = [
+        json.loads(line) for line in admin(bot.db, "export", "--format", "jsonl").splitlines()
+    ]
+    assert any(row.get("channel") == "line" for row in exported)
+    assert "1" in admin(bot.db, "delete-user", user.id)  # the id as LINE sent it
+    assert conversations(bot.db, user.id) == []
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -61,9 +61,10 @@ def label(choice: Choice, lang: str) -> str:
     command, _, arg = choice.value.partition(" ")
     if sep and has(key := f"line.labels.{field}.{value}", lang):
         return t(key, lang)
-    if command == "/edit" and has(f"line.fields.{arg}", lang):
+    fits = _units(choice.label) <= MAX_LABEL
+    if command == "/edit" and not fits and has(f"line.fields.{arg}", lang):
         return t("line.edit_button", lang, field=t(f"line.fields.{arg}", lang))
-    if _units(choice.label) > MAX_LABEL:
+    if not fits:
         log.warning("no short LINE label for choice %r; cut", choice.value)
     return _fit(choice.label, MAX_LABEL)
 
