@@ -364,6 +364,49 @@ def test_stopped_or_killed_bot_resumes_the_conversation(own_emu, tmp_path):
     assert texts.count("該当しません") == 1
 
 
+def test_a_reply_lost_in_a_crash_after_confirming_is_sent_on_restart(own_emu, tmp_path):
+    """Issue 13.2: the update is confirmed once stored; if the process dies while its reply
+    is being retried, nothing redelivers it: the outbox must send it on restart."""
+    emu, db = own_emu, tmp_path / "bot.db"
+    c = Chat(emu, 7201)
+    first = BotProcess(emu, tmp_path, db).start()
+    c.say("/start")
+    emu.fail_next("sendMessage", status=502, times=3)
+    calls = len(emu.calls_to("sendMessage"))
+    emu.send_text(c.id, "1")
+    emu.wait_until(lambda: len(emu.calls_to("sendMessage")) >= calls + 2, 10)  # retrying
+    emu.wait_until(lambda: emu.pending_update_count == 0, 10)  # confirmed to Telegram
+    first.kill()
+    assert len(c.messages) == 1
+    with BotProcess(emu, tmp_path, db):
+        [reply] = emu.wait_for_bot_messages(c.id, 2)[1:]
+        assert "主な業種" in reply["text"]
+        assert c.say("製造業")[0]["text"].startswith("業種は「製造業」")
+    assert query(db, "SELECT status FROM outbox WHERE chat_id = ?", str(c.id)) == [("sent",)] * 3
+
+
+def test_reused_update_ids_are_new_inputs_and_never_leak_replies(own_emu, tmp_path):
+    """Issue 13.3: Telegram restarts update ids after a week without updates. The same id
+    from another chat, or from the same chat with another message, is a new input; before,
+    it was taken for a redelivery and the stored chat's replies went to the new one."""
+    emu, db = own_emu, tmp_path / "bot.db"
+    a, b = Chat(emu, 7301), Chat(emu, 7302)
+    with BotProcess(emu, tmp_path, db):
+        a.say("/start")
+        first = a.last_update
+        a.press("会社（株式会社・有限会社・合同会社など）")
+        pressed = a.last_update
+        emu.restart_update_ids(pressed)
+        [welcome] = b.say("/start")  # the update id of a's answer
+        assert b.last_update == pressed
+        assert welcome["text"] == a.messages[0]["text"]  # b's own welcome, not a's answer
+        emu.restart_update_ids(first)
+        [reply] = a.say("製造業")  # the update id of a's /start, a new message
+        assert a.last_update == first
+        assert reply["text"].startswith("業種は「製造業」")
+    assert verdict(db, a.id)[0] == 1 and verdict(db, b.id)[0] == 1
+
+
 def test_token_never_reaches_debug_logs(tmp_path):
     token = "246813579:SECRET-part_must-never-leak-0123"
     with BotApiEmulator(token=token) as emu:
