@@ -9,7 +9,6 @@ import pytest
 
 from bot.line.render import (
     MAX_ITEMS,
-    MAX_LABEL,
     MAX_TEXT,
     batches,
     calls,
@@ -20,7 +19,7 @@ from bot.line.render import (
 from dialogs.engine import step
 from dialogs.io import Choice, Reply, State, UserInput
 from dialogs.questions import questions
-from locales import LANGS, t
+from locales import LANGS, has, t
 
 try:  # tests/ is not a package: importable either way
     from tests.line_emulator import check_messages
@@ -28,34 +27,48 @@ except ImportError:
     from line_emulator import check_messages
 
 
-def every_choice(lang: str) -> list[list[Choice]]:
-    """Every list of choices the dialog can offer, grouped as offered: each question's options,
-    the buttons, and the 回答確認 edit list over every field."""
-    groups = [
-        [Choice(value=f"{qid}:{v}", label=lab) for v, lab in q.options(lang)]
-        for qid, q in questions().items()
-        if q.kind in ("choice", "yes_no")
-    ]
-    buttons = ("continue", "restart", "summary", "unknown", "skip", "keep")
-    groups.append([Choice(value=f"/{b}", label=t(f"dialog.buttons.{b}", lang)) for b in buttons])
-    edit = t("dialog.edit_button", lang, short="{}")
-    groups.append(
-        [
-            Choice(value=f"/edit {f}", label=edit.format(t(f"question.{f}.short", lang)))
-            for f in questions()
-        ]
-    )
-    return groups
+def offered(lang: str, budget: int = 1500) -> dict[tuple, list[Reply]]:
+    """Every distinct set of choices the dialog offers, found by pressing every choice (and
+    typing a plausible number where one is asked) from the start, with a turn that showed it.
+    A state is explored further only if it showed choices not seen before."""
+    seen: dict[tuple, list[Reply]] = {}
+    frontier = [step(State(lang=lang), UserInput(choice="/start"))[0]]
+    while frontier and budget > 0:
+        state = frontier.pop()
+        inputs = [UserInput(choice=c.value) for c in state.offered]
+        inputs += [UserInput(text=x) for x in ("1000", "/summary", "/help")]
+        for inp in inputs:
+            budget -= 1
+            new, replies = step(state, inp)
+            for reply in replies:
+                key = tuple(c.value for c in reply.choices)
+                if key and key not in seen:
+                    seen[key] = replies
+                    frontier.append(new)
+    return seen
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_every_choice_has_a_distinct_short_label_that_line_accepts(lang, caplog):
+def test_every_choice_the_dialog_offers_renders_as_line_accepts_it(lang, caplog):
     caplog.set_level(logging.WARNING, logger="bot.line.render")
-    for group in every_choice(lang):
+    found = offered(lang)
+    values = {v for key in found for v in key}
+    assert len(found) > 20 and {"/summary", "/restart", "entity_type:company"} <= values
+    for key, replies in found.items():
+        for call in batches(messages(replies, lang)):
+            check_messages(call)
+        group = next(r.choices for r in replies if tuple(c.value for c in r.choices) == key)
         labels = [label(c, lang) for c in group]
-        assert all(0 < len(x) <= MAX_LABEL for x in labels), labels
-        assert len(set(labels)) == len(labels), labels
-    assert caplog.records == []  # nothing was cut for want of a short label
+        assert len(set(labels)) == len(labels), labels  # each button tells itself apart
+    assert caplog.records == []  # no label was cut for want of a short one
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_answer_choice_has_a_short_label(lang):
+    for qid, q in questions().items():
+        if q.kind == "choice":
+            for value, _ in q.options(lang):
+                assert has(f"line.labels.{qid}.{value}", lang), (qid, value)
 
 
 def test_long_labels_are_short_on_the_button_and_whole_in_the_text():
