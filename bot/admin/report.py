@@ -383,12 +383,18 @@ def show_text(storage, conversation_id: int, lang) -> str | None:
 
 def chat_report(storage, command: str, arg: str, lang) -> str | None:
     """The text for an admin's chat command (stats; recent [N]; show ID) on any channel. None:
-    show without a number (the channel says how to use it)."""
+    show without a usable number (the channel says how to use it). Only ASCII digits count
+    ("²" is a digit to Python, not a number), and at most 18 of them (SQLite's integers)."""
+
+    def number(text: str) -> int | None:
+        text = text.strip().lstrip("#")
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
     if command == "stats":
         return stats_text(storage, lang)
     if command == "recent":
-        return recent_text(storage, lang, min(int(arg), 50) if arg.isdigit() and int(arg) else 10)
-    number = arg.lstrip("#")
-    if not number.isdigit():
+        return recent_text(storage, lang, min(number(arg) or 10, 50))
+    wanted = number(arg)
+    if wanted is None:
         return None
-    return show_text(storage, int(number), lang) or t("admin.show.not_found", lang, id=int(number))
+    return show_text(storage, wanted, lang) or t("admin.show.not_found", lang, id=wanted)
