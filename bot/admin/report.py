@@ -26,12 +26,13 @@ SQL_JST = "'+9 hours'"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
 CHANNELS = ("telegram", "line", "console")
+SQLITE_MAX_INT = 2**63 - 1  # no row id beyond it
 CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<code>)
     "channel": CHANNELS,
     "status": ("active", "finished", "cancelled", "abandoned"),
     "verdict": OUTCOMES,
     "direction": ("in", "out"),
-    "outcome": ("answer", "reask", "command", "help", "start", "ignored"),
+    "outcome": ("answer", "confirm", "reask", "command", "help", "start", "ignored"),
 }
 KINDS = {
     "channel": "channel",
@@ -282,7 +283,7 @@ def _mark(e: dict, lang: str | None) -> str:
         "command": e["command"] or "",
         "value": "",
     }
-    if e["outcome"] == "answer" and q is not None and e["value_json"] is not None:
+    if e["outcome"] in ("answer", "confirm") and q is not None and e["value_json"] is not None:
         params["value"] = q.show(json.loads(e["value_json"]), lang)
     kind = (
         e["outcome"]
@@ -383,12 +384,12 @@ def show_text(storage, conversation_id: int, lang) -> str | None:
 
 def chat_report(storage, command: str, arg: str, lang) -> str | None:
     """The text for an admin's chat command (stats; recent [N]; show ID) on any channel. None:
-    show without a usable number (the channel says how to use it). Only ASCII digits count
-    ("²" is a digit to Python, not a number), and at most 18 of them (SQLite's integers)."""
+    show without a usable number (the channel says how to use it). Only positive numbers in
+    ASCII digits count (str.isdigit also takes ², ①, full-width digits)."""
 
     def number(text: str) -> int | None:
         text = text.strip().lstrip("#")
-        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+        return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
     if command == "stats":
         return stats_text(storage, lang)
@@ -397,4 +398,5 @@ def chat_report(storage, command: str, arg: str, lang) -> str | None:
     wanted = number(arg)
     if wanted is None:
         return None
-    return show_text(storage, wanted, lang) or t("admin.show.not_found", lang, id=wanted)
+    found = show_text(storage, wanted, lang) if wanted <= SQLITE_MAX_INT else None
+    return found or t("admin.show.not_found", lang, id=wanted)

@@ -29,6 +29,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
+from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
 from bot.telegram import render
 from dialogs.engine import step
@@ -38,7 +39,6 @@ from locales import LANGS, t
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # network errors and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
 COMMANDS = (
