@@ -6,7 +6,14 @@ import pytest
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound
-from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
+from bot.storage import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Storage,
+    StorageError,
+    _m5_line_channel,
+    migrate,
+)
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
 VERDICT = {
@@ -320,3 +327,30 @@ def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clo
         assert send(s, "again", "1:7", chat="42").status == "duplicate"  # still recognised
         assert Delivery(s, Named("telegram"), fake_step).marks("42") == {"keyboard": 5}
         assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
+def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    line = MIGRATIONS.index(_m5_line_channel)
+    migrate(db, MIGRATIONS[:line])
+    row = {
+        "chat_id": "c1",
+        "lang": "ja",
+        "started_at": "2025-01-01T00:00:00.000000+00:00",
+        "updated_at": "2025-01-01T00:00:00.000000+00:00",
+        "phase": "asking",
+        "state_json": State(phase="asking").model_dump_json(),
+    }
+    with pytest.raises(sqlite3.IntegrityError):  # before: LINE could not be stored
+        db.table("conversations").insert(row | {"channel": "line"})
+    cid = db.table("conversations").insert(row | {"channel": "telegram"}).last_rowid
+    event = {"conversation_id": cid, "seq": 1, "at": row["started_at"]}
+    db.table("events").insert(event | {"direction": "in", "raw_text": "x"})
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert s.db.execute("SELECT count(*) FROM events").fetchone() == (1,)  # none cascaded
+        s.db.table("conversations").insert(row | {"channel": "line", "chat_id": "U1"})
+        with pytest.raises(sqlite3.IntegrityError):
+            s.db.table("conversations").insert(row | {"channel": "fax"})
