@@ -21,6 +21,7 @@ COMMANDS = {
     "run": ("bot.telegram.app", "run the Telegram bot (long polling or webhook)"),
     "line": ("bot.line.app", "run the LINE bot (Messaging API webhook)"),
     "admin": ("bot.admin.cli", "review stored conversations"),
+    "bench": ("bench.harness", "speed against python-telegram-bot's floor (bench/)"),
 }
 
 

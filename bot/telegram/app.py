@@ -31,6 +31,7 @@ from telegram.ext import (
     BaseUpdateProcessor,
     TypeHandler,
 )
+from telegram.request import BaseRequest
 from tornado.web import HTTPError  # what PTB's webhook server turns into an HTTP status
 
 from bot import logsafe
@@ -157,16 +158,26 @@ def confirm_up_to(updates: list[Update], stored: list[bool], offset: int | None)
     return offset
 
 
-def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
+def build(
+    settings: Settings,
+    token: str,
+    bot: TelegramBot,
+    request: BaseRequest | None = None,
+    limiter: bool = True,
+) -> Application:
+    """The Application `run` serves; `request` and `limiter=False` are for the bench (bench/)."""
     builder = (
         ApplicationBuilder()
         .token(token)
         .update_queue(StoredQueue(bot))
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks))
         .post_init(bot.on_start)
         .post_stop(bot.on_stop)
     )
+    if limiter:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
     if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
         builder = builder.base_url(settings.telegram_api_url).base_file_url(
             file_url(settings.telegram_api_url)
