@@ -229,7 +229,7 @@ class Delivery:
         """The chat's unsent outbox rows; `fresh`: rows just written, whose replies are known
         (the usual case: only this turn's row, read back from no event)."""
         fresh = fresh or {}
-        rows = self.storage.db.execute(
+        rows = self.storage.conn.execute(
             "SELECT id, conversation_id, input_uid, first_seq + sent, last_seq FROM outbox"
             " WHERE channel = ? AND chat_id = ? AND status = 'pending' ORDER BY id",
             [self.channel.name, chat],
@@ -247,11 +247,11 @@ class Delivery:
     def _chats_pending(self) -> list[str]:
         with self.storage.lock:
             sql = "SELECT DISTINCT chat_id FROM outbox WHERE channel = ? AND status = 'pending'"
-            return [r[0] for r in self.storage.db.execute(sql, [self.channel.name])]
+            return [r[0] for r in self.storage.conn.execute(sql, [self.channel.name])]
 
     def marks(self, chat: str) -> Marks:
         with self.storage.lock:
-            row = self.storage.db.execute(
+            row = self.storage.conn.execute(
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?",
                 [self.channel.name, chat],
             ).fetchone()

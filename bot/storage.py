@@ -13,15 +13,18 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from dialogs.io import Choice, Reply, State, UserInput
 from locales import t
 
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 Clock = Callable[[], datetime]
+Connection = sqlite3.Connection
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -47,7 +50,7 @@ class StorageError(Exception):
 # Never edit a migration that has shipped: append a new one.
 
 
-def _m1_core(db: Database) -> None:
+def _m1_core(db: Connection) -> None:
     db.executescript(
         """
         CREATE TABLE conversations (
@@ -105,14 +108,13 @@ def _m1_core(db: Database) -> None:
     )
 
 
-def _m2_admin_indexes(db: Database) -> None:
-    conversations = db.table("conversations")
-    conversations.create_index(["updated_at"], "conversations_updated_at")
-    conversations.create_index(["status", "updated_at"], "conversations_status_updated_at")
-    conversations.create_index(["user_id"], "conversations_user_id")
+def _m2_admin_indexes(db: Connection) -> None:
+    db.execute("CREATE INDEX conversations_updated_at ON conversations (updated_at)")
+    db.execute("CREATE INDEX conversations_status_updated_at ON conversations (status, updated_at)")
+    db.execute("CREATE INDEX conversations_user_id ON conversations (user_id)")
 
 
-def _m3_telegram_chats(db: Database) -> None:
+def _m3_telegram_chats(db: Connection) -> None:
     """The Telegram adapter's per-chat marks (bot/telegram/chats.py): the message with the live
     inline keyboard and the last update whose replies were all sent. Deleting the conversation
     deletes the row."""
@@ -131,7 +133,7 @@ def _m3_telegram_chats(db: Database) -> None:
     db.execute("CREATE INDEX telegram_chats_conversation ON telegram_chats (conversation_id)")
 
 
-def _m4_delivery(db: Database) -> None:
+def _m4_delivery(db: Connection) -> None:
     """The shared delivery core (bot/delivery.py). Inputs are keyed on the chat too, with a tag
     (message or callback query id) telling a reused update id from a redelivery; the outbox
     holds each turn's replies until they are sent; `chats` generalises telegram_chats to a JSON
@@ -202,7 +204,7 @@ def _m4_delivery(db: Database) -> None:
     db.execute("DROP TABLE telegram_chats")
 
 
-def _m5_line_channel(db: Database) -> None:
+def _m5_line_channel(db: Connection) -> None:
     """Channel 'line' (bot/line/). SQLite cannot alter a CHECK, and rebuilding conversations
     would cascade-delete its events (foreign keys cannot be switched off inside the migration's
     transaction), so the CHECK is widened in the stored schema, as SQLite's documentation
@@ -226,7 +228,7 @@ def _m5_line_channel(db: Database) -> None:
         db.execute("PRAGMA writable_schema = OFF")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [
+MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_core,
     _m2_admin_indexes,
     _m3_telegram_chats,
@@ -236,11 +238,11 @@ MIGRATIONS: list[Callable[[Database], None]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def schema_version(db: Database) -> int:
+def schema_version(db: Connection) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(db: Database, migrations: list[Callable[[Database], None]] = MIGRATIONS) -> int:
+def migrate(db: Connection, migrations: list[Callable[[Connection], None]] = MIGRATIONS) -> int:
     """Apply the pending migrations, each with its version bump in one transaction."""
     while True:
         db.execute("BEGIN IMMEDIATE")  # read the version under the write lock: no double runs
@@ -276,8 +278,14 @@ _EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+)
+
+
 def _event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """An events row with every column present (NULL unless given)."""
+    """An events row with every column present (NULL unless given), in column order."""
     return dict.fromkeys(_EVENT_COLUMNS) | base | fields
 
 
@@ -295,7 +303,10 @@ class Storage:
     Threading: ONE connection (opened with check_same_thread=False) shared by all threads and
     guarded by `self.lock` (an RLock); every public method holds it for its whole transaction.
     Other processes (admin tools) are serialised by SQLite's own lock and `busy_timeout`.
-    Code that uses `self.db` directly from several threads must hold `self.lock` too.
+    Code that uses `self.conn` (or `self.db`) from several threads must hold `self.lock` too.
+    `conn` is the plain sqlite3 connection (the bot's path: prepared statements, no schema
+    look-ups); `db` wraps it in sqlite-utils for the admin readers, imported only when asked
+    for (sqlite-utils imports numpy when installed: most of a command's start-up).
     """
 
     def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
@@ -304,24 +315,27 @@ class Storage:
         self.lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        self.db = Database(conn)
+        self.conn = conn
         try:
             self._check(conn)
         except BaseException:
             conn.close()
             raise
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA foreign_keys = ON")  # per connection, outside any transaction
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")  # per connection, outside any transaction
+        conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite-utils' Database sets it
         # Deleted rows are overwritten with zeros, not just unlinked: /delete leaves no text.
-        self.db.execute("PRAGMA secure_delete = ON")
-        self.db.enable_wal()  # persistent; readers (admin tools) never block the bot's writes
+        conn.execute("PRAGMA secure_delete = ON")
+        # persistent; readers (admin tools) never block the bot's writes
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = wal")
         # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power failure. A
         # lost commit here means a reply the user already saw is missing from the state (and
         # its update id from `inputs`), so the next message would be understood against a stale
         # state. The bot writes a few rows per human message, so the extra fsync costs nothing.
-        self.db.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA synchronous = FULL")
         with self.lock:
-            migrate(self.db)
+            migrate(conn)
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """Before anything is written (WAL switch, migrations): refuse a file that is not
@@ -337,9 +351,15 @@ class Storage:
         if version > SCHEMA_VERSION:
             raise StorageError("newer", version=version, ours=SCHEMA_VERSION)
 
+    @cached_property
+    def db(self) -> Database:
+        from sqlite_utils import Database
+
+        return Database(self.conn)
+
     def close(self) -> None:
         with self.lock:
-            self.db.close()
+            self.conn.close()
 
     def __enter__(self) -> Storage:
         return self
@@ -357,15 +377,15 @@ class Storage:
         return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Connection]:
         """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-                self.db.commit()
+                yield self.conn
+                self.conn.commit()
             except BaseException:
-                self.db.rollback()
+                self.conn.rollback()
                 raise
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
@@ -373,40 +393,26 @@ class Storage:
         only, with `active_only`). A cancelled one keeps its answers: the next input continues
         it (the dialog offers to go on, see the summary or start over)."""
         where = " AND status IN ('active', 'cancelled')" if active_only else ""
-        row = next(
-            self.db.query(
-                "SELECT id, status, state_json FROM conversations WHERE channel = ?"
-                f" AND chat_id = ?{where} ORDER BY id DESC LIMIT 1",
-                [channel, chat_id],
-            ),
-            None,
-        )
-        return row if row is not None and row["status"] != "abandoned" else None
+        row = self.conn.execute(
+            "SELECT id, status, state_json FROM conversations WHERE channel = ?"
+            f" AND chat_id = ?{where} ORDER BY id DESC LIMIT 1",
+            [channel, chat_id],
+        ).fetchone()
+        return {"id": row[0], "state_json": row[2]} if row and row[1] != "abandoned" else None
 
     def _create(self, channel: str, chat_id: str, user_id: str | None, state: State) -> int:
         now = self.now()
-        table = self.db.table("conversations")
-        table.insert(
-            {
-                "channel": channel,
-                "chat_id": chat_id,
-                "user_id": user_id,
-                "lang": state.lang,
-                "started_at": now,
-                "updated_at": now,
-                "status": "active",
-                "phase": state.phase,
-                "awaiting": state.awaiting,
-                "state_json": state.model_dump_json(),
-                "answers_json": _dumps(state.answers),
-            }
-        )
-        assert table.last_rowid is not None
-        return table.last_rowid
+        return self.conn.execute(
+            "INSERT INTO conversations (channel, chat_id, user_id, lang, started_at, updated_at,"
+            " status, phase, awaiting, state_json, answers_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            [channel, chat_id, user_id, state.lang, now, now, state.phase, state.awaiting,
+             state.model_dump_json(), _dumps(state.answers)],
+        ).lastrowid  # fmt: skip
 
     def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
         """The 'out' events between two seqs of a conversation, as the replies they were."""
-        rows = self.db.query(
+        rows = self.conn.execute(
             "SELECT reply_key, raw_text, choices_json, verdict_json FROM events"
             " WHERE conversation_id = ? AND seq BETWEEN ? AND ? AND direction = 'out'"
             " ORDER BY seq",
@@ -414,12 +420,12 @@ class Storage:
         )
         return [
             Reply(
-                key=r["reply_key"],
-                text=r["raw_text"],
-                choices=[Choice(**c) for c in json.loads(r["choices_json"] or "[]")],
-                verdict=json.loads(r["verdict_json"]) if r["verdict_json"] else None,
+                key=key,
+                text=text,
+                choices=[Choice(**c) for c in json.loads(choices or "[]")],
+                verdict=json.loads(verdict) if verdict else None,
             )
-            for r in rows
+            for key, text, choices, verdict in rows
         ]
 
     # --- the write path (inside `transaction()`) ---
@@ -445,7 +451,7 @@ class Storage:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
         `now`. Returns the seqs of the first and last 'out' events (first > last: none)."""
         cid, last = conversation_id, new_state.last
-        seq = self.db.execute(
+        seq = self.conn.execute(
             "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?", [cid]
         ).fetchone()[0]
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
@@ -476,9 +482,9 @@ class Storage:
                     verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
                 )
             )
-        self.db.table("events").insert_all(events)
+        self.conn.executemany(_INSERT_EVENT, [tuple(e.values()) for e in events])
         verdict = new_state.verdict or {}
-        self.db.execute(
+        self.conn.execute(
             "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
             " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
@@ -544,7 +550,7 @@ class Storage:
                 ).rowcount,
             }
         with self.lock:  # the WAL still holds the pages as they were: move them home, empty it
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
     def delete_user(self, user_id: str | int) -> dict[str, int]:

@@ -107,15 +107,21 @@ def test_whole_dialog_by_typed_text(bot, chat, outcome):
     assert verdict(bot.db, chat.id) == (1, "finished", outcome)
 
 
-def test_an_answer_removes_the_keyboard_pressed_or_typed(chat):
+def test_an_old_keyboard_pressed_or_typed_past_never_changes_an_answer(emu, bot, chat):
     first = chat.keyboard()
     chat.press("会社（株式会社・有限会社・合同会社など）")
-    assert not chat.messages[0]["reply_markup"], "the pressed keyboard is gone"
     second = chat.keyboard()
     assert second["message_id"] != first["message_id"]
-    chat.say("製造業")  # typed instead of pressed: that keyboard goes too
-    assert not chat.messages[1]["reply_markup"]
+    chat.say("製造業")  # typed instead of pressed: that keyboard is old too
     assert chat.keyboard()["message_id"] == chat.messages[-1]["message_id"]
+    before = events(bot.db, chat.id)
+    for old in (first, second):  # no second API call strips them; pressed, they are stale
+        answers = len(emu.callback_answers)
+        label, data = next(iter(chat.buttons(old).items()))
+        emu.press(chat.id, old["message_id"], data)
+        [answer] = emu.wait_until(lambda a=answers: emu.callback_answers[a:], 10)
+        assert answer["text"] == t("telegram.stale_button", "ja"), label
+    assert events(bot.db, chat.id) == before
 
 
 def test_stale_button_is_answered_and_changes_nothing(emu, bot, chat):

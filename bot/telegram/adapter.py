@@ -2,11 +2,12 @@
 
 A dialog input goes through the delivery core (bot/delivery.py): commit (dedup on the chat, the
 update id and the message or callback query id; step; one transaction), confirm the update,
-then send. `TelegramChannel` is the core's view of Telegram: chat ids, sending (the previous
-keyboard removed first), and the marks it keeps per chat: the message whose inline keyboard is
-live (a press on any other is stale) and the keyboards still to remove. Adapter commands
-(/privacy, /delete, and for admins /stats /recent /show) never reach the dialog; everything
-else does, as text or a button value.
+then send. `TelegramChannel` is the core's view of Telegram: chat ids, sending, and the marks
+it keeps per chat: the message whose inline keyboard is live (a press on any other is stale:
+answered, nothing changes) and the older keyboards still shown. Those are not stripped by a
+second API call per turn (that halved what the rate limiter lets through); /delete removes
+them. Adapter commands (/privacy, /delete, and for admins /stats /recent /show) never reach
+the dialog; everything else does, as text or a button value.
 
 Language: SUBSIDY_LANG for everyone (the Telegram client's language is not used). The service
 is the prefecture's, in Japanese; an English deployment sets SUBSIDY_LANG=en. The command menu
@@ -79,8 +80,11 @@ class Live:
     message_id: int | None = None
 
 
+KEEP_KEYBOARDS = 60  # old keyboards remembered per chat, for /delete to remove
+
+
 def keyboards(marks: Marks) -> list[int]:
-    """The chat's keyboards that may still be pressed: the live one and those to remove."""
+    """The chat's keyboards still shown: the older ones and the live one, oldest first."""
     return [m for m in [*marks.get("remove", []), marks.get("keyboard")] if m is not None]
 
 
@@ -101,16 +105,16 @@ class TelegramChannel(Channel):
         )
 
     def committed(self, marks: Marks) -> Marks:
-        """A new turn: the live keyboard is now an old one, to remove before sending."""
-        return {"keyboard": None, "remove": keyboards(marks)}
+        """A new turn: the live keyboard is now an old one (its presses are stale)."""
+        return {"keyboard": None, "remove": keyboards(marks)[-KEEP_KEYBOARDS:]}
 
     async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: object) -> Sent:
         # this turn's keyboard replaces any other (an earlier unsent turn's, sent just before)
-        for message_id in keyboards(marks):
-            await self.bot._remove_keyboard(int(chat), message_id)
         keyboard_id, failed, final = await self.bot._send(int(chat), render.messages(replies))
         count = len(replies) if failed is None else failed
-        return Sent(count, {"keyboard": keyboard_id, "remove": []}, final)
+        return Sent(
+            count, {"keyboard": keyboard_id, "remove": self.committed(marks)["remove"]}, final
+        )
 
 
 class TelegramBot:
