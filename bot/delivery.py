@@ -261,7 +261,7 @@ class Delivery:
         """Note what went out of an outbox row, and the chat's new marks, in one transaction.
         A conversation deleted meanwhile took its rows along: then nothing is noted."""
         done = sent.count >= len(pending.replies)
-        with self.storage.transaction() as db:
+        with self.storage.transaction(durable=False) as db:  # lost: a reply sent once more
             now = self.storage.now()
             db.execute(
                 "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"

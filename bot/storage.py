@@ -377,9 +377,16 @@ class Storage:
         return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
+    def transaction(self, durable: bool = True) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back.
+
+        `durable=False`: the commit does not wait for an fsync (synchronous=NORMAL for it), for
+        writes whose loss on a power failure is harmless (the outbox's "sent" marks: at worst a
+        reply goes out again). The next durable commit's fsync covers them too: the WAL is one
+        file, written in order."""
         with self.lock:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -387,6 +394,9 @@ class Storage:
             except BaseException:
                 self.conn.rollback()
                 raise
+            finally:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous = FULL")
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
         """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'

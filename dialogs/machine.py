@@ -3,9 +3,9 @@ routes: which triggers each phase accepts and where they lead. The work is done 
 
 from __future__ import annotations
 
-import threading
+import logging
 
-from transitions import Machine, MachineError
+from transitions import Machine
 
 STATES = ["start", "asking", "confirming", "verdict", "cancelled"]
 ACTIVE = ["asking", "confirming", "verdict"]
@@ -77,23 +77,34 @@ class _Route:
 
 
 MACHINE = Machine(model=None, **MACHINE_CONFIG)
-_lock = threading.Lock()  # add_model/remove_model mutate the shared machine
+logging.getLogger("transitions").setLevel(logging.WARNING)  # its INFO is a record per trigger
+
+
+def _routes() -> dict[tuple[str, str], list[tuple[dict[str, bool], str]]]:
+    """(phase, trigger) -> its transitions in the machine's order: (conditions, destination).
+    Read from the machine once (`get_transitions`): a step looks its route up instead of
+    adding a model to the machine and firing the trigger."""
+    table: dict[tuple[str, str], list[tuple[dict[str, bool], str]]] = {}
+    for trigger in MACHINE.events:
+        for t in MACHINE.get_transitions(trigger=trigger):
+            needs = {c.func: c.target for c in t.conditions}
+            table.setdefault((t.source, trigger), []).append((needs, t.dest or t.source))
+    return table
+
+
+ROUTES = _routes()
 
 
 def route(
     phase: str, trigger: str, decided: bool = False, reading_back: bool = False
 ) -> str | None:
-    """The phase after `trigger` fires in `phase`, or None when the phase does not accept it."""
-    model = _Route(phase, decided, reading_back)
-    with _lock:
-        MACHINE.add_model(model, initial=phase)
-        try:
-            model.trigger(trigger)
-        except (MachineError, AttributeError):
-            return None
-        finally:
-            MACHINE.remove_model(model)
-    return model.state
+    """The phase after `trigger` fires in `phase`, or None when the phase does not accept it:
+    the first transition whose conditions hold, as the machine would choose."""
+    facts = {"decided": decided, "reading_back": reading_back}
+    for needs, dest in ROUTES.get((phase, trigger), ()):
+        if all(facts[name] == want for name, want in needs.items()):
+            return dest
+    return None
 
 
 def mermaid() -> str:

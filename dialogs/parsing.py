@@ -19,8 +19,9 @@ from decimal import Context, Decimal
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
 from kanjize import kanji2number
+
+from rules import yaml_data
 
 MAX_VALUE = 10**16  # larger figures are typos, not a company's capital or emissions
 _MAX_TOKEN = 64  # longest number we read: keeps Decimal exact under _CTX and kanjize cheap
@@ -39,7 +40,7 @@ _INVALID = Parsed(False, error="invalid")
 _UNKNOWN_ANSWER = Parsed(False, error="unknown")
 _EMPTY = Parsed(False, error="empty")
 
-_V = yaml.safe_load(resources.files("dialogs").joinpath("vocabulary.yaml").read_text("utf-8"))
+_V = yaml_data.load(resources.files("dialogs").joinpath("vocabulary.yaml").read_text("utf-8"))
 _TABLE = str.maketrans(
     {c: "-" for c in _V["normalize"]["dashes"]}
     | {c: "~" for c in _V["normalize"]["tildes"]}

@@ -10,13 +10,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from dialogs import parsing
 from dialogs.parsing import Parsed
 from locales import t
-from rules import Answers
+from rules import Answers, yaml_data
 
 KG = Decimal("0.001")  # tonnes
 PARSERS = {
@@ -134,7 +133,7 @@ def format_yen(n: int, lang: str) -> str:
 
 @cache
 def _load() -> tuple[dict[str, Question], dict[str, list[str]], dict[str, list[str]]]:
-    data = yaml.safe_load((resources.files("dialogs") / "questions.yaml").read_text("utf-8"))
+    data = yaml_data.load((resources.files("dialogs") / "questions.yaml").read_text("utf-8"))
     qs = {
         qid: Question(
             id=qid,

@@ -38,12 +38,11 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
-
 from dialogs import analyser, parsing
 from dialogs.analyser import Token
 from dialogs.questions import Question, questions
 from locales import t
+from rules import yaml_data
 
 Outcome = Literal[
     "value",
@@ -72,7 +71,7 @@ class Reading:
 
 
 def _yaml(name: str) -> Any:
-    return yaml.safe_load(resources.files("dialogs").joinpath(name).read_text("utf-8"))
+    return yaml_data.load(resources.files("dialogs").joinpath(name).read_text("utf-8"))
 
 
 def norm(text: str) -> str:

@@ -9,8 +9,7 @@ import os
 from functools import cache
 from importlib import resources
 
-import yaml
-
+from rules import yaml_data
 from rules.clock import texts_date
 from rules.ruleset import all_rulesets, figures, ruleset_for
 
@@ -34,7 +33,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 @cache
 def catalog(lang: str) -> dict[str, str]:
     text = (resources.files("locales") / f"{lang}.yaml").read_text(encoding="utf-8")
-    return _flatten(yaml.safe_load(text))
+    return _flatten(yaml_data.load(text))
 
 
 def default_lang() -> str:

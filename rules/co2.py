@@ -15,10 +15,10 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic_core import PydanticCustomError
 
+from rules import yaml_data
 from rules.ruleset import ruleset_for
 
 FuelId = Literal["a_heavy_oil", "kerosene", "diesel", "lpg", "lng", "city_gas"]
@@ -63,7 +63,7 @@ class FactorSet(_Strict):
 def all_factor_sets() -> tuple[FactorSet, ...]:
     files = resources.files("rules") / "emission_factors"
     loaded = [
-        FactorSet.model_validate(yaml.safe_load(f.read_text(encoding="utf-8")))
+        FactorSet.model_validate(yaml_data.load(f.read_text(encoding="utf-8")))
         for f in files.iterdir()
         if f.name.endswith(".yaml")
     ]

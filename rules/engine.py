@@ -338,9 +338,25 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
+_MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
+MEMO_SIZE = 4096  # verdicts kept (then forgotten all at once)
+
+
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
+    """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
+    several times, and many chats share their first answers."""
     a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    rs, warnings = ruleset_for(on or today())
+    key = (a.model_dump_json(exclude_none=True), on or today())
+    verdict = _MEMO.get(key)
+    if verdict is None:
+        if len(_MEMO) >= MEMO_SIZE:
+            _MEMO.clear()
+        verdict = _MEMO[key] = _evaluate(a, key[1])
+    return verdict.model_copy(deep=True)  # callers may change theirs
+
+
+def _evaluate(a: Answers, on: dt.date) -> Verdict:
+    rs, warnings = ruleset_for(on)
     checks = {name: fn(a, rs) for name, fn in CRITERIA.items()}
     reasons = [
         Reason(

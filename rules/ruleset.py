@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from rules import yaml_data
 from rules.model import Answers, Delivery, EntityType, Equipment, Industry, ProjectType
 
 
@@ -207,7 +207,7 @@ def load(path: Path | str) -> Ruleset:
     """One data file, validated."""
     path = Path(path)
     try:
-        return Ruleset.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return Ruleset.model_validate(yaml_data.load(path.read_text(encoding="utf-8")))
     except ValidationError as exc:
         raise RulesetError(f"{path}: {exc}") from None
 

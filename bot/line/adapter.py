@@ -23,7 +23,6 @@ from importlib import resources
 from typing import Any
 
 import aiohttp
-import yaml
 from linebot.v3.messaging import (
     ApiException,
     AsyncMessagingApi,
@@ -47,6 +46,7 @@ from dialogs.engine import step
 from dialogs.io import Choice, Reply, UserInput
 from dialogs.parsing import normalize
 from locales import t
+from rules import yaml_data
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ SENT, FAILED, REFUSED = "sent", "failed", "refused"
 def _words() -> dict[str, str]:
     """normalised word -> adapter request (privacy, delete)."""
     text = (resources.files("bot.line") / "words.yaml").read_text(encoding="utf-8")
-    return {normalize(w): name for name, words in yaml.safe_load(text).items() for w in words}
+    return {normalize(w): name for name, words in yaml_data.load(text).items() for w in words}
 
 
 def request_of(text: str) -> str | None:
