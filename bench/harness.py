@@ -75,7 +75,7 @@ class Size:
     starts: int  # subprocess start-ups timed (median)
 
 
-FULL = Size(reps=5, dialogs=0, chats=1000, limiter_chats=150, open_chats=2000, starts=3)
+FULL = Size(reps=5, dialogs=0, chats=1000, limiter_chats=150, open_chats=2000, starts=5)
 QUICK = Size(reps=1, dialogs=3, chats=60, limiter_chats=30, open_chats=100, starts=1)
 
 
@@ -467,6 +467,7 @@ def start_up(work: Path, runs: int) -> dict[str, float]:
     out = {}
     for key, (cmd, stdin) in cmds.items():
         samples = []
+        subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)  # warm-up
         for _ in range(runs):
             t0 = time.perf_counter()
             done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
