@@ -8,8 +8,6 @@ import importlib
 import os
 import sys
 
-from bot.storage import StorageError
-
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
     "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
@@ -43,12 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen).parse_args(argv)
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args)
-    except StorageError as exc:  # a damaged or newer database: one line, no traceback
-        print(exc.text(getattr(args, "lang", None)), file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `... | head` stopped reading: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # bot.storage is not imported here: commands without a database start faster. One
+        # that raised a StorageError has imported it.
+        storage = sys.modules.get("bot.storage")
+        if storage is None or not isinstance(exc, storage.StorageError):
+            raise
+        print(exc.text(getattr(args, "lang", None)), file=sys.stderr)  # one line, no traceback
+        return 1
 
 
 if __name__ == "__main__":

@@ -352,7 +352,10 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
         if len(_MEMO) >= MEMO_SIZE:
             _MEMO.clear()
         verdict = _MEMO[key] = _evaluate(a, key[1])
-    return verdict.model_copy(deep=True)  # callers may change theirs
+    # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
+    # the verdict costs more than evaluating it)
+    lists = {k: list(getattr(verdict, k)) for k in ("reasons", "missing", "warnings")}
+    return verdict.model_copy(update=lists)
 
 
 def _evaluate(a: Answers, on: dt.date) -> Verdict:
