@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -297,6 +298,19 @@ def _status(state: State) -> str:
     return "active"
 
 
+MAX_GROUP = 32  # bodies per group commit at most: a busy moment does not delay the first long
+
+
+@dataclass
+class _Group:
+    """One open transaction shared by several bodies (see Storage.transaction)."""
+
+    durable: bool  # committed with an fsync (synchronous=FULL)
+    members: int = 0
+    done: bool = False
+    error: BaseException | None = None
+
+
 class Storage:
     """Conversations of every chat, in one SQLite file.
 
@@ -313,6 +327,11 @@ class Storage:
         self.path = Path(path)
         self.clock = clock or _utc_now
         self.lock = threading.RLock()
+        self._turns = threading.Condition(self.lock)  # a group's members wait for its commit
+        self._queue_lock = threading.Lock()
+        self._queued = 0  # threads waiting to start a transaction
+        self._group: _Group | None = None  # the open transaction
+        self.commits = 0  # transactions committed (the bench reports bodies per commit)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -378,25 +397,74 @@ class Storage:
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back.
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; an exception in the body undoes the
+        body's writes (a savepoint) and is raised.
 
-        `durable=False`: the commit does not wait for an fsync (synchronous=NORMAL for it), for
-        writes whose loss on a power failure is harmless (the outbox's "sent" marks: at worst a
-        reply goes out again). The next durable commit's fsync covers them too: the WAL is one
-        file, written in order."""
-        with self.lock:
-            if not durable:
-                self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.conn.execute("BEGIN IMMEDIATE")
+        Group commit: while other threads wait to write, a body's transaction stays open for
+        them and the last of the group commits (one fsync for all, synchronous=FULL); each
+        durable body returns only after that commit, so whatever its caller does next (confirm
+        the input, send) follows a durable commit, as when each committed alone. A failed
+        commit is raised in every body of the group.
+
+        `durable=False`: a body whose loss on a power failure is harmless (the outbox's "sent"
+        marks: at worst a reply goes out again) does not wait for the group's commit; a group of
+        such bodies only commits without an fsync (synchronous=NORMAL). The next durable
+        commit's fsync covers it too: the WAL is one file, written in order."""
+        with self._queue_lock:
+            self._queued += 1
+        with self._turns:
+            with self._queue_lock:
+                self._queued -= 1
+            group = self._group
+            if group is not None and durable and not group.durable:
+                self._commit(group)  # lazy bodies only: committed without an fsync
+                group = None
+            if group is None:
+                # set outside a transaction (SQLite refuses it inside)
+                self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self.conn.execute("BEGIN IMMEDIATE")
+                group = self._group = _Group(durable=durable)
+            self.conn.execute("SAVEPOINT body")
             try:
                 yield self.conn
-                self.conn.commit()
+                self.conn.execute("RELEASE body")
             except BaseException:
-                self.conn.rollback()
+                self._undo_body(group)
+                self._end(group, durable)
                 raise
-            finally:
-                if not durable:
-                    self.conn.execute("PRAGMA synchronous = FULL")
+            self._end(group, durable)
+            if group.error is not None:
+                raise group.error
+
+    def _undo_body(self, group: _Group) -> None:
+        try:
+            self.conn.execute("ROLLBACK TO body")
+            self.conn.execute("RELEASE body")
+        except sqlite3.Error as exc:  # the transaction is gone: the group fails with it
+            group.error = exc
+
+    def _end(self, group: _Group, durable: bool) -> None:
+        """Wait for the group's commit (others will join it), or commit it (holding the lock)."""
+        group.members += 1
+        if group.error is None and self._queued and group.members < MAX_GROUP:
+            while durable and not group.done:
+                self._turns.wait()  # lets the next body in
+            return
+        if not group.done:
+            self._commit(group)
+
+    def _commit(self, group: _Group) -> None:
+        try:
+            if group.error is not None:
+                raise group.error
+            self.conn.commit()
+            self.commits += 1
+        except BaseException as exc:
+            self.conn.rollback()
+            group.error = group.error or exc
+        finally:
+            self._group, group.done = None, True
+            self._turns.notify_all()
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
         """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'
