@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialogs.questions import questions
 from dialogs.understanding import Reading, understand
@@ -136,3 +138,21 @@ def test_the_analyser_loads_on_the_first_typed_answer_only():
         cwd=Path(__file__).parent.parent,
     ).stdout.split("\n")
     assert out[:2] == ["False", f"True {CASES['industry'][9]['value']}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    qid=st.sampled_from(sorted(questions())),
+    text=st.text(
+        alphabet=st.sampled_from(
+            list("はいいえないませんず県内外滞納リース購入0123456789万億円人名トン、。？! ーa")
+        ),
+        max_size=30,
+    )
+    | st.text(max_size=30),
+)
+def test_any_text_gets_a_reading(qid, text):
+    r = understand(qid, text, {}, "ja")
+    assert isinstance(r, Reading)
+    if r.outcome == "value":
+        assert questions()[qid].fits_model(r.value)
