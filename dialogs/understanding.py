@@ -238,10 +238,15 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         if len(values) == 1 and not doubled and not _hedged(text):
             return Reading("value", values.pop())
         return Reading("invalid")
-    if not votes and any(
-        _is_negator(tok) and (tok.pos in ("形容詞", "名詞", "動詞")) for tok in text.toks
-    ):
-        votes.append((len(text.toks), False))  # "ないです", "なし", "違います": a plain no
+    toks = text.toks  # a repeated negator is one ("ないない")
+    negators = [
+        x
+        for i, x in enumerate(toks)
+        if _is_negator(x) and (i == 0 or toks[i - 1].surface != x.surface)
+    ]
+    plain_no = any(t.pos in ("形容詞", "名詞", "動詞") for t in negators)
+    if not votes and len(negators) % 2 and plain_no:
+        votes.append((len(text.toks), False))  # "ないです", "なし", "違います" (not 違いません)
     said = _interjection(text)
     if not votes and said is None:
         return Reading("invalid")

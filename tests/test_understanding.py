@@ -88,22 +88,26 @@ def test_figures():
 
 
 def _negated(text: str) -> list[str]:
-    """Negated forms of an affirmative answer (the verb or copula at its end turned round)."""
+    """The answer turned round at its end: the verb or copula negated (or, for an answer already
+    negative, un-negated); a bare noun or place gets ではありません."""
+    text = text.removesuffix("よ")
     swaps = [
+        ("ません", "ます"),
+        ("ではない", "です"),
         ("あります", "ありません"),
         ("しています", "していません"),
         ("します", "しません"),
         ("です", "ではありません"),
         ("ます", "ません"),
-        ("はい", "いいえ"),
+        ("だっぺ", "ではありません"),
+        ("だべ", "ではありません"),
     ]
-    out = []
+    if text == "はい":
+        return ["いいえ"]
     for a, b in swaps:
         if text.endswith(a):
             return [text[: -len(a)] + b]
-        if text == a:
-            out.append(b)
-    return out
+    return [text + "ではありません"]
 
 
 YES_NO = [
