@@ -212,16 +212,18 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
     prop = _data()["propositions"][q.id]
     note = None
     mentions = _find(text, _proposition(q.id))
+    scopes = {}
+    for m in mentions:
+        other = {"key": "anti", "anti": "key"}.get(m.group)
+        stops = {o.first for o in mentions if o.group == other and o.first > m.last}
+        scopes[m] = _scope(text, m, stops)
+    mentions = [m for m in mentions if not scopes[m][1]]  # "青色申告？" repeats the question
     content = [m for m in mentions if m.group != "generic"]
-    vague = strict or text.has(prop.get("distractors", []))
+    vague = strict or _distracted(text, prop)
     used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
     votes, doubled = [], False
     for m in used:
-        other = {"key": "anti", "anti": "key"}.get(m.group)
-        stops = {o.first for o in used if o.group == other and o.first > m.last}
-        n, asked = _scope(text, m, stops)
-        if asked:
-            continue
+        n = scopes[m][0]
         doubled |= n >= 2
         holds = n % 2 == 0
         if m.group == "generic" and holds and _other_nouns(text):
@@ -266,6 +268,14 @@ def _proposition(qid: str) -> Lexicon:
         for w, pref in _places().items():
             words.setdefault(w, ("anti" if pref else "key", False))
     return _lexicon(words)
+
+
+def _distracted(text: Text, prop: dict) -> bool:
+    """Another thing named (確定申告), outside the question's own words (青色申告)."""
+    rest = text.raw
+    for w in sorted((norm(w) for g in ("key", "anti") for w in prop[g]), key=len, reverse=True):
+        rest = rest.replace(w, "")
+    return any(norm(w) in rest for w in prop.get("distractors", []))
 
 
 def _other_nouns(text: Text) -> bool:
@@ -340,9 +350,15 @@ def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
     if len(main) == 1:  # 製造と卸、主は製造: the main business decides (第2 2 の主たる事業)
         positive = {main[0]: positive[main[0]]}
     strong = [v for v, ms in positive.items() if any(not m.weak for m in ms)]
-    fits = _data()["choices"].get(q.id, {}).get("compatible", {})
-    rivals = [v for v in positive if v not in strong and not set(strong) <= set(fits.get(v, []))]
-    chosen = strong + rivals if strong else list(positive)
+    extra = _data()["choices"].get(q.id, {})
+    named = list(positive)
+    for general, kinds in extra.get("general", {}).items():  # ゴムホースの製造: rubber products
+        if general in named and set(named) - {general} and set(named) - {general} <= set(kinds):
+            named.remove(general)
+    strong = [v for v in strong if v in named]
+    fits = extra.get("compatible", {})  # 照明の更新: a weak word of no rival
+    rivals = [v for v in named if v not in strong and not set(strong) <= set(fits.get(v, []))]
+    chosen = strong + rivals if strong else named
     order = list(q.choices)
     if not chosen:
         rest = [v for v in order if v not in negated]
@@ -451,7 +467,7 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
-    if between.strip() in d["ranges"] or q.kind != "count" or d["subset"] in between:
+    if between.strip() in d["ranges"] or q.kind != "count" or text.has(d["subset"]):
         return Reading("ambiguous", candidates=values)  # 10人か20人; 約50名（うち正社員30名）
     # two head counts (正社員30名とパート20名): the first alone, or all of them
     note = ("reading.two_counts", {})
