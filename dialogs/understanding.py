@@ -222,7 +222,6 @@ def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
 
 # --- the kinds of question --------------------------------------------------------------------
 def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
-    prop = _data()["propositions"][q.id]
     note = None
     mentions = _find(text, _proposition(q.id))
     scopes = {}
@@ -232,8 +231,8 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         scopes[m] = _scope(text, m, stops)
     mentions = [m for m in mentions if not scopes[m][1]]  # the question repeated back
     content = [m for m in mentions if m.group != "generic"]
-    vague = strict or _distracted(text, prop)
-    used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
+    generic = [m for m in mentions if m.group == "generic" and not _distracted(text, q.id, m)]
+    used = content or ([] if strict else generic)
     votes, doubled = [], False
     for m in used:
         n = scopes[m][0]
@@ -283,12 +282,22 @@ def _proposition(qid: str) -> Lexicon:
     return _lexicon(words)
 
 
-def _distracted(text: Text, prop: dict) -> bool:
-    """Another thing named (a tax return of no colour), outside the question's own words."""
-    rest = text.raw
-    for w in sorted((norm(w) for g in ("key", "anti") for w in prop[g]), key=len, reverse=True):
-        rest = rest.replace(w, "")
-    return any(norm(w) in rest for w in prop.get("distractors", []))
+def _distracted(text: Text, qid: str, m: Mention) -> bool:
+    """A bare verb's clause names something else: a distractor of the question (a tax return
+    of no colour) or another question's words ("no ties to gangs" typed for tax arrears)."""
+    toks = text.toks
+    first, last = m.first, m.last
+    while first > 0 and not _is_boundary(toks[first - 1]):
+        first -= 1
+    while last + 1 < len(toks) and not _is_boundary(toks[last + 1]):
+        last += 1
+    clause = text.raw[toks[first].start : toks[last].end]
+    props = _data()["propositions"]
+    own = sorted((norm(w) for g in ("key", "anti") for w in props[qid][g]), key=len, reverse=True)
+    for w in own:
+        clause = clause.replace(w, "")
+    others = [w for o, p in props.items() if o != qid for w in p["names"]]
+    return any(norm(w) in clause for w in props[qid].get("distractors", []) + others)
 
 
 def _other_nouns(text: Text) -> bool:
