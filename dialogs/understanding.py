@@ -230,7 +230,7 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         stops = {o.first for o in mentions if o.group == other and o.first > m.last}
         scopes[m] = _scope(text, m, stops)
     mentions = [m for m in mentions if not scopes[m][1]]  # the question repeated back
-    content = [m for m in mentions if m.group != "generic"]
+    content = [m for m in mentions if m.group != "generic" and not (strict and m.weak)]
     generic = [m for m in mentions if m.group == "generic" and not _distracted(text, q.id, m)]
     used = content or ([] if strict else generic)
     votes, doubled = [], False
@@ -268,14 +268,16 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("value", said, sure=not _hedged(text))
     values = {v for _, v in votes}
     value = max(votes)[1]  # two clauses that disagree: the last one, read back
-    sure = len(values) == 1 and not doubled and not _hedged(text) and said in (None, value)
+    vague = any(m.weak for m in used)  # "fine": no trouble, read back
+    sure = len(values) == 1 and not (doubled or vague or _hedged(text)) and said in (None, value)
     return Reading("value", value, sure=sure, note=note)
 
 
 @cache
 def _proposition(qid: str) -> Lexicon:
     prop = _data()["propositions"][qid]
-    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
+    words = {norm(w): ("anti", True) for w in prop.get("vague_anti", [])}
+    words |= {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
     if qid == "site_in_tochigi":
         for w, pref in _places().items():
             words.setdefault(w, ("anti" if pref else "key", False))
@@ -482,11 +484,15 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
         text.has(d["hedges"])
     )
+    exact = [f for f in figures if not f[3]]
+    hedged = len(exact) == 1 < len(figures)  # "over 300, regularly 250": the figure, read back
+    if hedged:
+        figures = exact
     if len(figures) == 1:
         _, _, value, op = figures[0]
         if op:
             return Reading("bound", bound=(op, value)) if not strict else Reading("invalid")
-        return Reading("value", value, approx=approx)
+        return Reading("value", value, approx=approx, sure=not hedged)
     if strict:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
