@@ -525,6 +525,8 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     prepared = _prepare(text)
     if not _JAPANESE.search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
         reading = _read(q, prepared, lang) if q.kind == "choice" else Reading("invalid")
+        if reading.outcome == "value" and re.search(d["english_negation"], prepared.raw):
+            return Reading("invalid")  # "we don't lease": which option is left is not said
         if reading.outcome != "invalid":
             return reading
         parsed = q.parse(text, lang)

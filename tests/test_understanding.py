@@ -160,3 +160,19 @@ def test_any_text_gets_a_reading(qid, text):
     assert isinstance(r, Reading)
     if r.outcome == "value":
         assert questions()[qid].fits_model(r.value)
+
+
+@pytest.mark.parametrize(
+    ("qid", "text", "outcome", "value"),
+    [
+        ("delivery", "purchase", "value", "purchase"),
+        ("delivery", "We don't lease", "invalid", None),
+        ("delivery", "not ESCO", "invalid", None),
+        ("entity_type", "We are a company", "value", "company"),
+        ("tax_arrears", "no", "value", False),
+        ("employees", "80 people", "value", 80),
+    ],
+)
+def test_english_answers(qid, text, outcome, value):
+    r = understand(qid, text, {}, "en")
+    assert (r.outcome, r.value) == (outcome, value)
