@@ -103,7 +103,7 @@ def _places() -> dict[str, str | None]:
     """Place name -> None for Tochigi, else its prefecture."""
     d = _yaml("places.yaml")
     out: dict[str, str | None] = {norm(w): pref for pref, ws in d["outside"].items() for w in ws}
-    return out | dict.fromkeys(map(norm, d["tochigi"]))
+    return out | dict.fromkeys(norm(w) for ws in d["tochigi"].values() for w in ws)
 
 
 # --- the text and its morphemes ------------------------------------------------------------------

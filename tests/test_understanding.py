@@ -176,3 +176,23 @@ def test_any_text_gets_a_reading(qid, text):
 def test_english_answers(qid, text, outcome, value):
     r = understand(qid, text, {}, "en")
     assert (r.outcome, r.value) == (outcome, value)
+
+
+def test_places_hold_tochigi_and_the_other_46_prefectures():
+    places = yaml.safe_load((DATA.parents[2] / "dialogs" / "places.yaml").read_text("utf-8"))
+    municipalities = places["tochigi"]["municipalities"]
+    assert len(set(municipalities)) == 25  # 14 cities and 11 towns
+    prefectures = [p for p in places["outside"] if p.endswith(("都", "道", "府", "県"))]
+    assert len(prefectures) == 46
+    for place in ("宇都宮", "日光", *municipalities):
+        assert understand("site_in_tochigi", f"{place}です", {}, "ja").value is True, place
+    for pref in prefectures:
+        r = understand("site_in_tochigi", f"{pref}の工場です", {}, "ja")
+        assert (r.outcome, r.value) == ("value", False), pref
+
+
+def test_an_industry_reading_says_which_row_and_why():
+    r = understand("industry", "美容室", {}, "ja")
+    key, params = r.note
+    assert key == "reading.industry_note" and params["row"] == "④"
+    assert params["jsic"].startswith("78 ")
