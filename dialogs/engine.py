@@ -23,6 +23,7 @@ from dialogs.render import verdict_json
 from dialogs.understanding import Reading, understand
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
+from rules.clock import texts_on
 from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
@@ -135,10 +136,10 @@ class Turn:
             "ineligible": {"not_met"},
             "undetermined": {"unknown", "not_met"},
         }[verdict.status]
-        lines = [
-            t(f"verdict.title.{verdict.status}", self.lang),
-            t("verdict.reasons_title", self.lang),
-        ]
+        title, next_steps = f"verdict.title.{verdict.status}", f"verdict.next.{verdict.status}"
+        if verdict.status == "undetermined" and not verdict.missing:  # no answer can settle it
+            title, next_steps = "verdict.by_prefecture.title", "verdict.by_prefecture.next"
+        lines = [t(title, self.lang), t("verdict.reasons_title", self.lang)]
         lines += [
             t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
             for r in vj["reasons"]
@@ -175,7 +176,7 @@ class Turn:
         lines += [
             "",
             t("verdict.next_title", self.lang),
-            t(f"verdict.next.{verdict.status}", self.lang),
+            t(next_steps, self.lang),
         ]
         if verdict.status == "ineligible":
             lines += [
@@ -682,6 +683,11 @@ def _repeat(turn: Turn) -> None:
 
 def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
     """Apply one user input. Never raises on user input; returns the new state and replies."""
+    with texts_on(on):  # the texts quote the ruleset the verdict uses
+        return _step(state, inp, on)
+
+
+def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     turn = Turn(state.model_copy(deep=True), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
