@@ -252,10 +252,16 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     s = turn.s
     qid = s.awaiting
     q = questions()[qid]
+    reading_back = (s.confirming, s.pending) if s.confirming else None
     s.confirming, s.pending = None, []
     s.last = Interpretation(question=qid, outcome="reask")
     if kind in ("button", "label"):
         field, _, value = payload.partition(":")
+        if field != qid and reading_back:  # an old question's button: the read-back stands
+            s.confirming, s.pending = reading_back
+            s.last.outcome = "ignored"
+            _show_read_back(turn, t("dialog.reask.stale_button", turn.lang))
+            return "confirming"
         if field != qid:
             s.last.outcome = "ignored"
             turn.ask(qid, t("dialog.reask.stale_button", turn.lang))

@@ -256,6 +256,13 @@ def test_state_is_plain_json_and_replays():
                 + [
                     "はい",
                     "いいえ",
+                    "そのとおり",
+                    "違う",
+                    "/confirm",
+                    "/deny",
+                    "県外です",
+                    "リースです",
+                    "はい、県内です",
                     "1",
                     "3億円",
                     "約80名",
@@ -490,6 +497,14 @@ def test_a_reply_to_a_read_back_that_answers_the_question_is_that_answer():
     assert "site_in_tochigi" not in denied.answers and denied.confirming is None
     tax = send(at("tax_arrears", "医療法人"), "滞納があります")[0]
     assert send(tax, "はい、お願いします")[0].answers["tax_arrears"] is True
+
+
+def test_an_old_question_button_during_a_read_back_leaves_it_standing():
+    s = send(at("tax_arrears", "医療法人"), "はい")[0]
+    new, replies = send(s, choice="entity_type:company")
+    assert new.confirming == s.confirming and new.phase == "confirming"
+    assert new.answers == s.answers and new.last.outcome == "ignored"
+    assert [c.label for c in replies[-1].choices] == ["そのとおり", "違う"]
 
 
 def test_a_read_back_button_pressed_later_changes_nothing():

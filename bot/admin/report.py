@@ -105,7 +105,7 @@ def asking_order() -> tuple[str, ...]:
 def questions_sql() -> str:
     """Per question: reached (asked at least once), answered, stopped (the last question of a
     conversation that got no verdict: left, cancelled, or still in progress), re-asks,
-    "I don't know" answers (help) and skips."""
+    "I don't know" answers (help), skips and typed answers read back before recording."""
     values = ", ".join(f"({i}, {sql_literal(q)})" for i, q in enumerate(asking_order()))
     return f"""{SELECTED},
 q(ord, question) AS (VALUES {values}),
@@ -116,7 +116,8 @@ per AS (
     sum(outcome = 'reask') AS reasks,
     count(DISTINCT CASE WHEN outcome = 'reask' THEN conversation_id END) AS reask_conversations,
     sum(outcome = 'help') AS unknown,
-    sum(command = 'skip') AS skipped
+    sum(command = 'skip') AS skipped,
+    sum(outcome = 'confirm') AS read_backs
   FROM events WHERE conversation_id IN (SELECT id FROM sel) GROUP BY question),
 stop AS (
   SELECT question, count(*) AS stopped
@@ -125,7 +126,7 @@ stop AS (
 SELECT q.question, coalesce(reached, 0) AS reached, coalesce(answered, 0) AS answered,
   coalesce(stopped, 0) AS stopped, coalesce(reasks, 0) AS reasks,
   coalesce(reask_conversations, 0) AS reask_conversations, coalesce(unknown, 0) AS unknown,
-  coalesce(skipped, 0) AS skipped
+  coalesce(skipped, 0) AS skipped, coalesce(read_backs, 0) AS read_backs
 FROM q LEFT JOIN per USING (question) LEFT JOIN stop USING (question) ORDER BY q.ord"""
 
 
@@ -232,7 +233,7 @@ LIST_COLUMNS = [
 ]
 DAY_COLUMNS = ["day", "total", "eligible", "ineligible", "undetermined", "none"]
 FUNNEL_COLUMNS = ["question", "reached", "answered", "stopped"]
-REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped"]
+REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped", "read_backs"]
 
 
 def list_report(db: Database, lang: str | None, filters: Filters = Filters()) -> str:
