@@ -11,6 +11,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from dialogs import co2_dialog
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from dialogs.machine import route
 from dialogs.parsing import Parsed, normalize
@@ -59,7 +60,10 @@ class Turn:
             n=(h.index(qid) if qid in h else len(h)) + 1,
             left=max(len(self.verdict().missing), 1),
         )
-        text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
+        note = co2_dialog.target_note(self.s.answers, qid, self.on, self.lang)
+        text = "\n\n".join(
+            p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
+        )
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def show(self, qid: str, value: Any) -> str:
@@ -223,23 +227,14 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
         if parsed.error == "unknown":
             s.last.outcome = "help"
             _guide(turn, qid)
+        elif kind == "text" and (phase := co2_dialog.typed(turn, qid, payload)):
+            return phase  # a figure in kWh, kL, L or m³: converted
         else:
             error = parsed.error if parsed.error in ("negative", "too_large") else q.kind
             turn.ask(qid, t(f"dialog.reask.{error}", turn.lang, max=q.max))
         return s.phase
     value, approx = parsed.value, parsed.approx
-    json_value = str(value) if isinstance(value, Decimal) else value
-    s.answers[qid] = json_value
-    s.history = [f for f in s.history if f != qid] + [qid]
-    s.skipped = [f for f in s.skipped if f not in (qid, *q.skip_also)]  # asked again
-    s.approx = [f for f in s.approx if f != qid] + ([qid] if approx else [])
-    kept = set(relevant_fields(s.answers, on=turn.on))
-    s.answers = {f: v for f, v in s.answers.items() if f in kept}
-    s.history = [f for f in s.history if f in kept]
-    s.approx = [f for f in s.approx if f in kept]
-    still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
-    s.skipped = [f for f in s.skipped if f in still_open]
-    s.last = Interpretation(question=qid, outcome="answer", value=json_value)
+    record(turn, qid, value, approx)
     echo = t(
         "dialog.echo_approx" if approx else "dialog.echo",
         turn.lang,
@@ -254,8 +249,27 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     return turn.proceed(echo)
 
 
+def record(turn: Turn, qid: str, value: Any, approx: bool) -> None:
+    """Store an understood answer; answers that no longer apply after it are dropped."""
+    s = turn.s
+    json_value = format(value.normalize(), "f") if isinstance(value, Decimal) else value
+    s.answers[qid] = json_value
+    s.history = [f for f in s.history if f != qid] + [qid]
+    s.skipped = [f for f in s.skipped if f not in (qid, *questions()[qid].skip_also)]  # asked again
+    s.approx = [f for f in s.approx if f != qid] + ([qid] if approx else [])
+    kept = set(relevant_fields(s.answers, on=turn.on))
+    s.answers = {f: v for f, v in s.answers.items() if f in kept}
+    s.history = [f for f in s.history if f in kept]
+    s.approx = [f for f in s.approx if f in kept]
+    still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
+    s.skipped = [f for f in s.skipped if f in still_open]
+    s.last = Interpretation(question=qid, outcome="answer", value=json_value)
+
+
 def _guide(turn: Turn, qid: str) -> None:
     """ "Don't know": where to find the figure, the question again, and a way to skip it."""
+    if co2_dialog.start(turn, qid):  # the CO2 figures can be estimated from the equipment
+        return
     turn.ask(
         qid,
         "\n".join([t("dialog.unknown_prefix", turn.lang), t(f"question.{qid}.unknown", turn.lang)]),
@@ -343,8 +357,13 @@ def _repeat(turn: Turn) -> None:
         )
 
 
-def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
-    """Apply one user input. Never raises on user input; returns the new state and replies."""
+def step(
+    state: State, inp: UserInput, on: dt.date | None = None, sub: bool = True
+) -> tuple[State, list[Reply]]:
+    """Apply one user input. Never raises on user input; returns the new state and replies.
+    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back)."""
+    if sub and state.co2 is not None:
+        return co2_dialog.step(state, inp, on)
     turn = Turn(state.model_copy(deep=True), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")

@@ -55,3 +55,4 @@ class State(BaseModel):
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided
+    co2: dict | None = None  # the CO2 estimate sub-dialog while open (dialogs/co2_dialog.py)

@@ -10,6 +10,8 @@ from decimal import Decimal
 from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
 from rules.ruleset import Ruleset, SizeRow, ruleset_for
 
+KG = Decimal("0.001")  # tonnes are shown to the kilogram
+
 
 @dataclass
 class Check:
@@ -179,11 +181,14 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
         return Check(None, clause, "reason.co2.unknown", limits, needs)
     cut = before - after
     by_tonnes, by_ratio = p.reduction_tests(before, after)
+    target = p.target_after_t(before).quantize(KG, "ROUND_DOWN")  # never shown too generous
     params = limits | {
         "before": before,
         "after": after,
         "cut": cut,
         "percent": (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN"),
+        "target": target,
+        "short": (after - target).quantize(KG, "ROUND_UP"),
     }
     key = (
         "reason.co2.by_tonnes"
@@ -217,12 +222,17 @@ CRITERIA = {
 }
 
 
+def _shown(d: Decimal) -> str:
+    """A plain string ("20", "64.1"); an estimate's long tail is shown to the kilogram."""
+    if d.as_tuple().exponent < -3:
+        d = d.quantize(KG, "ROUND_HALF_UP")
+    return format(d.normalize(), "f")
+
+
 def _json_params(params: dict) -> dict:
-    """Decimals become plain strings ("20", "64.1"): exact in JSON and readable in messages."""
+    """Decimals become plain strings: readable in messages."""
     return {
-        k: format(v.normalize(), "f") if isinstance(v, Decimal) else v
-        for k, v in params.items()
-        if v is not None
+        k: _shown(v) if isinstance(v, Decimal) else v for k, v in params.items() if v is not None
     }
 
 
