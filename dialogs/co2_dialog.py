@@ -211,7 +211,8 @@ def _on(turn: engine.Turn) -> dt.date:
 
 def _answer(turn: engine.Turn, kind: str, payload: str) -> None:
     c = turn.s.co2
-    value = payload.partition(":")[2] if kind == "button" and payload.startswith("co2:") else None
+    pressed = kind in ("button", "label")  # a label typed exactly counts as pressed
+    value = payload.partition(":")[2] if pressed and payload.startswith("co2:") else None
     if value == "quit":
         _leave(turn, "co2.dialog.quit_done")
         return
@@ -229,7 +230,7 @@ def _answer(turn: engine.Turn, kind: str, payload: str) -> None:
             _ask(turn, t("co2.dialog.reask", turn.lang))
         return
     q = _questions(c)[c["at"]]
-    result, problem = _read(turn, q, value if kind == "button" else None, payload)
+    result, problem = _read(turn, q, value if pressed else None, payload)
     if problem:
         _ask(turn, t(problem, turn.lang))
         return
@@ -302,8 +303,8 @@ def _offer(turn: engine.Turn, prefix: str = "") -> None:
 def _accept(turn: engine.Turn) -> None:
     est = _estimate(turn)
     turn.s.co2 = None
-    engine.record(turn, "co2_before_t", est.before_t, approx=True)
-    engine.record(turn, "co2_after_t", est.after_t, approx=True)
+    engine.record(turn, "co2_before_t", _plain(est.before_t), approx=True)
+    engine.record(turn, "co2_after_t", _plain(est.after_t), approx=True)
     echo = t(
         "co2.dialog.accepted",
         turn.lang,
@@ -323,7 +324,7 @@ def _convert(turn: engine.Turn, source: str) -> None:
     f = f or fs.fuels[source]
     amount = Decimal(c["values"]["amount"])
     tonnes = amount * f.value
-    engine.record(turn, c["field"], tonnes, approx=True)
+    engine.record(turn, c["field"], _plain(tonnes), approx=True)
     name = t(
         "co2.name.electricity." + fs.electricity.default
         if source == ELECTRICITY
@@ -339,6 +340,11 @@ def _convert(turn: engine.Turn, source: str) -> None:
         factor=f"{name} {number(f.value, exact=True)} {f.unit}",
     )
     turn.s.phase = turn.proceed(echo)
+
+
+def _plain(d: Decimal) -> Decimal:
+    """The same value without trailing zeros or exponent (20.800000 -> 20.8, 1E+2 -> 100)."""
+    return Decimal(format(d.normalize(), "f"))
 
 
 def _leave(turn: engine.Turn, key: str) -> None:

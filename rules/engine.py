@@ -121,8 +121,10 @@ def _project(a: Answers, rs: Ruleset) -> Check:
             "reason.project.unknown",
             needs=["project_type", "equipment", "replaces_existing"],
         )
-    p = rs.projects[a.project_type.value]
+    p = rs.projects.get(a.project_type.value)
     params = {"project_type": a.project_type.value}
+    if p is None:  # not one of 第4 1-3
+        return Check(False, rs.clauses["project"], "reason.project_other.not_covered", params)
     equip_ok: bool | None = True
     if p.equipment is not None:
         equip_ok = None if a.equipment is None else a.equipment.value in p.equipment
@@ -168,7 +170,9 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
         return Check(
             None, rs.clauses["project"], "reason.co2.pending", needs=["co2_before_t", "co2_after_t"]
         )
-    p = rs.projects[a.project_type.value]
+    p = rs.projects.get(a.project_type.value)
+    if p is None:  # the project itself is not covered: no CO2 test to apply
+        return Check(None, rs.clauses["project"], "reason.project_other.co2_not_applicable")
     if p.min_reduction_t is None:
         return Check(True, p.clause, "reason.co2.not_required")
     clause = f"{p.clause} (1)(2)"

@@ -38,6 +38,7 @@ class ProjectType(StrEnum):
     led = "led"
     equipment_replacement = "equipment_replacement"
     cogeneration = "cogeneration"
+    other = "other"  # outside 第4 (solar, batteries, EVs, insulation ...): not covered
 
 
 class Equipment(StrEnum):

@@ -31,7 +31,7 @@ CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<c
     "status": ("active", "finished", "cancelled", "abandoned"),
     "verdict": OUTCOMES,
     "direction": ("in", "out"),
-    "outcome": ("answer", "reask", "command", "help", "start", "ignored"),
+    "outcome": ("answer", "confirm", "reask", "command", "help", "start", "ignored"),
 }
 KINDS = {
     "channel": "channel",
@@ -282,7 +282,7 @@ def _mark(e: dict, lang: str | None) -> str:
         "command": e["command"] or "",
         "value": "",
     }
-    if e["outcome"] == "answer" and q is not None and e["value_json"] is not None:
+    if e["outcome"] in ("answer", "confirm") and q is not None and e["value_json"] is not None:
         params["value"] = q.show(json.loads(e["value_json"]), lang)
     kind = (
         e["outcome"]

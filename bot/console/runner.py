@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 
 from bot.console.session import Session, render, turn_json
-from bot.settings import load
+from bot.settings import MAX_INPUT_CHARS, load
 from bot.storage import Storage
-from dialogs.io import UserInput
+from dialogs.io import Reply, State, UserInput
 from locales import default_lang, t
 
 
@@ -42,24 +42,40 @@ def main(args) -> int:
         from bot.console.scenario import run_file
 
         return run_file(args.script, lang=lang, date=args.date)
+    # Undecodable bytes (a wrong terminal encoding, a binary file) become U+FFFD: the dialog
+    # re-asks that line instead of the runner dying on it and losing the rest.
+    sys.stdin.reconfigure(errors="replace")
     if args.jsonl:
-        session = Session(storage, f"jsonl-{uuid.uuid4().hex[:12]}", lang, args.date, new=True)
-        print(
-            json.dumps(
-                turn_json(*session.send(UserInput(text=session.opening))), ensure_ascii=False
-            ),
-            flush=True,
-        )
-        for line in sys.stdin:
-            out = turn_json(*session.send(UserInput(text=line.rstrip("\r\n"))))
-            print(json.dumps(out, ensure_ascii=False), flush=True)
-        return 0
+        try:
+            return _jsonl(storage, lang, args.date)
+        except KeyboardInterrupt:  # Ctrl-C: every line so far is stored; no traceback
+            return 130
     session = Session(storage, f"staff-{getpass.getuser()}", lang, args.date, new=args.new)
-    print(render(*session.send(UserInput(text=session.opening))))
+    state, replies = session.send(UserInput(text=session.opening))
+    print(render(state, replies))
     while True:
         try:
             line = input(t("console.prompt", lang))
         except (EOFError, KeyboardInterrupt):
             print("\n" + t("console.bye", lang))
             return 0
-        print(render(*session.send(UserInput(text=line))))
+        state, replies = _send(session, state, line)
+        print(render(state, replies))
+
+
+def _send(session: Session, state: State, line: str) -> tuple[State, list[Reply]]:
+    """One typed line; over MAX_INPUT_CHARS it is refused (and not stored), as on Telegram."""
+    if len(line) > MAX_INPUT_CHARS:
+        text = t("robustness.console.too_long", session.lang, max=MAX_INPUT_CHARS)
+        return state, [Reply(key="robustness.console.too_long", text=text)]
+    return session.send(UserInput(text=line))
+
+
+def _jsonl(storage: Storage, lang: str, on: dt.date | None) -> int:
+    session = Session(storage, f"jsonl-{uuid.uuid4().hex[:12]}", lang, on, new=True)
+    state, replies = session.send(UserInput(text=session.opening))
+    print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
+    for line in sys.stdin:
+        state, replies = _send(session, state, line.rstrip("\r\n"))
+        print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
+    return 0

@@ -34,12 +34,16 @@ class Session:
 
 
 def turn_json(state: State, replies: list[Reply]) -> dict:
-    """The --jsonl shape of one bot turn."""
+    """The --jsonl shape of one bot turn. `answers` is the rules command's input JSON (absent
+    fields omitted); `confirming` is the reading being read back, else None."""
     verdict = next((r.verdict for r in replies if r.verdict), None)
+    confirming = state.confirming
     return {
         "messages": [{"text": r.text, "choices": [c.label for c in r.choices]} for r in replies],
         "awaiting": state.awaiting,
         "verdict": verdict,
+        "answers": dict(state.answers),
+        "confirming": confirming and {"field": confirming["field"], "value": confirming["value"]},
     }
 
 

@@ -24,6 +24,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
 from bot.telegram import chats, render
 from dialogs.engine import step
@@ -33,7 +34,6 @@ from locales import LANGS, t
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # network errors and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
 COMMANDS = (
@@ -51,6 +51,7 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+SQLITE_MAX_INT = 2**63 - 1
 
 
 def _command(text: str, username: str) -> tuple[str | None, str, str]:
@@ -63,6 +64,11 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
         return None, "", text  # addressed to another bot
     arg = arg.strip()
     return name.lower(), arg, f"/{name} {arg}".rstrip()
+
+
+def _number(text: str) -> int | None:
+    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 class TelegramBot:
@@ -238,16 +244,18 @@ class TelegramBot:
         if command == "stats":
             text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
         elif command == "recent":
-            limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
+            limit = min(_number(arg) or 10, 50)
             text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
         else:
-            number = arg.lstrip("#")
-            if not number.isdigit():
+            number = _number(arg.lstrip("#"))
+            if number is None:
                 return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(
-                admin_report.show_text, self.storage, int(number), self.lang
-            )
-            text = text or t("admin.show.not_found", self.lang, id=int(number))
+            text = None
+            if number <= SQLITE_MAX_INT:  # beyond it no row can have that id
+                text = await asyncio.to_thread(
+                    admin_report.show_text, self.storage, number, self.lang
+                )
+            text = text or t("admin.show.not_found", self.lang, id=number)
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
