@@ -117,6 +117,11 @@ def target_note(answers: dict, qid: str, on: dt.date | None, lang: str) -> str:
     )
 
 
+def nothing_before(reading: dict) -> bool:
+    """A figure before of 0 leaves nothing to cut: read back like other disqualifying answers."""
+    return reading["field"] == "co2_before_t" and Decimal(str(reading["value"])) == 0
+
+
 def step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     """One input while the sub-dialog is open."""
     kind, payload = engine.read(state, inp)

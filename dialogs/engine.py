@@ -356,7 +356,7 @@ def _still_open(turn: Turn, field: str) -> bool:
 def _newly_failing(turn: Turn, r: dict) -> list:
     """The criteria a (non-numeric) reading would turn to not met: those it disqualifies on.
     Figures are echoed exactly and the verdict shows them against the limit instead."""
-    if questions()[r["field"]].kind in NUMERIC:
+    if questions()[r["field"]].kind in NUMERIC and not co2_dialog.nothing_before(r):
         return []
     before = {x.criterion for x in turn.verdict().reasons if x.status == "not_met"}
     try:

@@ -105,3 +105,12 @@ def test_english_estimate():
     answers = ["company", "manufacturing", "10000000", "no", "no", "yes", "LED", "yes"]
     s, text = talk([*answers, "purchase", "don't know", "157", "76", "28.3", "10", "256"], s)
     assert "30,545.92 kWh" in text and "substitute value" in text and s.co2["at"] == "accept"
+
+
+def test_a_figure_before_of_zero_is_read_back():
+    s, text = talk([*LED, "0トン"])
+    assert s.phase == "confirming" and "co2_before_t" not in s.answers and "0トン" in text
+    s, _ = talk(["違う"], s)
+    assert s.awaiting == "co2_before_t" and "co2_before_t" not in s.answers
+    s, _ = talk(["0トン", "そのとおり"], s)
+    assert s.answers["co2_before_t"] == "0" and s.verdict["status"] == "ineligible"
