@@ -36,6 +36,7 @@ from rules.ruleset import ruleset_for
 
 FIELDS = ("co2_before_t", "co2_after_t")
 MODELS = {"lighting": Lighting, "electricity": Electricity, "fuel": Fuel}
+ESTIMATOR_KIND = {"electricity_rated": "electricity"}  # other kinds are the estimator's own
 KG = Decimal("0.001")
 
 
@@ -53,7 +54,7 @@ def _data() -> dict:
 @cache
 def _check(kind: str, qid: str) -> TypeAdapter:
     """The estimator's own limits for one field (hours <= 24, efficiency <= 1 ...)."""
-    info = MODELS[kind].model_fields[qid]
+    info = MODELS[ESTIMATOR_KIND.get(kind, kind)].model_fields[qid]
     return TypeAdapter(Annotated[info.annotation, info])
 
 
@@ -190,7 +191,7 @@ def _ask(turn: engine.Turn, prefix: str = "") -> None:
         for v in q.get("choices", {})
     ]
     quit_button = Choice(value="co2:quit", label=t("co2.dialog.quit", turn.lang))
-    text = t(f"co2.ask.{c['at']}", turn.lang, **_params(turn, c))
+    text = t(f"co2.ask.{q.get('text', c['at'])}", turn.lang, **_params(turn, c))
     turn.replies.append(
         Reply(
             key=f"co2.ask.{c['at']}",
@@ -222,11 +223,14 @@ def _answer(turn: engine.Turn, kind: str, payload: str) -> None:
         _leave(turn, "co2.dialog.quit_done")
         return
     if c["at"] == "accept":
-        if value in ("yes", "no"):
-            yes = value == "yes"
-        else:
+        if value not in ("yes", "no"):
+            words = [(k, [t(f"co2.dialog.use_{k}", turn.lang), *w]) for k, w in _accept_words()]
+            said = parsing.parse_choice(payload, words)
+            value = said.value if said.ok else None
+        if value is None:
             said = parsing.parse_yes_no(payload)
-            yes = said.value if said.ok else None
+            value = {True: "yes", False: "no"}.get(said.value) if said.ok else None
+        yes = None if value is None else value == "yes"
         if yes is True:
             _accept(turn)
         elif yes is False:
@@ -236,6 +240,10 @@ def _answer(turn: engine.Turn, kind: str, payload: str) -> None:
         return
     q = _questions(c)[c["at"]]
     result, problem = _read(turn, q, value if pressed else None, payload)
+    if problem == "co2.dialog.needed" and "unknown" in q:  # another way to the same figure
+        c["kind"], c["values"] = q["unknown"], {}
+        _next(turn, t(f"co2.dialog.intro.{c['kind']}", turn.lang))
+        return
     if problem:
         _ask(turn, t(problem, turn.lang))
         return
@@ -273,7 +281,7 @@ def _estimate(turn: engine.Turn) -> Estimate | None:
     c = turn.s.co2
     values = {k: v for k, v in c["values"].items() if v != "same"}
     try:
-        return estimate({"kind": c["kind"], **values}, _on(turn))
+        return estimate({"kind": ESTIMATOR_KIND.get(c["kind"], c["kind"]), **values}, _on(turn))
     except ValidationError:  # each figure was checked; kept as a guard, never a crash
         return None
 
@@ -345,6 +353,10 @@ def _convert(turn: engine.Turn, source: str) -> None:
         factor=f"{name} {number(f.value, exact=True)} {f.unit}",
     )
     turn.s.phase = turn.proceed(echo)
+
+
+def _accept_words() -> list[tuple[str, list[str]]]:
+    return list(_data()["accept"].items())
 
 
 def _plain(d: Decimal) -> Decimal:

@@ -114,3 +114,13 @@ def test_a_figure_before_of_zero_is_read_back():
     assert s.awaiting == "co2_before_t" and "co2_before_t" not in s.answers
     s, _ = talk(["0トン", "そのとおり"], s)
     assert s.answers["co2_before_t"] == "0" and s.verdict["status"] == "ineligible"
+
+
+def test_air_conditioning_without_kwh_goes_by_rated_power_and_cop():
+    rs_kwh = ["わからない", "20kW", "60%", "10時間", "250日", "3", "4.5"]
+    s, text = talk([*APPLICANT, "設備更新", "空調", "はい", "購入", "わからない", *rs_kwh])
+    assert s.co2["kind"] == "electricity_rated" and s.co2["at"] == "accept"
+    assert "30,000 kWh" in text and "20,000 kWh" in text  # 20 × 0.6 × 10 × 250; × 3 ÷ 4.5
+    s, _ = talk(["使う"], s)
+    factor = factor_set(ON).electricity.factors["substitute"].value
+    assert Decimal(s.answers["co2_after_t"]) == 20000 * factor and s.co2 is None
