@@ -84,10 +84,17 @@ def typed(turn: engine.Turn, qid: str, text: str) -> str | None:
     first ask which fuel). The phase after it, or None when the text is no such figure."""
     if qid not in FIELDS:
         return None
-    parsed = parsing.parse_measure(text, _data()["readers"]["typed"])
+    fuel, text = _fuel_named(text)
+    reader = _data()["readers"]["typed_fuel_named" if fuel else "typed"]
+    parsed = parsing.parse_measure(text, reader)
     if not parsed.ok or parsed.unit is None:
         return None
-    source = _data()["typed_units"].get(parsed.unit)
+    source = fuel or _data()["typed_units"].get(parsed.unit)
+    per = factor_set(_on(turn)).fuels[fuel].per if fuel else ""
+    if fuel and parsing.normalize(per) != parsed.unit:  # "5 t of kerosene": ask, do not guess
+        fuel_name = t(f"co2.choice.{fuel}", turn.lang)
+        turn.ask(qid, t("co2.dialog.fuel_unit", turn.lang, fuel=fuel_name, unit=per))
+        return turn.s.phase
     values = {"amount": str(parsed.value), "unit": parsed.unit}
     turn.s.co2 = {"field": qid, "kind": "typed_fuel", "values": values, "at": None}
     if source is None:
@@ -95,6 +102,21 @@ def typed(turn: engine.Turn, qid: str, text: str) -> str | None:
     else:
         _convert(turn, source)
     return turn.s.phase
+
+
+def _fuel_named(text: str) -> tuple[str | None, str]:
+    """The fuel a typed figure names (its longest synonym found), and the text without it."""
+    t_ = parsing.normalize(text)
+    found = [
+        (len(w), fuel, w)
+        for fuel, words in _data()["questions"]["fuel"]["fuel"]["choices"].items()
+        for w in map(parsing.normalize, words)
+        if w and w in t_
+    ]
+    if not found:
+        return None, text
+    _, fuel, word = max(found)
+    return fuel, t_.replace(word, " ")
 
 
 def target_note(answers: dict, qid: str, on: dt.date | None, lang: str) -> str:

@@ -124,3 +124,25 @@ def test_air_conditioning_without_kwh_goes_by_rated_power_and_cop():
     s, _ = talk(["使う"], s)
     factor = factor_set(ON).electricity.factors["substitute"].value
     assert Decimal(s.answers["co2_after_t"]) == 20000 * factor and s.co2 is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "fuel", "amount"),
+    [
+        ("LPGを年間5,000kg", "lpg", 5),  # kg of a fuel named: its tonnes, not CO2
+        ("灯油12kL", "kerosene", 12),
+        ("都市ガス 3万m3", "city_gas", 30),
+        ("A重油を年に20キロリットル", "a_heavy_oil", 20),  # not 20 kg of CO2
+    ],
+)
+def test_a_fuel_named_with_its_amount_is_converted(typed, fuel, amount):
+    s, text = talk([*BOILER, typed])
+    assert Decimal(s.answers["co2_before_t"]) == amount * factor_set(ON).fuels[fuel].value
+    assert "co2_before_t" in s.approx and "→" in text
+
+
+def test_a_fuel_in_the_wrong_unit_is_asked_again():
+    s, text = talk([*BOILER, "灯油 5t"])
+    assert "co2_before_t" not in s.answers and "kL" in text
+    s, _ = talk(["CO2 5トン"], s)
+    assert s.answers["co2_before_t"] == "5" and "co2_before_t" not in s.approx
