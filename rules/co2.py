@@ -12,14 +12,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from importlib import resources
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic_core import PydanticCustomError
 
-from rules.ruleset import ruleset_for
+from rules.ruleset import load_dated, ruleset_for
 
 FuelId = Literal["a_heavy_oil", "kerosene", "diesel", "lpg", "lng", "city_gas"]
 ELECTRICITY = "electricity"
@@ -61,13 +59,7 @@ class FactorSet(_Strict):
 
 @cache
 def all_factor_sets() -> tuple[FactorSet, ...]:
-    files = resources.files("rules") / "emission_factors"
-    loaded = [
-        FactorSet.model_validate(yaml.safe_load(f.read_text(encoding="utf-8")))
-        for f in files.iterdir()
-        if f.name.endswith(".yaml")
-    ]
-    return tuple(sorted(loaded, key=lambda s: s.effective_from))
+    return load_dated("emission_factors", FactorSet)
 
 
 def factor_set(on: dt.date) -> FactorSet:

@@ -65,16 +65,21 @@ class Ruleset(BaseModel):
     excluded_delivery: dict
 
 
-@cache
-def all_rulesets() -> tuple[Ruleset, ...]:
-    """Every data file under rules/data, oldest first."""
-    files = resources.files("rules") / "data"
+def load_dated(folder: str, model: type[BaseModel]) -> tuple:
+    """Every YAML file under rules/<folder> as `model` (with an effective_from), oldest first."""
+    files = resources.files("rules") / folder
     loaded = [
-        Ruleset.model_validate(yaml.safe_load(f.read_text(encoding="utf-8")))
+        model.model_validate(yaml.safe_load(f.read_text(encoding="utf-8")))
         for f in files.iterdir()
         if f.name.endswith(".yaml")
     ]
     return tuple(sorted(loaded, key=lambda r: r.effective_from))
+
+
+@cache
+def all_rulesets() -> tuple[Ruleset, ...]:
+    """Every data file under rules/data, oldest first."""
+    return load_dated("data", Ruleset)
 
 
 def ruleset_for(on: dt.date) -> tuple[Ruleset, list[dict]]:
