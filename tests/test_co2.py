@@ -163,3 +163,27 @@ def test_the_target_shown_passes_and_a_kilogram_more_fails(before):
         shown = exact.quantize(Decimal("0.001"), "ROUND_DOWN")
         assert any(p.reduction_tests(before, shown))
         assert not any(p.reduction_tests(before, exact + Decimal("0.001")))
+
+
+def test_long_inputs_are_multiplied_exactly():
+    """28 significant digits would round this product; the estimate keeps every digit."""
+    from fractions import Fraction
+
+    data = {
+        "kind": "lighting",
+        "fixtures": 999999,
+        "watts_before": Decimal("99999.123456789"),
+        "watts_after": Decimal("1.000000001"),
+        "hours_per_day": Decimal("23.999999"),
+        "days_per_year": Decimal("365.123456"),
+    }
+    factor = factor_set(ON).electricity.factors["substitute"].value
+    exact = (
+        Fraction(999999)
+        * Fraction(data["watts_before"])
+        * Fraction(data["hours_per_day"])
+        * Fraction(data["days_per_year"])
+        / 1000
+        * Fraction(factor)
+    )
+    assert Fraction(estimate(data, ON).before_t) == exact
