@@ -23,6 +23,7 @@ from dialogs import engine, parsing
 from dialogs.co2_text import factor_lines, factor_name, number, working_lines
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
+from rules.clock import today
 from rules.co2 import (
     ELECTRICITY,
     Electricity,
@@ -126,7 +127,7 @@ def target_note(answers: dict, qid: str, on: dt.date | None, lang: str) -> str:
     before = answers.get("co2_before_t")
     if qid != "co2_after_t" or before is None or Decimal(before) == 0:
         return ""
-    rs, _ = ruleset_for(on or dt.date.today())
+    rs, _ = ruleset_for(on or today())
     p = rs.projects.get(project)
     if p is None or p.min_reduction_t is None:
         return ""
@@ -234,7 +235,7 @@ def _params(turn: engine.Turn, c: dict) -> dict:
 
 
 def _on(turn: engine.Turn) -> dt.date:
-    return turn.on or dt.date.today()
+    return turn.on or today()
 
 
 def _answer(turn: engine.Turn, kind: str, payload: str) -> None:

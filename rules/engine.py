@@ -11,7 +11,7 @@ from rules.clock import today
 from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
-KG = Decimal("0.001")  # tonnes are shown to the kilogram
+KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
 
 
 @dataclass
@@ -279,17 +279,12 @@ CRITERIA = {
 }
 
 
-def _shown(d: Decimal) -> str:
-    """A plain string ("20", "64.1"); an estimate's long tail is shown to the kilogram."""
-    if d.as_tuple().exponent < -3:
-        d = d.quantize(KG, "ROUND_HALF_UP")
-    return format(d.normalize(), "f")
-
-
 def _json_params(params: dict) -> dict:
-    """Decimals become plain strings: readable in messages."""
+    """Decimals become plain strings ("20", "64.1"): exact in JSON and readable in messages."""
     return {
-        k: _shown(v) if isinstance(v, Decimal) else v for k, v in params.items() if v is not None
+        k: format(v.normalize(), "f") if isinstance(v, Decimal) else v
+        for k, v in params.items()
+        if v is not None
     }
 
 
