@@ -202,11 +202,36 @@ def _m4_delivery(db: Database) -> None:
     db.execute("DROP TABLE telegram_chats")
 
 
+def _m5_line_channel(db: Database) -> None:
+    """Channel 'line' (bot/line/). SQLite cannot alter a CHECK, and rebuilding conversations
+    would cascade-delete its events (foreign keys cannot be switched off inside the migration's
+    transaction), so the CHECK is widened in the stored schema, as SQLite's documentation
+    allows for loosening a constraint: every existing row still satisfies it."""
+    old = "CHECK (channel IN ('telegram', 'console'))"
+    new = "CHECK (channel IN ('telegram', 'console', 'line'))"
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'"
+    ).fetchone()
+    if old not in sql:
+        raise RuntimeError("conversations.channel CHECK not as created by migration 1")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'conversations'",
+            [sql.replace(old, new)],
+        )
+        db.execute(f"PRAGMA schema_version = {version + 1}")  # other connections reload it
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _m1_core,
     _m2_admin_indexes,
     _m3_telegram_chats,
     _m4_delivery,
+    _m5_line_channel,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

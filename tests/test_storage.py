@@ -6,7 +6,14 @@ import pytest
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound
-from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
+from bot.storage import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Storage,
+    StorageError,
+    _m5_line_channel,
+    migrate,
+)
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
 VERDICT = {
@@ -328,3 +335,32 @@ def test_a_transaction_without_fsync_is_committed_and_the_next_one_is_full(store
         db.execute("CREATE TABLE t (x)")
     assert store.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
     assert "t" in store.db.table_names()
+
+
+def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    line = MIGRATIONS.index(_m5_line_channel)
+    migrate(db, MIGRATIONS[:line])
+    row = {
+        "chat_id": "c1",
+        "lang": "ja",
+        "started_at": "2025-01-01T00:00:00.000000+00:00",
+        "updated_at": "2025-01-01T00:00:00.000000+00:00",
+        "phase": "asking",
+        "state_json": State(phase="asking").model_dump_json(),
+    }
+    with pytest.raises(sqlite3.IntegrityError):  # before: LINE could not be stored
+        db.table("conversations").insert(row | {"channel": "line"})
+    cid = db.table("conversations").insert(row | {"channel": "telegram"}).last_rowid
+    event = {"conversation_id": cid, "seq": 1, "at": row["started_at"]}
+    db.table("events").insert(event | {"direction": "in", "raw_text": "x"})
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert s.db.execute("SELECT count(*) FROM events").fetchone() == (1,)  # none cascaded
+        s.db.table("conversations").insert(row | {"channel": "line", "chat_id": "U1"})
+        with pytest.raises(sqlite3.IntegrityError):
+            s.db.table("conversations").insert(row | {"channel": "fax"})

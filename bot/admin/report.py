@@ -25,7 +25,8 @@ JST = timezone(timedelta(hours=9))
 SQL_JST = "'+9 hours'"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
-CHANNELS = ("telegram", "console")
+CHANNELS = ("telegram", "line", "console")
+SQLITE_MAX_INT = 2**63 - 1  # no row id beyond it
 CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<code>)
     "channel": CHANNELS,
     "status": ("active", "finished", "cancelled", "abandoned"),
@@ -379,3 +380,23 @@ def recent_text(storage, lang, limit=10) -> str:
 def show_text(storage, conversation_id: int, lang) -> str | None:
     with storage.lock:
         return transcript_report(storage.db, conversation_id, lang)
+
+
+def chat_report(storage, command: str, arg: str, lang) -> str | None:
+    """The text for an admin's chat command (stats; recent [N]; show ID) on any channel. None:
+    show without a usable number (the channel says how to use it). Only positive numbers in
+    ASCII digits count (str.isdigit also takes ², ①, full-width digits)."""
+
+    def number(text: str) -> int | None:
+        text = text.strip().lstrip("#")
+        return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+
+    if command == "stats":
+        return stats_text(storage, lang)
+    if command == "recent":
+        return recent_text(storage, lang, min(number(arg) or 10, 50))
+    wanted = number(arg)
+    if wanted is None:
+        return None
+    found = show_text(storage, wanted, lang) if wanted <= SQLITE_MAX_INT else None
+    return found or t("admin.show.not_found", lang, id=wanted)

@@ -57,7 +57,6 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-SQLITE_MAX_INT = 2**63 - 1
 
 
 def _command(text: str, username: str) -> tuple[str | None, str, str]:
@@ -112,11 +111,6 @@ class TelegramChannel(Channel):
         keyboard_id, failed, final = await self.bot._send(int(chat), render.messages(replies))
         count = len(replies) if failed is None else failed
         return Sent(count, {"keyboard": keyboard_id, "remove": []}, final)
-
-
-def _number(text: str) -> int | None:
-    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 class TelegramBot:
@@ -297,21 +291,11 @@ class TelegramBot:
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
         from bot.admin import report as admin_report  # lazily: only admins need it
 
-        if command == "stats":
-            text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
-        elif command == "recent":
-            limit = min(_number(arg) or 10, 50)
-            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:
-            number = _number(arg.lstrip("#"))
-            if number is None:
-                return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = None
-            if number <= SQLITE_MAX_INT:  # beyond it no row can have that id
-                text = await asyncio.to_thread(
-                    admin_report.show_text, self.storage, number, self.lang
-                )
-            text = text or t("admin.show.not_found", self.lang, id=number)
+        text = await asyncio.to_thread(
+            admin_report.chat_report, self.storage, command, arg, self.lang
+        )
+        if text is None:
+            return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
