@@ -325,4 +325,6 @@ class Delivery:
                     log.info("sent the unsent replies of %d chat(s)", count)
             except sqlite3.Error as exc:
                 log.error("could not read the outbox: %s", exc)
+            except Exception:  # a bug: keep the flusher alive, the rows stay in the outbox
+                log.exception("flushing the outbox failed")
             await asyncio.sleep(interval)
