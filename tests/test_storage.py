@@ -327,6 +327,8 @@ def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clo
         assert send(s, "again", "1:7", chat="42").status == "duplicate"  # still recognised
         assert Delivery(s, Named("telegram"), fake_step).marks("42") == {"keyboard": 5}
         assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
+
+
 def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):
     path = tmp_path / "bot.db"
     db = Database(path)

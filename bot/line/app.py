@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import sqlite3
 import sys
 
 import aiohttp
@@ -113,6 +114,24 @@ def webhook(bot: LineBot, parser: WebhookParser):
     return callback
 
 
+def health(storage: Storage):
+    """GET /health: 200 when the database answers (for the proxy or the process supervisor)."""
+
+    def check() -> None:
+        with storage.lock:
+            storage.db.execute("SELECT count(*) FROM conversations").fetchone()
+
+    async def route(request: web.Request) -> web.Response:
+        try:
+            await asyncio.to_thread(check)
+        except sqlite3.Error as exc:
+            log.error("health check failed: %s", exc)
+            return web.json_response({"status": "database unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    return route
+
+
 async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
     token = settings.line_channel_access_token.get_secret_value()
     secret = settings.line_channel_secret.get_secret_value()
@@ -132,6 +151,7 @@ async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
         bot = LineBot(storage, api, lang, settings.line_admin_user_ids, on=args.date)
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post(args.path, webhook(bot, WebhookParser(secret)))
+        app.router.add_get("/health", health(storage))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
