@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
 import sqlite3
@@ -25,6 +24,7 @@ from linebot.v3.webhook import WebhookParser
 from pydantic import ValidationError
 
 from bot import logsafe
+from bot.cli import add_bot_options
 from bot.line.adapter import LineBot
 from bot.settings import Settings
 from bot.storage import Storage
@@ -42,17 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8090, help="port (default 8090)")
     parser.add_argument("--path", default="/callback", help="webhook path (default /callback)")
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="default: LOG_LEVEL, else INFO",
-    )
-    parser.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="evaluate on this date, YYYY-MM-DD (default: today)",
-    )
+    add_bot_options(parser)
 
 
 def _fail(key: str, lang: str, **params: str) -> int:
