@@ -28,7 +28,12 @@ from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
-LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+# The applicant reason's limits each answer is compared with (第2 2 (6) has two: the law's
+# group and the 別表 row).
+LIMIT_PARAMS = {
+    "capital_yen": ("capital_max_yen",),
+    "employees": ("employees_max", "law_employees_max"),
+}
 _END_PUNCT = "!！?？。.、,"
 BOUND_NAMES = {"<": "below", "<=": "at_most", ">": "above", ">=": "at_least"}
 
@@ -609,10 +614,11 @@ def _skip(turn: Turn) -> str:
 
 def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
     applicant = next(r for r in turn.verdict().reasons if r.criterion == "applicant")
-    limit = applicant.params.get(LIMIT_PARAMS[qid])
-    if limit is None or abs(Decimal(value) - limit) > NEAR_LIMIT * limit:
+    limits = [applicant.params.get(p) for p in LIMIT_PARAMS[qid]]
+    near = [x for x in limits if x is not None and abs(Decimal(value) - x) <= NEAR_LIMIT * x]
+    if not near:
         return ""
-    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, limit))
+    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, near[0]))
 
 
 def _back(turn: Turn) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from functools import cache
 
 from sqlite_utils import Database
@@ -20,9 +20,10 @@ from sqlite_utils import Database
 from dialogs.questions import questions
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import TOKYO
 
-JST = timezone(timedelta(hours=9))
-SQL_JST = "'+9 hours'"
+JST = TOKYO  # the bot's one clock (rules.clock)
+SQL_JST = "'+9 hours'"  # SQLite has no zones; Japan keeps UTC+9 all year
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
 CHANNELS = ("telegram", "line", "console")
