@@ -291,6 +291,7 @@ def test_privacy_and_delete_in_words_with_a_confirmation(bot, emu, user):
 
 def test_admin_commands_for_line_admins_only(bot, emu):
     admin, other = LineUser(emu, ADMIN), LineUser(emu)
+    other.follow()  # at least one conversation to report on, whatever ran before
     [report] = admin.say("/stats")
     assert t("admin.stats.total", "ja", n=0).split("0")[0] in report["text"]
     [recent] = admin.say("/recent 5")
