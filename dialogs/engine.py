@@ -20,6 +20,7 @@ from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
 
 NUMERIC = ("money", "count", "tonnes")
+CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
 LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
 
@@ -95,7 +96,13 @@ class Turn:
         title = (
             t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
         )
-        return "\n".join([title, *lines])
+        return "\n".join([title, *lines, *self.reference_lines()])
+
+    def reference_lines(self) -> list[str]:
+        """The reference number an owner quotes to the prefecture (none without storage)."""
+        if not self.s.reference:
+            return []
+        return ["", t("takeaway.reference_line", self.lang, reference=self.s.reference)]
 
     def conclude(self, verdict: Verdict, prefix: str = "") -> None:
         """The summary, then the verdict with its reasons, warnings and next steps."""
@@ -135,29 +142,24 @@ class Turn:
                 t("verdict.warnings_title", self.lang),
                 *[t("verdict.warning_line", self.lang, message=w) for w in notes],
             ]
-        lines += [
-            "",
-            t("verdict.next_title", self.lang),
-            t(f"verdict.next.{verdict.status}", self.lang),
-        ]
-        if verdict.status == "ineligible":
-            lines += [
-                t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-                for r in verdict.reasons
-                if r.status == "not_met"
-                and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-            ]
+        lines += ["", t("verdict.next_title", self.lang), *next_steps(vj, self.lang)]
+        lines += self.reference_lines()
         self.replies.append(
             Reply(
                 key=f"verdict.title.{verdict.status}",
                 text="\n".join(lines),
                 verdict=vj,
-                choices=[
-                    self.button("dialog.buttons.summary", "/summary"),
-                    self.button("dialog.buttons.restart", "/restart"),
-                ],
+                choices=self.after_verdict_buttons(),
             )
         )
+
+    def after_verdict_buttons(self) -> list[Choice]:
+        return [
+            self.button("takeaway.buttons.checklist", "/checklist"),
+            self.button("takeaway.buttons.contact", "/contact"),
+            self.button("dialog.buttons.summary", "/summary"),
+            self.button("dialog.buttons.restart", "/restart"),
+        ]
 
     def proceed(self, prefix: str = "", trigger: str = "answer") -> str:
         """After answers change: the verdict if certain (or nothing askable is left), else the
@@ -172,10 +174,32 @@ class Turn:
         return phase
 
 
+def next_steps(verdict: dict, lang: str) -> list[str]:
+    """What to do now (from the verdict JSON): the text for its status, and for an ineligible
+    one the advice for each criterion that ruled it out."""
+    lines = [t(f"verdict.next.{verdict['status']}", lang)]
+    if verdict["status"] == "ineligible":
+        keys = [f"verdict.next.by_criterion.{r['criterion']}" for r in verdict["reasons"]]
+        lines += [
+            t(key, lang)
+            for key, r in zip(keys, verdict["reasons"], strict=True)
+            if r["status"] == "not_met" and has(key, lang)
+        ]
+    return lines
+
+
 # --- reading the input -------------------------------------------------------------------------
 @cache
 def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
+
+
+def numbers_select(state: State) -> bool:
+    """Whether a typed number picks a shown choice. While a number is asked it is the answer,
+    except when the choices shown are the summary's edit list: "2" there is never "2人"."""
+    if state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC:
+        return True
+    return any(c.value.startswith("/edit ") for c in state.offered)
 
 
 def read(state: State, inp: UserInput) -> tuple[str, str | None]:
@@ -190,11 +214,10 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
         arg = key.split(" ", 1)[1] if word == "edit" else ""
         return "command", f"/{word} {arg}".strip()
     labels = {normalize(c.label): c.value for c in state.offered}
-    numbered = state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC
     if key in labels:
         return read(state, UserInput(choice=labels[key]))
     button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
-    if numbered and button_no and 1 <= int(key) <= len(state.offered):
+    if numbers_select(state) and button_no and 1 <= int(key) <= len(state.offered):
         return read(state, UserInput(choice=state.offered[int(key) - 1].value))
     return "text", text
 
@@ -316,8 +339,8 @@ def _edit(turn: Turn, qid: str) -> str | None:
 
 def _fresh(turn: Turn, key: str) -> str:
     turn.s.answers, turn.s.history, turn.s.skipped, turn.s.verdict = {}, [], [], None
-    turn.s.phase = "asking"
-    turn.ask(turn.verdict().missing[0], t(key, turn.lang))
+    turn.s.phase = "asking"  # the reference number from the start: people who drop out phone too
+    turn.ask(turn.verdict().missing[0], "\n".join([t(key, turn.lang), *turn.reference_lines()]))
     return "asking"
 
 
@@ -334,13 +357,7 @@ def _repeat(turn: Turn) -> None:
     if turn.s.awaiting:
         turn.ask(turn.s.awaiting)
     elif turn.s.phase == "verdict":
-        turn.say(
-            "dialog.after_verdict",
-            [
-                turn.button("dialog.buttons.summary", "/summary"),
-                turn.button("dialog.buttons.restart", "/restart"),
-            ],
-        )
+        turn.say("dialog.after_verdict", turn.after_verdict_buttons())
 
 
 def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
@@ -404,8 +421,18 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
             ],
             count=len(s.history),
         )
-    elif name == "continue":
-        turn.say("dialog.resumed")
+    elif name == "continue":  # where the owner left off: the answers so far, then the question
+        turn.replies.append(
+            Reply(
+                key="dialog.resumed",
+                text="\n\n".join([t("dialog.resumed", turn.lang), turn.summary_text()]),
+            )
+        )
+        _repeat(turn)
+    elif name == "checklist":  # the adapter attaches the document (dialogs/checklist.py)
+        turn.say(CHECKLIST_KEY)
+    elif name == "contact":
+        turn.say("takeaway.contact", reference=_reference_note(turn))
         _repeat(turn)
     elif name == "chat":
         s.last.outcome = "ignored"
@@ -418,6 +445,12 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
     else:
         s.offered = []
     return s, turn.replies
+
+
+def _reference_note(turn: Turn) -> str:
+    if not turn.s.reference:
+        return ""
+    return t("takeaway.contact_reference", turn.lang, reference=turn.s.reference)
 
 
 def _summary(turn: Turn) -> None:

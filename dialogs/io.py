@@ -55,3 +55,4 @@ class State(BaseModel):
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided
+    reference: str | None = None  # the reference number, put here by storage at creation

@@ -1,7 +1,8 @@
 """`subsidy-bot console`: the dialog in a terminal, for staff. The same engine, wording and
-database as Telegram (channel "console"). Three modes: interactive (numbered choices; resumes
-the last unfinished conversation unless --new), --jsonl (one JSON object per bot turn, for
-programs), and --script FILE (a scenario with expectations, reported pass/fail)."""
+database as Telegram (channel "console"). Three modes: interactive (numbered choices; a new
+conversation unless --resume [REF]), --jsonl (one JSON object per bot turn, for programs), and
+--script FILE (a scenario with expectations, reported pass/fail). Conversations run by programs
+(--jsonl, scenarios) are marked as tests, which statistics leave out."""
 
 from __future__ import annotations
 
@@ -9,24 +10,32 @@ import datetime as dt
 import getpass
 import json
 import sys
-import uuid
 from pathlib import Path
 
-from bot.console.session import Session, render, turn_json
+from bot.console.session import ResumeError, Session, render, turn_json
 from bot.settings import load
 from bot.storage import Storage
-from dialogs.io import UserInput
+from dialogs.io import State, UserInput
 from locales import default_lang, t
 
 
 def configure(parser) -> None:
-    parser.add_argument("--new", action="store_true", help="start a fresh conversation")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="REF",
+        help="continue your last unfinished conversation, or the one with reference number REF",
+    )
     parser.add_argument(
         "--jsonl",
         action="store_true",
         help="read one message per stdin line, write one JSON object per turn",
     )
     parser.add_argument("--script", type=Path, help="run a scenario YAML file and report")
+    parser.add_argument(
+        "--pdf", type=Path, metavar="FILE", help="on leaving, write the checklist PDF there"
+    )
     parser.add_argument("--db", type=Path, help="SQLite file (default: SUBSIDY_DB)")
     parser.add_argument(
         "--date", type=dt.date.fromisoformat, help="evaluation date YYYY-MM-DD (default: today)"
@@ -43,7 +52,7 @@ def main(args) -> int:
 
         return run_file(args.script, lang=lang, date=args.date)
     if args.jsonl:
-        session = Session(storage, f"jsonl-{uuid.uuid4().hex[:12]}", lang, args.date, new=True)
+        session = Session.new(storage, "jsonl", lang, args.date, test=True)
         print(
             json.dumps(
                 turn_json(*session.send(UserInput(text=session.opening))), ensure_ascii=False
@@ -53,13 +62,39 @@ def main(args) -> int:
         for line in sys.stdin:
             out = turn_json(*session.send(UserInput(text=line.rstrip("\r\n"))))
             print(json.dumps(out, ensure_ascii=False), flush=True)
-        return 0
-    session = Session(storage, f"staff-{getpass.getuser()}", lang, args.date, new=args.new)
+        return write_pdf(session.state, args.pdf, lang)
+    who = f"staff-{getpass.getuser()}"
+    session = None
+    if args.resume is not None:
+        try:
+            session = Session.resume(storage, who, lang, args.date, args.resume or None)
+        except ResumeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if session is None:
+            print(t("takeaway.console.resumed_none", lang))
+    session = session or Session.new(storage, who, lang, args.date)
     print(render(*session.send(UserInput(text=session.opening))))
     while True:
         try:
             line = input(t("console.prompt", lang))
         except (EOFError, KeyboardInterrupt):
             print("\n" + t("console.bye", lang))
-            return 0
+            return write_pdf(session.state, args.pdf, lang)
         print(render(*session.send(UserInput(text=line))))
+
+
+def write_pdf(state: State | None, path: Path | None, lang: str) -> int:
+    """--pdf FILE: the checklist of the conversation just finished (status 1 without a
+    verdict: there is nothing to check off yet)."""
+    if path is None:
+        return 0
+    from bot.checklist_pdf import checklist_pdf, today
+
+    data = checklist_pdf(state, today()) if state is not None else None
+    if data is None:
+        print(t("takeaway.console.pdf_no_verdict", lang, path=path), file=sys.stderr)
+        return 1
+    path.write_bytes(data)
+    print(t("takeaway.console.pdf_written", lang, path=path), file=sys.stderr)
+    return 0

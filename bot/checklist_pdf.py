@@ -1,0 +1,112 @@
+"""The application checklist (dialogs/checklist.py) as a one-page A4 PDF, with fpdf2.
+
+The Japanese font is IPAexGothic as the matplotlib-fontja package ships it (found without
+importing matplotlib); fpdf2 embeds the subset of glyphs used, so the PDF shows the same on any
+machine and nothing is downloaded at run time. One page: the text is set at the largest size
+at which everything fits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.enums import WrapMode, XPos, YPos
+
+from dialogs.checklist import Checklist, checklist, mark
+from dialogs.io import State
+from locales import t
+
+FONT = "IPAexGothic"
+SIZES = (10.0, 9.0, 8.0, 7.0, 6.0)  # pt, tried in turn until the checklist fits one page
+MARGIN_MM = 15
+LINE = 1.45  # line height as a multiple of the font size
+PT_MM = 25.4 / 72
+MISSING_GLYPHS = str.maketrans({"\u2082": "2"})  # IPAexGothic has no subscript two (CO₂)
+
+
+JST = dt.timezone(dt.timedelta(hours=9))  # Japan has no DST: a fixed offset is exact
+
+
+def today() -> dt.date:
+    """The date printed on a checklist: today in Japan, where the owners are."""
+    return dt.datetime.now(JST).date()
+
+
+@cache
+def font_path() -> Path:
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("matplotlib-fontja (which ships the IPAexGothic font) is missing")
+    return Path(next(iter(spec.submodule_search_locations))) / "fonts" / "ipaexg.ttf"
+
+
+def _layout(doc: Checklist, lang: str, size: float, issued: dt.date) -> FPDF:
+    pdf = FPDF(format="A4")
+    pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
+    pdf.set_auto_page_break(True, margin=MARGIN_MM)
+    pdf.set_creation_date(dt.datetime(issued.year, issued.month, issued.day, tzinfo=dt.UTC))
+    pdf.set_title(doc.title)
+    pdf.set_lang(lang)
+    pdf.add_font(FONT, fname=font_path())
+    pdf.add_page()
+
+    def text(body: str, pt: float, indent: float = 0, prefix: str = "") -> None:
+        h = pt * PT_MM * LINE
+        pdf.set_font(FONT, size=pt)
+        pdf.set_x(MARGIN_MM + indent)
+        if prefix:  # a hanging mark: wrapped lines start under the text, not under the mark
+            pdf.cell(pdf.get_string_width(prefix), h, prefix)
+        pdf.multi_cell(
+            0,
+            h,
+            body.translate(MISSING_GLYPHS),
+            align="L",
+            wrapmode=WrapMode.CHAR,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
+
+    text(doc.title, size + 6)
+    text(doc.subtitle, size + 1)
+    text(doc.meta, size)
+    for section in doc.sections:
+        pdf.ln(size * PT_MM * 0.6)
+        y = pdf.get_y()
+        pdf.line(MARGIN_MM, y, pdf.w - MARGIN_MM, y)
+        pdf.ln(size * PT_MM * 0.3)
+        text(section.heading, size + 2)
+        for line in section.lines:
+            text(line, size, indent=size * PT_MM, prefix=mark(section, lang))
+    pdf.ln(size * PT_MM)
+    pdf.set_font(FONT, size=size + 1)
+    h = (size + 1) * PT_MM * LINE
+    pdf.multi_cell(
+        0,
+        h,
+        doc.footer.translate(MISSING_GLYPHS),
+        border=1,
+        align="L",
+        wrapmode=WrapMode.CHAR,
+        padding=2,
+    )
+    return pdf
+
+
+def checklist_pdf(state: State, issued: dt.date) -> bytes | None:
+    """The checklist as PDF bytes, on one page (None before a verdict)."""
+    doc = checklist(state, issued)
+    if doc is None:
+        return None
+    for size in SIZES:
+        pdf = _layout(doc, state.lang, size, issued)
+        if pdf.pages_count == 1:
+            break
+    return bytes(pdf.output())
+
+
+def filename(state: State) -> str:
+    return t("takeaway.checklist.filename", state.lang, reference=state.reference or "")
