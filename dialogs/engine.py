@@ -429,8 +429,8 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
             )
         )
         _repeat(turn)
-    elif name == "checklist":  # the adapter attaches the document (dialogs/checklist.py)
-        turn.say(CHECKLIST_KEY)
+    elif name == "checklist":  # the adapter sends the document after it (dialogs/checklist.py)
+        turn.say(CHECKLIST_KEY, turn.after_verdict_buttons())
     elif name == "contact":
         turn.say("takeaway.contact", reference=_reference_note(turn))
         _repeat(turn)

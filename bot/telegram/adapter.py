@@ -24,10 +24,12 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import filename as checklist_filename
 from bot.storage import Storage
 from bot.telegram import chats, render
-from dialogs.engine import step
-from dialogs.io import Choice, Reply, UserInput
+from dialogs.engine import CHECKLIST_KEY, step
+from dialogs.io import Choice, Reply, State, UserInput
 from locales import LANGS, t
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,8 @@ class TelegramBot:
         if marks.keyboard_message_id is not None:
             await self._remove_keyboard(chat_id, marks.keyboard_message_id)
         keyboard_id, complete = await self._send(chat_id, render.messages(handled.replies))
+        if complete and any(r.key == CHECKLIST_KEY for r in handled.replies):
+            complete = await self._send_checklist(chat_id, handled.state)
         await asyncio.to_thread(
             chats.record,
             self.storage,
@@ -313,6 +317,32 @@ class TelegramBot:
             if msg.keyboard is not None:
                 keyboard_id = sent.message_id
         return keyboard_id, True
+
+    async def _send_checklist(self, chat_id: int, state: State | None) -> bool:
+        """The checklist PDF as a document, after the dialog's "here it is". A redelivered
+        request has no new state: the conversation's current one is the same."""
+        if state is None:
+            _, state = await asyncio.to_thread(self.storage.current, CHANNEL, chat_id)
+        data = await asyncio.to_thread(checklist_pdf, state, today())
+        if data is None:
+            return True
+        try:
+            await self._call(
+                "sendDocument",
+                functools.partial(
+                    self.bot.send_document,
+                    chat_id,
+                    data,
+                    filename=checklist_filename(state),
+                    caption=t(
+                        "takeaway.checklist.pdf_caption", self.lang, reference=state.reference
+                    ),
+                ),
+            )
+        except TelegramError as exc:
+            log.error("checklist not sent (it can be asked for again): %s", exc)
+            return False
+        return True
 
     async def _say(self, chat_id: int, text: str) -> None:
         await self._send(chat_id, render.messages([Reply(key="telegram", text=text)]))
