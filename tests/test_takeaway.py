@@ -297,3 +297,144 @@ def test_console_prints_the_checklist_and_writes_the_pdf(poppler, tmp_path):
         env=env,
     )
     assert unfinished.returncode == 1 and not (tmp_path / "none.pdf").exists()
+
+
+# --- admin: find by reference, export in words, honest statistics ---------------------------
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+class SetClock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> dt.datetime:
+        self.now += dt.timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def admin_db(tmp_path):
+    """A refused skip then an accepted one (undetermined, today); one conversation idle for 10
+    days at 業種 (abandoned); one idle for a day at 資本金 (in progress); one test run."""
+    from bot.console.session import Session
+
+    path, clock = tmp_path / "subsidy.db", SetClock()
+    stepper = partial(step, on=ON)
+    with Storage(path, clock=clock) as s:
+
+        def talk(chat, texts, days_ago):
+            clock.now = NOW - dt.timedelta(days=days_ago)
+            for text in ["/start", *texts]:
+                s.handle("telegram", chat, chat, None, UserInput(text=text), stepper)
+
+        talk("1", ["飛ばす", *OUTCOMES["undetermined"][:7], "分からない", "飛ばす"], 0)
+        talk("2", ["会社"], 10)
+        talk("3", ["会社", "小売業"], 1)
+        clock.now = NOW
+        session = Session.new(s, "scenario", "ja", ON, test=True)
+        for text in ["/start", *OUTCOMES["eligible"]]:
+            session.send(UserInput(text=text))
+    return path
+
+
+def admin(capsys, db, *argv):
+    from bot.cli import main
+
+    code = main(["admin", *argv, "--db", str(db)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def funnel_row(out: str, question: str) -> list[str]:
+    return next(line.split() for line in out.splitlines() if line.startswith(question + " "))
+
+
+def test_stats_count_accepted_skips_abandonment_and_leave_tests_out(admin_db, capsys):
+    code, out, _ = admin(capsys, admin_db, "stats")
+    assert code == 0 and "会話の数: 3" in out
+    assert "離脱 1件・進行中 1件" in out and "7日を超えて" in out
+    assert funnel_row(out, "業種")[1:4] == ["2", "1", "1"]  # reached, answered, abandoned here
+    assert funnel_row(out, "資本金")[1:4] == ["1", "0", "0"]  # idle a day: still in progress
+    reasks = out.split("質問ごとの再質問")[1]
+    assert funnel_row(reasks, "更新前のCO2排出量")[-1] == "1"  # the accepted skip
+    assert not any(line.startswith("事業者の種類 ") for line in reasks.splitlines())  # refused
+    _, with_tests, _ = admin(capsys, admin_db, "stats", "--include-tests")
+    assert "会話の数: 4" in with_tests and "対象見込み: 1" in with_tests
+
+
+def test_abandonment_follows_the_setting(admin_db, capsys, monkeypatch):
+    monkeypatch.setenv("ABANDON_AFTER_DAYS", "30")
+    _, out, _ = admin(capsys, admin_db, "stats")
+    assert funnel_row(out, "業種")[1:4] == ["2", "1", "0"] and "離脱 0件・進行中 2件" in out
+
+
+def test_show_by_reference_number_as_read_out(admin_db, capsys):
+    with Storage(admin_db) as s:
+        [(cid, ref)] = s.db.execute("SELECT id, reference FROM conversations WHERE chat_id = '2'")
+    code, out, _ = admin(capsys, admin_db, "show", ref.lower().replace("-", " "))
+    assert code == 0 and f"会話 #{cid}" in out and f"受付番号: {ref}" in out
+    assert admin(capsys, admin_db, "show", str(cid))[1] == out
+    code, out, err = admin(capsys, admin_db, "show", "TC-2222-22")
+    assert code == 1 and not out and err
+
+
+def test_export_in_japanese_and_raw(admin_db, capsys, tmp_path):
+    import csv
+
+    ja, raw = tmp_path / "ja.csv", tmp_path / "raw.csv"
+    assert admin(capsys, admin_db, "export", "-o", str(ja), "--include-tests")[0] == 0
+    assert admin(capsys, admin_db, "export", "-o", str(raw), "--raw", "--include-tests")[0] == 0
+    words = list(csv.DictReader(ja.open(encoding="utf-8-sig", newline="")))
+    codes = list(csv.DictReader(raw.open(encoding="utf-8-sig", newline="")))
+    assert len(words) == len(codes) == 4
+    first, test_run = words[0], words[-1]
+    assert first["受付番号"] == codes[0]["reference"] and first["経路"] == "Telegram"
+    assert (
+        first["事業者の種類"].startswith("医療法人")
+        and codes[0]["entity_type"] == "medical_corporation"
+    )
+    assert first["判定"] == "判定不能" and codes[0]["verdict_status"] == "undetermined"
+    assert test_run["県税の滞納"] == "滞納はない" and codes[-1]["tax_arrears"] == "False"
+    assert (
+        test_run["業種"] == "製造業"
+        and test_run["テスト"] == "はい"
+        and test_run["経路"] == "コンソール"
+    )
+    assert test_run["資本金"] == "300000000"  # a number stays a number for the spreadsheet
+    assert not any(re.fullmatch(r"[a-z_]+", h) for h in first)  # no field name left
+    events = tmp_path / "events.csv"
+    assert admin(capsys, admin_db, "export", "--events", "-o", str(events))[0] == 0
+    rows = list(csv.DictReader(events.open(encoding="utf-8-sig", newline="")))
+    assert {r["発言者"] for r in rows} == {"利用者", "ボット"}
+    assert "判定不能" in {r["この発言の判定"] for r in rows}
+
+
+async def test_web_finds_by_reference_and_counts_by_channel(admin_db, tmp_path, monkeypatch):
+    from datasette_auth_passwords.utils import hash_password
+
+    from bot.admin import web as admin_web
+
+    monkeypatch.setenv("ADMIN_PASSWORD_HASH", hash_password("x", iterations=1000))
+    (tmp_path / "templates").mkdir()
+    ds = admin_web.build(admin_db, "ja", tmp_path / "templates")
+    c = {"ds_actor": ds.sign({"a": {"id": "admin"}}, "actor")}
+    with Storage(admin_db) as s:
+        [(cid, ref)] = s.db.execute("SELECT id, reference FROM conversations WHERE chat_id = '3'")
+
+    async def get(query: str) -> list[dict]:
+        r = await ds.client.get(f"/subsidy/{query}&_shape=array", cookies=c)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    for typed in (ref, ref.lower(), ref.replace("-", "")[2:]):
+        [found] = await get(f"by_reference.json?reference={typed}")
+        assert (found["番号"], found["受付番号"], found["最後の質問"]) == (cid, ref, "資本金")
+    assert await get("by_reference.json?reference=TC-2222-22") == []
+    by_channel = await get("outcomes_by_channel.json?tests=")
+    assert [(r["経路"], r["会話"]) for r in by_channel] == [("Telegram", 3)]
+    by_channel = await get("outcomes_by_channel.json?tests=1")
+    assert {(r["経路"], r["会話"], r["対象見込み"]) for r in by_channel} == {
+        ("Telegram", 3, 0),
+        ("コンソール", 1, 1),
+    }

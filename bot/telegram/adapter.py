@@ -244,14 +244,11 @@ class TelegramBot:
         elif command == "recent":
             limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
             text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:
-            number = arg.lstrip("#")
-            if not number.isdigit():
+        else:  # a conversation number or a reference number
+            if not arg:
                 return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(
-                admin_report.show_text, self.storage, int(number), self.lang
-            )
-            text = text or t("admin.show.not_found", self.lang, id=int(number))
+            text = await asyncio.to_thread(admin_report.show_text, self.storage, arg, self.lang)
+            text = text or t("admin.show.not_found", self.lang, id=arg.lstrip("#"))
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
