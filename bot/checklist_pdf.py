@@ -44,67 +44,68 @@ def font_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "fonts" / "ipaexg.ttf"
 
 
-def _layout(doc: Checklist, lang: str, size: float, issued: dt.date) -> FPDF:
-    pdf = FPDF(format="A4")
-    pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
-    pdf.set_auto_page_break(True, margin=MARGIN_MM)
-    pdf.set_creation_date(dt.datetime(issued.year, issued.month, issued.day, tzinfo=dt.UTC))
-    pdf.set_title(doc.title)
-    pdf.set_lang(lang)
-    pdf.add_font(FONT, fname=font_path())
-    pdf.add_page()
+def _flow(pdf: FPDF, doc: Checklist, lang: str, size: float, draw: bool) -> float:
+    """Lay the checklist out at `size` pt: draw it, or (draw=False) only measure the height it
+    needs. One function for both, so what was measured is what is drawn."""
+    height = 0.0
 
-    def text(body: str, pt: float, indent: float = 0, prefix: str = "") -> None:
-        h = pt * PT_MM * LINE
+    def text(body: str, pt: float, indent: float = 0, prefix: str = "", border: int = 0) -> None:
+        nonlocal height
+        h, pad = pt * PT_MM * LINE, 2 if border else 0
         pdf.set_font(FONT, size=pt)
+        mark_w = pdf.get_string_width(prefix) if prefix else 0
+        width = pdf.epw - indent - mark_w
+        cell = dict(w=width, h=h, text=body.translate(MISSING_GLYPHS), align="L", border=border)
+        cell |= dict(wrapmode=WrapMode.CHAR, padding=pad)
+        if not draw:
+            height += pdf.multi_cell(**cell, dry_run=True, output="HEIGHT")
+            return
         pdf.set_x(MARGIN_MM + indent)
         if prefix:  # a hanging mark: wrapped lines start under the text, not under the mark
-            pdf.cell(pdf.get_string_width(prefix), h, prefix)
-        pdf.multi_cell(
-            0,
-            h,
-            body.translate(MISSING_GLYPHS),
-            align="L",
-            wrapmode=WrapMode.CHAR,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+            pdf.cell(mark_w, h, prefix)
+        pdf.multi_cell(**cell, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def space(mm: float) -> None:
+        nonlocal height
+        height += mm
+        if draw:
+            pdf.ln(mm)
 
     text(doc.title, size + 6)
     text(doc.subtitle, size + 1)
     text(doc.meta, size)
     for section in doc.sections:
-        pdf.ln(size * PT_MM * 0.6)
-        y = pdf.get_y()
-        pdf.line(MARGIN_MM, y, pdf.w - MARGIN_MM, y)
-        pdf.ln(size * PT_MM * 0.3)
+        space(size * PT_MM * 0.6)
+        if draw:
+            pdf.line(MARGIN_MM, pdf.get_y(), pdf.w - MARGIN_MM, pdf.get_y())
+        space(size * PT_MM * 0.3)
         text(section.heading, size + 2)
         for line in section.lines:
             text(line, size, indent=size * PT_MM, prefix=mark(section, lang))
-    pdf.ln(size * PT_MM)
-    pdf.set_font(FONT, size=size + 1)
-    h = (size + 1) * PT_MM * LINE
-    pdf.multi_cell(
-        0,
-        h,
-        doc.footer.translate(MISSING_GLYPHS),
-        border=1,
-        align="L",
-        wrapmode=WrapMode.CHAR,
-        padding=2,
-    )
-    return pdf
+    space(size * PT_MM)
+    text(doc.footer, size + 1, border=1)
+    return height
 
 
 def checklist_pdf(state: State, issued: dt.date) -> bytes | None:
-    """The checklist as PDF bytes, on one page (None before a verdict)."""
+    """The checklist as PDF bytes, on one A4 page (None before a verdict): set at the largest
+    size that fits (loading the font costs most of the time, so it is loaded once)."""
     doc = checklist(state, issued)
     if doc is None:
         return None
-    for size in SIZES:
-        pdf = _layout(doc, state.lang, size, issued)
-        if pdf.pages_count == 1:
-            break
+    pdf = FPDF(format="A4")
+    pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
+    pdf.set_auto_page_break(True, margin=MARGIN_MM)
+    pdf.set_creation_date(dt.datetime(issued.year, issued.month, issued.day, tzinfo=dt.UTC))
+    pdf.set_title(doc.title)
+    pdf.set_lang(state.lang)
+    pdf.add_font(FONT, fname=font_path())
+    pdf.add_page()
+    usable = pdf.eph - 1  # a millimetre to spare for rounding
+    size = next(
+        (s for s in SIZES if _flow(pdf, doc, state.lang, s, draw=False) <= usable), SIZES[-1]
+    )
+    _flow(pdf, doc, state.lang, size, draw=True)
     return bytes(pdf.output())
 
 
