@@ -594,25 +594,28 @@ class BotApiEmulator:
             raise _bad_request("chat not found" if chat_id else "chat_id is empty")
         return chat_id
 
-    def _api_sendmessage(self, params: dict) -> dict:
-        chat_id = self._chat_id(params)
-        _check_text(params.get("text"), params.get("parse_mode"))
-        markup = _check_markup(params.get("reply_markup"))
+    def _store_bot_message(self, chat_id: int, text: str, params: dict, **extra: Any) -> dict:
         record = {
             "message_id": self._new_message_id(chat_id),
             "chat_id": chat_id,
             "from_bot": True,
-            "text": params["text"],
+            "text": text,
             "parse_mode": params.get("parse_mode"),
-            "reply_markup": markup,
+            "reply_markup": _check_markup(params.get("reply_markup")),
             "date": int(time.time()),
             "edited": False,
             "edit_date": None,
             "history": [],
             "deleted": False,
+            **extra,
         }
         self._messages.setdefault(chat_id, {})[record["message_id"]] = record
-        return self._message_object(record)
+        return record
+
+    def _api_sendmessage(self, params: dict) -> dict:
+        chat_id = self._chat_id(params)
+        _check_text(params.get("text"), params.get("parse_mode"))
+        return self._message_object(self._store_bot_message(chat_id, params["text"], params))
 
     def _api_senddocument(self, params: dict) -> dict:
         """A file uploaded with the request (multipart): kept as ``document`` (file_name, bytes)
@@ -622,21 +625,8 @@ class BotApiEmulator:
         if not isinstance(upload, bytes) or not upload:
             raise _bad_request("there is no document in the request")
         caption = params.get("caption") or ""
-        record = {
-            "message_id": self._new_message_id(chat_id),
-            "chat_id": chat_id,
-            "from_bot": True,
-            "text": caption,
-            "parse_mode": params.get("parse_mode"),
-            "reply_markup": _check_markup(params.get("reply_markup")),
-            "document": {"file_name": params.get("document_filename"), "bytes": upload},
-            "date": int(time.time()),
-            "edited": False,
-            "edit_date": None,
-            "history": [],
-            "deleted": False,
-        }
-        self._messages.setdefault(chat_id, {})[record["message_id"]] = record
+        document = {"file_name": params.get("document_filename"), "bytes": upload}
+        record = self._store_bot_message(chat_id, caption, params, document=document)
         message = self._message_object(record)
         del message["text"]
         message["caption"] = plain_text(caption, record["parse_mode"])
