@@ -48,7 +48,7 @@ def _co2_working(state: State) -> list[str]:
 
 def _lines(text: str) -> list[str]:
     """A catalogue text's lines without their own bullets (the renderer adds its marks)."""
-    return [line.strip().lstrip("・-").strip() for line in text.splitlines() if line.strip()]
+    return [line.strip().lstrip("・•-").strip() for line in text.splitlines() if line.strip()]
 
 
 def checklist(state: State, issued: dt.date) -> Checklist | None:
@@ -93,11 +93,11 @@ def checklist(state: State, issued: dt.date) -> Checklist | None:
         notes.append(t("verdict.estimates", lang, answers=joined))
     if notes:
         sections.append(Section(t("takeaway.checklist.notes", lang), notes))
-    prepare = [line for text in next_steps(vj, lang) for line in _lines(text)]
-    if vj["status"] != "ineligible":
-        prepare.append(t("takeaway.checklist.documents_title", lang))
-        prepare += _lines(t("takeaway.checklist.documents", lang))
+    prepare = [line for text in next_steps(vj, lang, documents=False) for line in _lines(text)]
     sections.append(Section(t("takeaway.checklist.prepare", lang), prepare, boxes=True))
+    if vj["status"] != "ineligible":  # marked as examples: each call has its own list
+        documents = _lines(t("takeaway.checklist.documents", lang))
+        sections.append(Section(t("takeaway.checklist.documents_title", lang), documents, True))
     meta = t(
         "takeaway.checklist.meta",
         lang,

@@ -174,10 +174,13 @@ class Turn:
         return phase
 
 
-def next_steps(verdict: dict, lang: str) -> list[str]:
-    """What to do now (from the verdict JSON): the text for its status, and for an ineligible
-    one the advice for each criterion that ruled it out."""
+def next_steps(verdict: dict, lang: str, documents: bool = True) -> list[str]:
+    """What to do now (from the verdict JSON): the text for its status, the documents past
+    calls asked for when eligible (unless the caller lists them itself, as the checklist
+    does), and for an ineligible one the advice for each criterion that ruled it out."""
     lines = [t(f"verdict.next.{verdict['status']}", lang)]
+    if verdict["status"] == "eligible" and documents:
+        lines.append(t("takeaway.documents_line", lang))
     if verdict["status"] == "ineligible":
         keys = [f"verdict.next.by_criterion.{r['criterion']}" for r in verdict["reasons"]]
         lines += [
