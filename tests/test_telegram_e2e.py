@@ -296,6 +296,8 @@ def test_admin_commands_exist_for_admins_only(emu, bot):
     cid = query(bot.db, "SELECT id FROM conversations WHERE chat_id = ?", str(stranger.id))[0][0]
     [shown] = admin.say(f"/show {cid}")
     assert f"#{cid}" in shown["text"] and "/stats" in shown["text"]
+    [ref] = query(bot.db, "SELECT reference FROM conversations WHERE id = ?", cid)[0]
+    assert admin.say(f"/show {ref.lower()}")[0]["text"] == shown["text"]  # as read out
     assert (
         admin.say("/show 999999")[0]["text"]
         == f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
