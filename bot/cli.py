@@ -8,8 +8,11 @@ import importlib
 import os
 import sys
 
+from bot.storage import StorageError
+
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
+    "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
     "console": (
         "bot.console.runner",
         "the dialog in a terminal (staff runner, scenarios)",
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen).parse_args(argv)
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args)
+    except StorageError as exc:  # a damaged or newer database: one line, no traceback
+        print(exc.text(getattr(args, "lang", None)), file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `... | head` stopped reading: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

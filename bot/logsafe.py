@@ -12,6 +12,9 @@ REDACTED = "[REDACTED]"
 # httpx logs every request URL at INFO, and the Bot API URL holds the token: keep them quiet
 # whatever the level (the filter below would redact them anyway; this keeps logs readable).
 CHATTY = ("httpx", "httpcore")
+# python-telegram-bot logs every API call's parameters and results, and the webhook's bodies, at
+# DEBUG: users' names and texts, which then outlive /delete in the log files. Never below INFO.
+PAYLOADS = ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext.Updater")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -58,4 +61,6 @@ def setup(level: str | int, secrets: Iterable[str]) -> logging.Handler:
     logging.captureWarnings(True)  # warnings go through the handlers (and the filter) too
     for name in CHATTY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for name in PAYLOADS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     return handler

@@ -23,11 +23,27 @@ from typing import Any
 from sqlite_utils import Database
 
 from dialogs.io import Choice, Reply, State, UserInput
+from locales import t
 
 Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
 Clock = Callable[[], datetime]
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+class StorageError(Exception):
+    """A database the bot must not use (damaged, newer, not SQLite): one line for the operator,
+    in the operator's language (`text`)."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key, params)
+        self.key, self.params = key, params
+
+    def text(self, lang: str | None = None) -> str:
+        return t(f"robustness.storage.{self.key}", lang, **self.params)
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -200,10 +216,7 @@ def migrate(db: Database, migrations: list[Callable[[Database], None]] = MIGRATI
         try:
             version = schema_version(db)
             if version > len(migrations):
-                raise RuntimeError(
-                    f"database schema version {version} is newer than this code "
-                    f"({len(migrations)}); refusing to touch it"
-                )
+                raise StorageError("newer", version=version, ours=len(migrations))
             if version == len(migrations):
                 db.commit()
                 return version
@@ -269,8 +282,15 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.db = Database(conn)
+        try:
+            self._check(conn)
+        except BaseException:
+            conn.close()
+            raise
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.execute("PRAGMA foreign_keys = ON")  # per connection, outside any transaction
+        # Deleted rows are overwritten with zeros, not just unlinked: /delete leaves no text.
+        self.db.execute("PRAGMA secure_delete = ON")
         self.db.enable_wal()  # persistent; readers (admin tools) never block the bot's writes
         # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power failure. A
         # lost commit here means a reply the user already saw is missing from the state (and
@@ -279,6 +299,20 @@ class Storage:
         self.db.execute("PRAGMA synchronous = FULL")
         with self.lock:
             migrate(self.db)
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """Before anything is written (WAL switch, migrations): refuse a file that is not
+        SQLite, is damaged (quick_check: every page readable and well formed, no index cross
+        check, so it is fast) or was written by a newer version of this code."""
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+            raise StorageError("damaged", path=self.path, problem=exc) from None
+        if problems != ["ok"]:
+            raise StorageError("damaged", path=self.path, problem=problems[0])
+        if version > SCHEMA_VERSION:
+            raise StorageError("newer", version=version, ours=SCHEMA_VERSION)
 
     def close(self) -> None:
         with self.lock:
@@ -312,9 +346,10 @@ class Storage:
                 raise
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
-        """The chat's latest conversation ('active' only, or 'active'/'finished' when it is
-        the latest of all: a chat whose last conversation was cancelled or abandoned has none)."""
-        where = " AND status = 'active'" if active_only else ""
+        """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'
+        only, with `active_only`). A cancelled one keeps its answers: the next input continues
+        it (the dialog offers to go on, see the summary or start over)."""
+        where = " AND status IN ('active', 'cancelled')" if active_only else ""
         row = next(
             self.db.query(
                 "SELECT id, status, state_json FROM conversations WHERE channel = ?"
@@ -323,7 +358,7 @@ class Storage:
             ),
             None,
         )
-        return row if row is not None and row["status"] in ("active", "finished") else None
+        return row if row is not None and row["status"] != "abandoned" else None
 
     def _create(
         self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
@@ -499,13 +534,13 @@ class Storage:
     # --- reads ---
 
     def current(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest conversation if it is 'active' or 'finished' (what `handle` steps)."""
+        """The chat's latest conversation unless abandoned (what `handle` steps)."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=False)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
 
     def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest 'active' conversation, if any."""
+        """The chat's latest 'active' or 'cancelled' conversation, if any."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=True)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
@@ -538,6 +573,8 @@ class Storage:
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
+        with self.lock:  # the WAL still holds the pages as they were: move them home, empty it
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
     def delete_user(self, user_id: str | int) -> dict[str, int]:

@@ -119,8 +119,10 @@ def _project(a: Answers, rs: Ruleset) -> Check:
             "reason.project.unknown",
             needs=["project_type", "equipment", "replaces_existing"],
         )
-    p = rs.projects[a.project_type.value]
+    p = rs.projects.get(a.project_type.value)
     params = {"project_type": a.project_type.value}
+    if p is None:  # not one of 第4 1-3
+        return Check(False, rs.clauses["project"], "reason.project_other.not_covered", params)
     equip_ok: bool | None = True
     if p.equipment is not None:
         equip_ok = None if a.equipment is None else a.equipment.value in p.equipment
@@ -166,7 +168,9 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
         return Check(
             None, rs.clauses["project"], "reason.co2.pending", needs=["co2_before_t", "co2_after_t"]
         )
-    p = rs.projects[a.project_type.value]
+    p = rs.projects.get(a.project_type.value)
+    if p is None:  # the project itself is not covered: no CO2 test to apply
+        return Check(None, rs.clauses["project"], "reason.project_other.co2_not_applicable")
     if p.min_reduction_t is None:
         return Check(True, p.clause, "reason.co2.not_required")
     clause = f"{p.clause} (1)(2)"
@@ -178,8 +182,7 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
         needs = [f for f, v in (("co2_before_t", before), ("co2_after_t", after)) if v is None]
         return Check(None, clause, "reason.co2.unknown", limits, needs)
     cut = before - after
-    by_tonnes = cut >= p.min_reduction_t
-    by_ratio = cut >= p.min_reduction_ratio * before  # exact Decimal; no division at the threshold
+    by_tonnes, by_ratio = p.reduction_tests(before, after)
     params = limits | {
         "before": before,
         "after": after,

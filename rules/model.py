@@ -38,6 +38,7 @@ class ProjectType(StrEnum):
     led = "led"
     equipment_replacement = "equipment_replacement"
     cogeneration = "cogeneration"
+    other = "other"  # outside 第4 (solar, batteries, EVs, insulation ...): not covered
 
 
 class Equipment(StrEnum):
@@ -54,7 +55,9 @@ class Delivery(StrEnum):
     esco = "esco"
 
 
-Tonnes = Field(default=None, ge=0, max_digits=12, decimal_places=3)
+# Any exact decimal: an estimate (kWh × factor) keeps all its digits; typed figures are kept
+# to the kilogram by the dialog.
+Tonnes = Field(default=None, ge=0, le=10**9, allow_inf_nan=False)
 
 
 class Answers(BaseModel):

@@ -37,6 +37,17 @@ class Project(BaseModel):
     min_reduction_t: Decimal | None = None
     min_reduction_ratio: Decimal | None = None
 
+    def reduction_tests(self, before_t: Decimal, after_t: Decimal) -> tuple[bool, bool]:
+        """(cut >= N t, cut >= the ratio): both inclusive, exact, no division at the
+        threshold. Nothing before means nothing to cut, by any test."""
+        cut = before_t - after_t
+        by_ratio = before_t > 0 and cut >= self.min_reduction_ratio * before_t
+        return cut >= self.min_reduction_t, by_ratio
+
+    def target_after_t(self, before_t: Decimal) -> Decimal:
+        """The largest figure after that still passes: whichever test is easier."""
+        return max(before_t - self.min_reduction_t, before_t * (1 - self.min_reduction_ratio))
+
 
 class Ruleset(BaseModel):
     id: str

@@ -218,7 +218,7 @@ def test_purge(db, capsys):
     code, out, _ = run(capsys, "purge", "--older-than", str(days))
     assert code == 0
     assert out == (
-        f"最終更新が{days}日より前の会話を削除しました: 会話 3件、記録 42件、入力 20件\n"
+        f"最終更新が{days}日より前の会話を削除しました: 会話 3件、記録 44件、入力 21件\n"
     )
     _, out, _ = run(capsys, "list")
     assert [r[0] for r in rows(out)[2:]] == ["5", "4"]
@@ -229,7 +229,7 @@ def test_purge(db, capsys):
 def test_delete_user(db, capsys):
     code, out, _ = run(capsys, "delete-user", "102")
     assert code == 0
-    assert out == "利用者 102 のデータを削除しました: 会話 1件、記録 11件、入力 5件\n"
+    assert out == "利用者 102 のデータを削除しました: 会話 1件、記録 13件、入力 6件\n"
     _, out, _ = run(capsys, "delete-user", "102")
     assert "会話 0件" in out
     _, out, _ = run(capsys, "stats")

@@ -29,7 +29,7 @@ ELIGIBLE = [
     "30トン",
     "10トン",
 ]
-TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい"]
+TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい", "そのとおり"]
 STOPS_AT_CAPITAL = ["/start", "会社", "小売業"]
 REASKS_THEN_CANCEL = [
     "/start",
@@ -271,7 +271,7 @@ def test_recent_text(storage):
             "2025-04-01",
             "10:00:01",
             "2025-04-01",
-            "10:00:06",
+            "10:00:07",
             "Telegram",
             "判定済み",
             "対象外",

@@ -46,6 +46,16 @@ def test_expired_ruleset_warns_after_2025_03_31():
     assert json.loads(out.stdout)["warnings"] == []
 
 
+def test_a_project_outside_4_is_accepted_and_ineligible():
+    out = run('{"project_type": "other"}', "--date", "2024-06-01")
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout)
+    project = next(r for r in verdict["reasons"] if r["criterion"] == "project")
+    assert verdict["status"] == "ineligible" and verdict["missing"] == []
+    assert project["status"] == "not_met" and project["clause"] == "第4"
+    assert "LED" in project["message"] and "コージェネレーション" in project["message"]
+
+
 @pytest.mark.parametrize(
     ("stdin", "needle"),
     [

@@ -12,7 +12,8 @@ tests/rules_cases/ check by hand are generalised here:
 (d) `missing` holds only unanswered fields, each once, in the ruleset's asking order, and answering
     its first field removes that field without adding another;
 (e) every field in `missing` can still change the outcome: some completion of the other open
-    fields of its criterion makes two of its values give different results;
+    fields of its criterion makes two of its values give different results; and an unknown
+    project type always matters (`other`, outside 第4, makes any open verdict ineligible);
 (f) evaluation never raises and always returns one reason per criterion, consistent with the status;
 (g) on full answers the status equals an independent reading of the guideline written below.
 """
@@ -307,6 +308,17 @@ def test_missing_fields_can_change_the_outcome(answers):
     assert_every_missing_field_matters(answers)
 
 
+@PROPS
+@given(open_answers)
+def test_an_unknown_project_type_is_always_asked_while_undecided(answers):
+    """A project outside 第4 excludes whatever else was said, so while the verdict is open and
+    the project type unknown, the project type is in `missing`."""
+    verdict = run(answers)
+    if verdict.status == "undetermined" and "project_type" not in answers:
+        assert "project_type" in verdict.missing, (answers, verdict.missing)
+        assert run({**answers, "project_type": "other"}).status == "ineligible"
+
+
 # ---------------------------------------------------------------------------------------------
 # (f) never raises, well-formed verdicts
 
@@ -368,6 +380,7 @@ def reference_status(a: dict) -> str:
             a["equipment"] != "other" and a["replaces_existing"] and reduction("0.2")
         ),
         "cogeneration": True,
+        "other": False,  # 第4 lists only the three above
     }[a["project_type"]]
     others = [
         not a["tax_arrears"],

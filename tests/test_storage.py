@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlite_utils import Database
 
-from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, migrate
+from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
 VERDICT = {
@@ -160,8 +160,12 @@ def test_verdict_finishes_and_cancel_ends_conversation(store):
 
     send(store, "cancel", "3")
     assert store.db.table("conversations").get(cid)["status"] == "cancelled"
-    assert store.current("telegram", "c1") is None
-    assert send(store, "x", "4").conversation_id != cid  # a new conversation starts
+    assert store.current("telegram", "c1")[0] == cid  # its answers are kept
+    assert store.last_unfinished("telegram", "c1")[0] == cid
+    assert send(store, "x", "4").conversation_id == cid  # the next input continues it
+    assert store.db.table("conversations").get(cid)["status"] == "active"
+    fresh = store.start_new("telegram", "c1", "u1")  # only starting afresh leaves it
+    assert store.current("telegram", "c1")[0] == fresh != cid
 
 
 def test_start_new_abandons_active_keeps_finished(store):
@@ -242,8 +246,9 @@ def test_refuses_newer_schema(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StorageError) as caught:
         Storage(path)
+    assert caught.value.key == "newer"
 
 
 def test_threads_on_different_chats_lose_nothing(store):

@@ -303,6 +303,13 @@ def test_admin_commands_exist_for_admins_only(emu, bot):
         == f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
     )
     assert admin.say("/show")[0]["text"] == t("telegram.admin.show_usage", "ja")
+    # odd arguments get the usage or "not found", never an error (issue 13, item 13)
+    huge = "99999999999999999999999"
+    assert admin.say(f"/show {huge}")[0]["text"] == (
+        f"<pre>{t('admin.show.not_found', 'ja', id=int(huge))}</pre>"
+    )
+    assert admin.say("/show ²")[0]["text"] == t("telegram.admin.show_usage", "ja")
+    assert admin.say("/recent ²")[0]["text"] == recent["text"]  # the default listing
     assert verdict(bot.db, ADMIN)[0] == 0  # none of that was a dialog input
 
 

@@ -17,7 +17,8 @@ TOKEN = "123456789:AAE-secret_Part-0123456789abcdef"
 def log_text():
     """Install logsafe as the bot does, on a handler whose output the test reads."""
     root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in ("", *logsafe.CHATTY)}
+    names = ("", *logsafe.CHATTY, *getattr(logsafe, "PAYLOADS", ()))
+    levels = {name: logging.getLogger(name).level for name in names}
     handler = logsafe.setup("DEBUG", [TOKEN, "webhook-secret"])
     stream = io.StringIO()
     handler.setStream(stream)
@@ -31,7 +32,7 @@ def log_text():
 
 
 def test_token_is_redacted_from_messages_args_and_urls(log_text):
-    log = logging.getLogger("telegram.ext.ExtBot")
+    log = logging.getLogger("telegram.ext.Application")
     log.debug("POST https://api.telegram.org/bot%s/getMe", TOKEN)
     log.info(f"token in the message itself: {TOKEN}")
     log.warning("quoted: %s", quote(TOKEN, safe=""))
@@ -71,3 +72,15 @@ def test_warnings_go_through_the_filter(log_text):
     warnings.warn(f"deprecated call with {TOKEN}", UserWarning, stacklevel=1)
     out = log_text()
     assert "deprecated call" in out and TOKEN not in out
+
+
+def test_debug_logs_keep_no_user_names_or_texts(log_text):
+    """PTB logs API parameters and results at DEBUG (texts, first names): they would outlive
+    /delete in the log files. Our own DEBUG lines still show."""
+    from telegram import Bot
+
+    Bot._LOGGER.debug("Calling Bot API endpoint `sendMessage` with parameters `%s`", "山田 太郎")
+    logging.getLogger("telegram.ext.Updater").debug("Webhook received data: %s", "山田 太郎")
+    logging.getLogger("bot.telegram.adapter").debug("our own line")
+    out = log_text()
+    assert "山田" not in out and "our own line" in out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from bot.admin import report
+from bot.admin import backup, report
 from bot.admin.database import AdminError, open_read_only
 from bot.storage import Storage
 from dialogs.questions import questions
@@ -68,6 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     sub.add_parser("hash-password", parents=[common], help="password hash for ADMIN_PASSWORD_HASH")
+    p = sub.add_parser("backup", parents=[common], help="a copy, safe while the bot runs")
+    p.add_argument("file", type=Path, help="the copy to write (must not exist)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -328,4 +330,5 @@ ACTIONS = {
     "delete-user": _delete_user,
     "serve": _serve,
     "hash-password": _hash_password,
+    "backup": lambda args: backup.backup(args.db, args.file, args.lang),
 }

@@ -23,6 +23,7 @@ from locales import t
 from rules import Answers, evaluate
 
 JST = timezone(timedelta(hours=9))
+SQLITE_MAX_INT = 2**63 - 1
 SQL_JST = "'+9 hours'"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
@@ -32,7 +33,7 @@ CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<c
     "status": ("active", "finished", "cancelled", "abandoned"),
     "verdict": OUTCOMES,
     "direction": ("in", "out"),
-    "outcome": ("answer", "reask", "command", "help", "start", "ignored"),
+    "outcome": ("answer", "confirm", "reask", "command", "help", "start", "ignored"),
 }
 KINDS = {
     "channel": "channel",
@@ -244,7 +245,7 @@ def find_conversation(db: Database, key: str | int) -> int | None:
     """A conversation's id from its number or its reference number (as typed or read out)."""
     key = str(key).strip().lstrip("#")
     if key.isascii() and key.isdigit():
-        return int(key)
+        return int(key) if int(key) <= SQLITE_MAX_INT else None  # no row has a bigger id
     reference = normalize_reference(key)
     row = next(db.query("SELECT id FROM conversations WHERE reference = ?", [reference]), None)
     return row and row["id"]
@@ -347,7 +348,7 @@ def _mark(e: dict, lang: str | None) -> str:
         "command": e["command"] or "",
         "value": "",
     }
-    if e["outcome"] == "answer" and q is not None and e["value_json"] is not None:
+    if e["outcome"] in ("answer", "confirm") and q is not None and e["value_json"] is not None:
         params["value"] = q.show(json.loads(e["value_json"]), lang)
     kind = (
         e["outcome"]

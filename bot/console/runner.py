@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from bot.console.session import ResumeError, Session, render, turn_json
-from bot.settings import load
+from bot.settings import MAX_INPUT_CHARS, load
 from bot.storage import Storage
-from dialogs.io import State, UserInput
+from dialogs.io import Reply, State, UserInput
 from locales import default_lang, t
 
 
@@ -51,18 +51,15 @@ def main(args) -> int:
         from bot.console.scenario import run_file
 
         return run_file(args.script, lang=lang, date=args.date)
+    # Undecodable bytes (a wrong terminal encoding, a binary file) become U+FFFD: the dialog
+    # re-asks that line instead of the runner dying on it and losing the rest.
+    sys.stdin.reconfigure(errors="replace")
     if args.jsonl:
-        session = Session.new(storage, "jsonl", lang, args.date, test=True)
-        print(
-            json.dumps(
-                turn_json(*session.send(UserInput(text=session.opening))), ensure_ascii=False
-            ),
-            flush=True,
-        )
-        for line in sys.stdin:
-            out = turn_json(*session.send(UserInput(text=line.rstrip("\r\n"))))
-            print(json.dumps(out, ensure_ascii=False), flush=True)
-        return write_pdf(session.state, args.pdf, lang)
+        try:
+            state = _jsonl(storage, lang, args.date)
+        except KeyboardInterrupt:  # Ctrl-C: every line so far is stored; no traceback
+            return 130
+        return write_pdf(state, args.pdf, lang)
     who = f"staff-{getpass.getuser()}"
     session = None
     if args.resume is not None:
@@ -74,24 +71,45 @@ def main(args) -> int:
         if session is None:
             print(t("takeaway.console.resumed_none", lang))
     session = session or Session.new(storage, who, lang, args.date)
-    print(render(*session.send(UserInput(text=session.opening))))
+    state, replies = session.send(UserInput(text=session.opening))
+    print(render(state, replies))
     while True:
         try:
             line = input(t("console.prompt", lang))
         except (EOFError, KeyboardInterrupt):
             print("\n" + t("console.bye", lang))
-            return write_pdf(session.state, args.pdf, lang)
-        print(render(*session.send(UserInput(text=line))))
+            return write_pdf(state, args.pdf, lang)
+        state, replies = _send(session, state, line)
+        print(render(state, replies))
 
 
-def write_pdf(state: State | None, path: Path | None, lang: str) -> int:
+def _send(session: Session, state: State, line: str) -> tuple[State, list[Reply]]:
+    """One typed line; over MAX_INPUT_CHARS it is refused (and not stored), as on Telegram."""
+    if len(line) > MAX_INPUT_CHARS:
+        text = t("robustness.console.too_long", session.lang, max=MAX_INPUT_CHARS)
+        return state, [Reply(key="robustness.console.too_long", text=text)]
+    return session.send(UserInput(text=line))
+
+
+def _jsonl(storage: Storage, lang: str, on: dt.date | None) -> State:
+    """A conversation run by a program (marked as a test); returns its last state."""
+    session = Session.new(storage, "jsonl", lang, on, test=True)
+    state, replies = session.send(UserInput(text=session.opening))
+    print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
+    for line in sys.stdin:
+        state, replies = _send(session, state, line.rstrip("\r\n"))
+        print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
+    return state
+
+
+def write_pdf(state: State, path: Path | None, lang: str) -> int:
     """--pdf FILE: the checklist of the conversation just finished (status 1 without a
     verdict: there is nothing to check off yet)."""
     if path is None:
         return 0
     from bot.checklist_pdf import checklist_pdf, today
 
-    data = checklist_pdf(state, today()) if state is not None else None
+    data = checklist_pdf(state, today())
     if data is None:
         print(t("takeaway.console.pdf_no_verdict", lang, path=path), file=sys.stderr)
         return 1

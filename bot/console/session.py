@@ -31,7 +31,6 @@ class Session:
     def __init__(self, storage: Storage, chat_id: str, lang: str, on: dt.date | None, opening: str):
         self.storage, self.chat_id, self.lang, self.opening = storage, chat_id, lang, opening
         self.step = functools.partial(step, on=on)
-        self.state: State | None = None  # after the last input
 
     @classmethod
     def new(
@@ -64,7 +63,6 @@ class Session:
         handled = self.storage.handle(
             CHANNEL, self.chat_id, None, uuid.uuid4().hex, inp, self.step, lang=self.lang
         )
-        self.state = handled.state
         return handled.state, with_checklist(handled.state, handled.replies)
 
 
@@ -80,12 +78,16 @@ def with_checklist(state: State, replies: list[Reply]) -> list[Reply]:
 
 
 def turn_json(state: State, replies: list[Reply]) -> dict:
-    """The --jsonl shape of one bot turn."""
+    """The --jsonl shape of one bot turn. `answers` is the rules command's input JSON (absent
+    fields omitted); `confirming` is the reading being read back, else None."""
     verdict = next((r.verdict for r in replies if r.verdict), None)
+    confirming = state.confirming
     return {
         "messages": [{"text": r.text, "choices": [c.label for c in r.choices]} for r in replies],
         "awaiting": state.awaiting,
         "verdict": verdict,
+        "answers": dict(state.answers),
+        "confirming": confirming and {"field": confirming["field"], "value": confirming["value"]},
     }
 
 

@@ -26,7 +26,8 @@ from telegram.ext import Application, ContextTypes
 
 from bot.checklist_pdf import checklist_pdf, today
 from bot.checklist_pdf import filename as checklist_filename
-from bot.storage import Storage
+from bot.settings import MAX_INPUT_CHARS
+from bot.storage import Storage, normalize_reference
 from bot.telegram import chats, render
 from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, State, UserInput
@@ -35,7 +36,6 @@ from locales import LANGS, t
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # network errors and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
 COMMANDS = (
@@ -65,6 +65,11 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
         return None, "", text  # addressed to another bot
     arg = arg.strip()
     return name.lower(), arg, f"/{name} {arg}".rstrip()
+
+
+def _number(text: str) -> int | None:
+    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 class TelegramBot:
@@ -242,13 +247,14 @@ class TelegramBot:
         if command == "stats":
             text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
         elif command == "recent":
-            limit = min(int(arg), 50) if arg.isdigit() and int(arg) > 0 else 10
+            limit = min(_number(arg) or 10, 50)
             text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:  # a conversation number or a reference number
-            if not arg:
+        else:  # a conversation number, or a reference number as read out
+            key = arg.lstrip("#")
+            if _number(key) is None and normalize_reference(key) is None:
                 return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = await asyncio.to_thread(admin_report.show_text, self.storage, arg, self.lang)
-            text = text or t("admin.show.not_found", self.lang, id=arg.lstrip("#"))
+            text = await asyncio.to_thread(admin_report.show_text, self.storage, key, self.lang)
+            text = text or t("admin.show.not_found", self.lang, id=key)
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---

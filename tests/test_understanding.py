@@ -1,0 +1,110 @@
+"""Typed answers, as owners write them, through `understand`: tests/data/understanding/*.yaml.
+
+Prints two figures (`pytest -s` shows them): wrong readings (a value the text does not say,
+or a value where nothing may be recorded: must be 0) and the share of answers understood at
+once (a read-back the owner confirms counts as understood)."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dialogs.questions import questions
+from dialogs.understanding import Reading, understand
+
+DATA = Path(__file__).parent / "data" / "understanding"
+CASES = {qid: yaml.safe_load((DATA / f"{qid}.yaml").read_text("utf-8")) for qid in questions()}
+
+
+def _same(got, expected) -> bool:
+    if isinstance(got, Decimal) or isinstance(expected, Decimal):
+        return Decimal(str(got)) == Decimal(str(expected))
+    return got == expected and type(got) is type(expected)
+
+
+def _judge(qid: str, case: dict, r: Reading) -> str:
+    """ "ok", "wrong" (recorded something the text does not say) or "missed" (asked again)."""
+    expected = case.get("value", case.get("confirm"))
+    q = questions()[qid]
+    if q.kind == "choice" and "ask" not in case and expected not in q.choices:
+        case = {**case, "ask": True}  # an option the question does not offer yet: not recorded
+    if "ask" in case:
+        if r.outcome == "value":
+            return "wrong"
+        outcome_ok = case["ask"] is True or r.outcome == case["ask"]
+        cands = "candidates" not in case or list(r.candidates) == case["candidates"]
+        return "ok" if outcome_ok and cands else "missed"
+    if r.outcome != "value":
+        return "missed"
+    if not _same(r.value, expected):
+        return "wrong"
+    if "confirm" in case and r.sure:  # a contradiction or hedge recorded without a read-back
+        return "wrong"
+    for field, value in (case.get("also") or {}).items():
+        if not any(f == field and _same(v, value) for f, v in r.also):
+            return "missed"
+    return "ok"
+
+
+def _offered(qid: str, case: dict) -> bool:
+    q = questions()[qid]
+    return q.kind != "choice" or case.get("value", case.get("confirm")) in q.choices
+
+
+def _all():
+    return [(qid, case) for qid, cases in CASES.items() for case in cases]
+
+
+def test_every_question_has_forty_answers():
+    assert {qid: len(c) for qid, c in CASES.items() if len(c) < 40} == {}
+
+
+@pytest.mark.parametrize(("qid", "case"), _all(), ids=[f"{q}:{c['text']}" for q, c in _all()])
+def test_case(qid, case):
+    r = understand(qid, case["text"], {}, "ja")
+    assert _judge(qid, case, r) == "ok", r
+
+
+def test_figures():
+    results = [(qid, c, _judge(qid, c, understand(qid, c["text"], {}, "ja"))) for qid, c in _all()]
+    wrong = [(qid, c["text"]) for qid, c, j in results if j == "wrong"]
+    answers = [j for qid, c, j in results if "ask" not in c and _offered(qid, c)]
+    share = answers.count("ok") / len(answers)
+    print(
+        f"\nunderstanding: {len(results)} typed answers, wrong readings {len(wrong)}, "
+        f"understood at once {share:.1%} of {len(answers)} answers"
+    )
+    assert wrong == []
+    assert share >= 0.9
+
+
+def _negated(text: str) -> list[str]:
+    """Negated forms of an affirmative answer (the verb or copula at its end turned round)."""
+    swaps = [
+        ("あります", "ありません"),
+        ("しています", "していません"),
+        ("します", "しません"),
+        ("です", "ではありません"),
+        ("ます", "ません"),
+        ("はい", "いいえ"),
+    ]
+    out = []
+    for a, b in swaps:
+        if text.endswith(a):
+            return [text[: -len(a)] + b]
+        if text == a:
+            out.append(b)
+    return out
+
+
+YES_NO = [
+    (qid, c) for qid, c in _all() if questions()[qid].kind == "yes_no" and c.get("value") is True
+]
+
+
+@pytest.mark.parametrize(("qid", "case"), YES_NO, ids=[f"{q}:{c['text']}" for q, c in YES_NO])
+def test_negated_affirmative_never_reads_the_same(qid, case):
+    for text in _negated(case["text"]):
+        r = understand(qid, text, {}, "ja")
+        assert not (r.outcome == "value" and r.value is True), (text, r)
