@@ -23,9 +23,8 @@ def test_ci_runs_the_readme_test_command():
 
 def test_the_test_command_installs_everything_and_runs_in_parallel():
     """A fresh Debian machine has neither venv, chromium, its driver, a Japanese font nor
-    poppler's tools: the
-    command installs them (the script skips what is there) before the suite, which runs under
-    pytest-xdist."""
+    poppler's tools: the command installs them (the script skips what is there) before the
+    suite, which runs under pytest-xdist."""
     command = readme_commands()[1]
     script = "tests/debian-packages.sh"
     assert command.startswith(f"sh {script} && python3 -m venv .venv")
