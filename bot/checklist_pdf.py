@@ -48,6 +48,8 @@ def _flow(pdf: FPDF, doc: Checklist, lang: str, size: float, draw: bool) -> floa
     """Lay the checklist out at `size` pt: draw it, or (draw=False) only measure the height it
     needs. One function for both, so what was measured is what is drawn."""
     height = 0.0
+    # Japanese has no spaces to break at: any character may end a line; other text by words.
+    wrap = WrapMode.CHAR if lang == "ja" else WrapMode.WORD
 
     def text(body: str, pt: float, indent: float = 0, prefix: str = "", border: int = 0) -> None:
         nonlocal height
@@ -56,7 +58,7 @@ def _flow(pdf: FPDF, doc: Checklist, lang: str, size: float, draw: bool) -> floa
         mark_w = pdf.get_string_width(prefix) if prefix else 0
         width = pdf.epw - indent - mark_w
         cell = dict(w=width, h=h, text=body.translate(MISSING_GLYPHS), align="L", border=border)
-        cell |= dict(wrapmode=WrapMode.CHAR, padding=pad)
+        cell |= dict(wrapmode=wrap, padding=pad)
         if not draw:
             height += pdf.multi_cell(**cell, dry_run=True, output="HEIGHT")
             return
