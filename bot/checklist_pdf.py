@@ -108,7 +108,10 @@ def checklist_pdf(state: State, issued: dt.date) -> bytes | None:
         (s for s in SIZES if _flow(pdf, doc, state.lang, s, draw=False) <= usable), SIZES[-1]
     )
     _flow(pdf, doc, state.lang, size, draw=True)
-    return bytes(pdf.output())
+    data = bytes(pdf.output())
+    for font in pdf.fonts.values():  # fontTools reads the font file lazily: close it now
+        font.ttfont.close()
+    return data
 
 
 def filename(state: State) -> str:
