@@ -407,6 +407,7 @@ def test_export_in_japanese_and_raw(admin_db, capsys, tmp_path):
     assert admin(capsys, admin_db, "export", "--events", "-o", str(events))[0] == 0
     rows = list(csv.DictReader(events.open(encoding="utf-8-sig", newline="")))
     assert {r["発言者"] for r in rows} == {"利用者", "ボット"}
+    assert {"飛ばす", "開始"} <= {r["コマンド"] for r in rows} and first["言語"] == "日本語"
     assert "判定不能" in {r["この発言の判定"] for r in rows}
 
 
@@ -438,3 +439,16 @@ async def test_web_finds_by_reference_and_counts_by_channel(admin_db, tmp_path, 
         ("Telegram", 3, 0),
         ("コンソール", 1, 1),
     }
+
+
+def test_every_command_has_a_label_for_the_export():
+    from dialogs.questions import command_words
+    from locales import LANGS, has
+
+    missing = [
+        (lang, c)
+        for c in command_words()
+        for lang in LANGS
+        if not has(f"takeaway.admin.command.{c}", lang)
+    ]
+    assert not missing

@@ -21,7 +21,7 @@ from bot.admin import backup, report
 from bot.admin.database import AdminError, open_read_only
 from bot.storage import Storage
 from dialogs.questions import questions
-from locales import LANGS, t
+from locales import LANGS, has, t
 from rules import Answers
 
 
@@ -183,6 +183,8 @@ def in_words(columns: list[str], rows: list[dict], lang: str | None) -> tuple[li
             return q.show(value, lang) if q and q.kind in ("choice", "yes_no") else value
         if column == "is_test":
             return t("takeaway.admin.test_yes" if value else "takeaway.admin.test_no", lang)
+        if column in ("lang", "command") and has(f"takeaway.admin.{column}.{value}", lang):
+            return t(f"takeaway.admin.{column}.{value}", lang)
         column = "verdict_status" if column == "verdict" else column  # the events' verdict
         if column in report.KINDS and report.KINDS[column] != "time":
             return report.shown(column, value, lang)
