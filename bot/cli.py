@@ -19,6 +19,7 @@ COMMANDS = {
     ),
     "dialog": ("bot.diagram", "the dialog machine (diagram)"),
     "run": ("bot.telegram.app", "run the Telegram bot (long polling or webhook)"),
+    "line": ("bot.line.app", "run the LINE bot (Messaging API webhook)"),
     "admin": ("bot.admin.cli", "review stored conversations"),
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from dialogs.engine import Turn, next_steps
+from dialogs.engine import Turn, next_steps, verdict_keys
 from dialogs.io import State
 from locales import t
 
@@ -65,7 +65,7 @@ def checklist(state: State, issued: dt.date) -> Checklist | None:
         ],
     )
     reasons = Section(
-        t(f"verdict.title.{vj['status']}", lang),
+        t(verdict_keys(vj)[0], lang),
         [
             t(
                 "takeaway.checklist.reason_line",

@@ -23,12 +23,14 @@ from dialogs.render import verdict_json
 from dialogs.understanding import Reading, understand
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
+from rules.clock import texts_on
 from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
 CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
 LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+_END_PUNCT = "!！?？。.、,"
 BOUND_NAMES = {"<": "below", "<=": "at_most", ">": "above", ">=": "at_least"}
 
 
@@ -141,26 +143,34 @@ class Turn:
             "ineligible": {"not_met"},
             "undetermined": {"unknown", "not_met"},
         }[verdict.status]
-        lines = [
-            t(f"verdict.title.{verdict.status}", self.lang),
-            t("verdict.reasons_title", self.lang),
-        ]
+        lines = [t(verdict_keys(vj)[0], self.lang), t("verdict.reasons_title", self.lang)]
         lines += [
             t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
             for r in vj["reasons"]
             if r["status"] in shown
         ]
         notes = list(vj["warnings"])
-        if self.s.approx:  # a verdict resting on estimates deserves a reminder
+        estimates = [f for f in self.s.approx if f not in self.s.bounds]
+        if estimates:  # a verdict resting on estimates deserves a reminder
             notes.append(
                 t(
                     "verdict.estimates",
                     self.lang,
                     answers=t("dialog.list_joiner", self.lang).join(
-                        t(f"question.{f}.short", self.lang) for f in self.s.approx
+                        t(f"question.{f}.short", self.lang) for f in estimates
                     ),
                 )
             )
+        notes += [  # a bound was checked with its nearest value: say so, the verdict shows it
+            t(
+                "dialog_understanding.bound_used",
+                self.lang,
+                short=t(f"question.{f}.short", self.lang),
+                bound=self.show_bound(f, b),
+                value=self.show(f, self.s.answers[f]),
+            )
+            for f, b in self.s.bounds.items()
+        ]
         if notes:
             lines += [
                 "",
@@ -199,11 +209,20 @@ class Turn:
         return phase
 
 
+def verdict_keys(verdict: dict) -> tuple[str, str]:
+    """The locale keys of a verdict's title and next steps (from its JSON): an undetermined
+    one that no answer can settle is the prefecture's to decide."""
+    status = verdict["status"]
+    if status == "undetermined" and not verdict["missing"]:
+        return "verdict.by_prefecture.title", "verdict.by_prefecture.next"
+    return f"verdict.title.{status}", f"verdict.next.{status}"
+
+
 def next_steps(verdict: dict, lang: str, documents: bool = True) -> list[str]:
     """What to do now (from the verdict JSON): the text for its status, the documents past
     calls asked for when eligible (unless the caller lists them itself, as the checklist
     does), and for an ineligible one the advice for each criterion that ruled it out."""
-    lines = [t(f"verdict.next.{verdict['status']}", lang)]
+    lines = [t(verdict_keys(verdict)[1], lang)]
     if verdict["status"] == "eligible" and documents:
         lines.append(t("takeaway.documents_line", lang))
     if verdict["status"] == "ineligible":
@@ -421,7 +440,10 @@ def _shown_reading(turn: Turn, r: dict) -> str:
 
 
 def _note(turn: Turn, r: dict) -> str:
-    return t(r["note"][0], turn.lang, **r["note"][1]) if r["note"] else ""
+    """The reader's explanation of a reading (which 別表 row and why), when it has one."""
+    if not r["note"] or not has(r["note"][0], turn.lang):
+        return ""
+    return t(r["note"][0], turn.lang, **r["note"][1])
 
 
 def _echo(turn: Turn, r: dict) -> str:
@@ -490,16 +512,33 @@ def _deny(turn: Turn) -> str:
     return route(s.phase, "deny")
 
 
-def _readback_reply(text: str) -> bool | None:
-    """A typed reply to a read-back: True (that's right), False (it is not), None (neither:
-    then it is read as a new answer to the question)."""
-    key = normalize(text).strip("!！。.、,")
+def _readback_reply(turn: Turn, text: str) -> str:
+    """What a typed reply to a read-back is: "confirm", "deny", "answer" (a new answer to the
+    question) or "unclear". A whole-message yes/no word decides first ("はい" confirms even where
+    the question is yes/no); a reply beginning with a no denies; then the text is read as an
+    answer: the same reading confirms, another replaces it ("県内にあります" is no yes to "outside
+    Tochigi"), unless the reply also begins with a yes (contradictory: unclear); else a reply
+    that begins with a yes confirms."""
+    key = normalize(text).strip(_END_PUNCT)
     words = readback_words()
-    for value, role in ((True, "affirm"), (False, "deny")):
+    for name, role in (("confirm", "affirm"), ("deny", "deny")):
         if key in {normalize(w) for w in words[role]}:
-            return value
-    parsed = parsing.parse_yes_no(text)
-    return parsed.value if parsed.ok else None
+            return name
+    starts = {
+        name
+        for name, role in (("confirm", "affirm_start"), ("deny", "deny_start"))
+        if any(key.startswith(normalize(w)) for w in words[role])
+    }
+    start = starts.pop() if len(starts) == 1 else None
+    if start == "deny":  # "いいえ、…": whatever follows, nothing is recorded (asked again)
+        return "deny"
+    r = turn.s.confirming
+    reading = understand(r["field"], text, turn.s.answers, turn.lang)
+    if reading.outcome == "value":
+        if _json_value(reading.value) == r["value"] and reading.sure:
+            return "confirm"
+        return "unclear" if start == "confirm" else "answer"
+    return start or "answer"
 
 
 def _bound(turn: Turn, qid: str, r: Reading) -> str:
@@ -550,15 +589,8 @@ def _decides(turn: Turn, qid: str, value: Any) -> tuple:
 def _which(turn: Turn, qid: str, r: Reading) -> str:
     """Several readings remain: ask which, with a button for each (and why, if known)."""
     q = questions()[qid]
-    prefix = "\n".join(
-        p
-        for p in (
-            _note(turn, _reading(qid, None, note=r.note)),
-            t("dialog_understanding.which", turn.lang),
-        )
-        if p
-    )
-    turn.ask(qid, prefix)
+    note = _note(turn, _reading(qid, None, note=r.note))  # the reader's own "which?" if any
+    turn.ask(qid, note or t("dialog_understanding.which", turn.lang))
     turn.replies[-1].choices = [
         Choice(value=f"{qid}:{_button_value(c)}", label=q.show(c, turn.lang))
         for c in r.candidates
@@ -676,6 +708,11 @@ def _repeat(turn: Turn) -> None:
 
 def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
     """Apply one user input. Never raises on user input; returns the new state and replies."""
+    with texts_on(on):  # the texts quote the ruleset the verdict uses
+        return _step(state, inp, on)
+
+
+def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     turn = Turn(state.model_copy(deep=True), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
@@ -684,8 +721,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         name, _, arg = payload[1:].partition(" ")
         s.last.command = name
     elif s.phase == "confirming" and kind == "text":  # a reply to the read-back, or a new answer
-        reply = _readback_reply(payload)
-        name, arg = {True: "confirm", False: "deny", None: "answer"}[reply], ""
+        name, arg = _readback_reply(turn, payload), ""
     elif s.phase in ("asking", "confirming"):
         name, arg = "answer", ""
     elif s.phase == "verdict":
@@ -707,6 +743,9 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         dest = _confirm(turn)
     elif name == "deny":
         dest = _deny(turn)
+    elif name == "unclear":  # a yes that says something else: the buttons decide
+        s.last.outcome = "reask"
+        _show_read_back(turn, t("dialog_understanding.unclear", turn.lang))
     elif name == "begin":
         s.last.outcome = "start"
         dest = _fresh(turn, "dialog.welcome")

@@ -42,6 +42,7 @@ TRANSITIONS = [
         )
     ],
     {"trigger": "deny", "source": "confirming", "dest": "asking"},  # "no": ask again
+    {"trigger": "unclear", "source": "confirming", "dest": None},  # read back once more
     {"trigger": "back", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
     {"trigger": "edit", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},

@@ -145,9 +145,23 @@ class Mention:
     weak: bool = False
 
 
-def _find(text: Text, words: dict[str, tuple[str, bool]]) -> list[Mention]:
-    """Mentions of `words` (word -> (group, weak)) in the surface or the dictionary forms; where
-    two overlap the longer word is the one meant (整備工場, not 工場)."""
+@dataclass(frozen=True)
+class Lexicon:
+    """The words of one question, word -> (group, weak), and one pattern finding them all."""
+
+    words: dict[str, tuple[str, bool]]
+    pattern: re.Pattern[str]
+
+
+def _lexicon(words: dict[str, tuple[str, bool]]) -> Lexicon:
+    words = {w: g for w, g in words.items() if w}
+    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    return Lexicon(words, re.compile(f"(?=({alternatives}))"))  # the longest at each position
+
+
+def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
+    """Mentions of the lexicon's words in the surface or the dictionary forms; where two
+    overlap the longer word is the one meant (整備工場, not 工場)."""
     toks = text.toks
     if not toks:
         return []
@@ -159,28 +173,16 @@ def _find(text: Text, words: dict[str, tuple[str, bool]]) -> list[Mention]:
             joined += getattr(tok, form)
         strings.append((joined, spans))
     found = []
-    for word, (group, weak) in words.items():
-        if not word:
-            continue
-        latin = word.isascii()
-        for string, index in strings:
-            for m in re.finditer(re.escape(word), string):
-                if latin and (
-                    (
-                        m.start() > 0
-                        and string[m.start() - 1].isascii()
-                        and string[m.start() - 1].isalnum()
-                    )
-                    or (
-                        m.end() < len(string)
-                        and string[m.end()].isascii()
-                        and string[m.end()].isalnum()
-                    )
-                ):
-                    continue
-                covered = [i for s, e, i in index if e > m.start() and s < m.end()]
-                if covered:
-                    found.append(Mention(group, word, covered[0], covered[-1], weak))
+    for string, index in strings:
+        for m in lexicon.pattern.finditer(string):
+            word, start = m.group(1), m.start()
+            end = start + len(word)
+            if word.isascii() and (_latin_at(string, start - 1) or _latin_at(string, end)):
+                continue  # "it" inside "suite" is not a word
+            covered = [i for s, e, i in index if e > start and s < end]
+            if covered:
+                group, weak = lexicon.words[word]
+                found.append(Mention(group, word, covered[0], covered[-1], weak))
     kept: list[Mention] = []
     for m in sorted(found, key=lambda m: (-len(m.word), m.first)):
         if all(m.last < k.first or m.first > k.last for k in kept) and m not in kept:
@@ -192,35 +194,38 @@ def _latin_at(s: str, i: int) -> bool:
     return 0 <= i < len(s) and s[i].isascii() and s[i].isalnum()
 
 
-def _negations(text: Text, m: Mention, stops: set[int]) -> int:
-    """Negations in the mention's clause: after it, up to a boundary or a word that starts
-    another reading (エアコンではなく工業炉: the negation stops before 工業炉)."""
+def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
+    """(negations, asked) in the mention's clause: after it, up to a boundary or a word that
+    starts another reading (エアコンではなく工業炉: the negation stops before 工業炉). A clause
+    closed by a question mark only repeats the question ("滞納？ないない")."""
     n = 0
     for j in range(m.last + 1, len(text.toks)):
-        if j in stops or _is_boundary(text.toks[j]):
-            break
-        n += _is_negator(text.toks[j])
-    return n
+        tok = text.toks[j]
+        if j in stops or _is_boundary(tok):
+            return n, tok.surface == "?"
+        n += _is_negator(tok)
+    return n, False
 
 
 # --- the kinds of question --------------------------------------------------------------------
 def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
     prop = _data()["propositions"][q.id]
-    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
     note = None
-    if q.id == "site_in_tochigi":
-        for w, pref in _places().items():
-            words.setdefault(w, ("anti" if pref else "key", False))
-    mentions = _find(text, words)
+    mentions = _find(text, _proposition(q.id))
     content = [m for m in mentions if m.group != "generic"]
-    used = content or ([] if strict else [m for m in mentions if m.group == "generic"])
+    vague = strict or text.has(prop.get("distractors", []))
+    used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
     votes, doubled = [], False
     for m in used:
         other = {"key": "anti", "anti": "key"}.get(m.group)
-        stops = {j for o in used if o.group == other and o.first > m.last for j in (o.first,)}
-        n = _negations(text, m, stops)
+        stops = {o.first for o in used if o.group == other and o.first > m.last}
+        n, asked = _scope(text, m, stops)
+        if asked:
+            continue
         doubled |= n >= 2
         holds = n % 2 == 0
+        if m.group == "generic" and holds and _other_nouns(text):
+            continue  # "役員はいます": something else exists, not what the question asks
         votes.append((m.first, holds if m.group != "anti" else not holds))
     if q.id == "site_in_tochigi":
         places = [m for m in content if m.word in _places()]
@@ -248,6 +253,25 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
     return Reading("value", value, sure=sure, note=note)
 
 
+@cache
+def _proposition(qid: str) -> Lexicon:
+    prop = _data()["propositions"][qid]
+    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
+    if qid == "site_in_tochigi":
+        for w, pref in _places().items():
+            words.setdefault(w, ("anti" if pref else "key", False))
+    return _lexicon(words)
+
+
+def _other_nouns(text: Text) -> bool:
+    """Nouns of its own in a message that names none of the question's words."""
+    plain = _data()["plain_nouns"]
+    return any(
+        tok.pos == "名詞" and tok.pos2 in ("普通名詞", "固有名詞") and tok.surface not in plain
+        for tok in text.toks
+    )
+
+
 def _interjection(text: Text) -> bool | None:
     """A yes or no word opening the message (はい, いいえ)."""
     words = _data()["interjections"]
@@ -266,36 +290,50 @@ def _hedged(text: Text) -> bool:
     return text.has(_data()["hedges"]) or text.raw.endswith("?")
 
 
-def _options(q: Question, lang: str) -> dict[str, tuple[str, bool]]:
+@cache
+def _options(qid: str, lang: str) -> Lexicon:
     """Word -> (option, weak) for a choice question: its label and synonyms, the reader's extra
     words (options the question does not offer yet included, so they are not mistaken for
     another), and for the industry the JSIC file."""
+    q = questions()[qid]
     extra = _data()["choices"].get(q.id, {})
     weak = {norm(w) for ws in extra.get("weak", {}).values() for w in ws}
     words: dict[str, tuple[str, bool]] = {}
     if q.id == "industry":
-        weak |= {norm(w) for w in _yaml("industries.yaml")["weak"]}
+        weak |= {norm(w) for w in _yaml("industries.yaml")["weak"]}  # once: _options is cached
         words |= {w: (row, w in weak) for w, (row, _) in _industries().items()}
     for v, ws in extra.get("words", {}).items():
         words |= {norm(w): (v, norm(w) in weak) for w in ws}
     for v, ws in extra.get("weak", {}).items():
         words |= {norm(w): (v, True) for w in ws}
+    words |= {norm(w): ("|".join(vs), False) for w, vs in extra.get("either", {}).items()}
     for v, syn in q.choices.items():
         for w in (v, t(f"choices.{q.id}.{v}", lang), *syn):
             words.setdefault(norm(w), (v, norm(w) in weak))
-    return words
+    return _lexicon(words)
+
+
+def _named_as_main(text: Text, m: Mention) -> bool:
+    before = text.raw[: text.toks[m.first].start].rstrip("はがでの、")
+    return before.endswith(tuple(_data()["main_markers"]))
 
 
 def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
-    mentions = _find(text, _options(q, lang))
+    mentions = _find(text, _options(q.id, lang))
     positive: dict[str, list[Mention]] = {}
     negated = set()
     for m in mentions:
         stops = {o.first for o in mentions if o.group != m.group and o.first > m.last}
-        if _negations(text, m, stops) % 2:
-            negated.add(m.group)
-        else:
-            positive.setdefault(m.group, []).append(m)
+        n, _ = _scope(text, m, stops)
+        for group in m.group.split("|"):  # a word may leave two options open (組合)
+            if n % 2:
+                negated.add(group)
+            else:
+                positive.setdefault(group, []).append(m)
+    positive.pop("_", None)  # words that name no option (会社員)
+    main = [v for v, ms in positive.items() if any(_named_as_main(text, m) for m in ms)]
+    if len(main) == 1:  # 製造と卸、主は製造: the main business decides (第2 2 の主たる事業)
+        positive = {main[0]: positive[main[0]]}
     strong = [v for v, ms in positive.items() if any(not m.weak for m in ms)]
     fits = _data()["choices"].get(q.id, {}).get("compatible", {})
     rivals = [v for v in positive if v not in strong and not set(strong) <= set(fits.get(v, []))]
@@ -360,15 +398,18 @@ def _figures(q: Question, s: str) -> list[tuple[int, int, Any, str | None]]:
     return out
 
 
-def _clause(s: str, start: int, end: int) -> str:
-    left = max(s.rfind(c, 0, start) for c in "、。,")
-    rights = [i for i in (s.find(c, end) for c in "、。,") if i >= 0]
-    return s[left + 1 : min(rights, default=len(s))]
+def _topic(s: str, start: int, qid: str) -> bool:
+    """The figure at `start` is introduced by one of the question's words: 従業員は20名,
+    更新後12トン (a particle or a colon between them at most)."""
+    before = s[:start].rstrip(" :は、がも")
+    return any(before.endswith(norm(w)) for w in _data()["topics"].get(qid, []))
 
 
 def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     d = _data()
-    if not strict:
+    # the plain parser takes 削減量 for a filler: a reduction is no emission figure
+    reduction = q.kind == "tonnes" and re.search(d["reduction_named"], text.raw)
+    if not strict and not reduction:
         parsed = q.parse(text.raw, "ja")
         if parsed.ok:
             return Reading("value", parsed.value, approx=parsed.approx)
@@ -377,19 +418,22 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         if q.kind == "count" and text.has(d["nobody"]):
             return Reading("value", 0)
     s = parsing.normalize(text.raw)
-    topics = d["topics"]
-    others = [o for o in topics if o != q.id and questions()[o].kind == q.kind]
-    figures = []
-    for f in _figures(q, s):
-        clause = _clause(s, f[0], f[1])
-        theirs = any(norm(w) in clause for o in others for w in topics[o])
-        mine = any(norm(w) in clause for w in topics.get(q.id, []))
-        if strict and not mine:
-            continue
-        if mine or not theirs:
-            figures.append(f)
+    figures = _figures(q, s)
+    if len(figures) == 2 and q.id in ("co2_before_t", "co2_after_t"):
+        between = s[figures[0][1] : figures[1][0]]
+        if between in d["transitions"] or between[:-1] in d["transitions"]:  # 20トンから12トンに
+            return Reading("value", figures[q.id == "co2_after_t"][2])
+    others = [o for o in d["topics"] if o not in questions() or questions()[o].kind == q.kind]
+    if q.kind == "tonnes":
+        figures = [f for f in figures if not s[f[1] :].startswith(tuple(d["reductions"]))]
+    figures = [f for f in figures if not any(_topic(s, f[0], o) for o in others if o != q.id)]
+    if strict:  # another question's figure only when named as such (従業員は20名)
+        figures = [f for f in figures if _topic(s, f[0], q.id)]
     if not figures:
         return Reading("invalid")
+    first = figures[0][0]
+    if re.search(r"[0-9]\s*(?:" + "|".join(map(re.escape, d["ranges"])) + r")\s*$", s[:first]):
+        return Reading("invalid")  # a range, "15~20人": which figure is meant?
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
         text.has(d["hedges"])
     )
@@ -402,11 +446,11 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
-    if any(w in between for w in d["alternatives"]) or q.kind != "count":
-        return Reading("ambiguous", candidates=values)
-    return Reading(
-        "ambiguous", candidates=(values[0], sum(values)), note=("reading.two_counts", {})
-    )
+    if between.strip() in d["ranges"] or q.kind != "count" or d["subset"] in between:
+        return Reading("ambiguous", candidates=values)  # 10人か20人; 約50名（うち正社員30名）
+    # two head counts (正社員30名とパート20名): the first alone, or all of them
+    note = ("reading.two_counts", {})
+    return Reading("ambiguous", candidates=(values[0], sum(values)), note=note)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -426,13 +470,16 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     q = questions()[qid]
     if not norm(text):
         return Reading("empty")
-    if not _JAPANESE.search(text):  # Latin letters and digits: the plain parser (English, 3000)
+    d = _data()
+    prepared = _prepare(text)
+    if not _JAPANESE.search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
+        reading = _read(q, prepared, lang) if q.kind == "choice" else Reading("invalid")
+        if reading.outcome != "invalid":
+            return reading
         parsed = q.parse(text, lang)
         if parsed.ok:
             return Reading("value", parsed.value, approx=parsed.approx)
         return Reading(parsed.error or "invalid")
-    d = _data()
-    prepared = _prepare(text)
     s = prepared.raw
     if any(p.search(s) for p in d["ask_back"]):
         return Reading("ask_back")
@@ -444,9 +491,11 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     if not rest.strip(parsing._PUNCT + "~-ー ねよ"):
         return Reading("hedge")
     reading = _read(q, prepared, lang)
+    if reading.outcome != "value":
+        return reading
     also = []
     for other in d["also"].get(qid, []):
-        if other in answers:
+        if other in answers or prepared.has(d["not_also"]):
             continue
         r = _read(questions()[other], prepared, lang, strict=True)
         if r.outcome == "value" and r.sure:

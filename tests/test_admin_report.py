@@ -9,11 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 import pytest
+from test_storage import Named
 
 from bot.admin import report
+from bot.delivery import Delivery, Inbound
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import UserInput
+from locales import t
 
 ELIGIBLE = [
     "/start",
@@ -73,8 +76,9 @@ def populate(path) -> None:
     with Storage(path, clock=clock) as storage:
         for channel, chat, user, start, texts in SCRIPTS:
             clock.now = start
+            delivery = Delivery(storage, Named(channel), stepper)
             for i, text in enumerate(texts):
-                storage.handle(channel, chat, user, f"{chat}-{i}", UserInput(text=text), stepper)
+                delivery.commit(Inbound(chat, user, f"{chat}-{i}", None, UserInput(text=text)))
 
 
 @pytest.fixture
@@ -341,3 +345,17 @@ def test_empty_database(empty_storage):
     assert report.stats_text(empty_storage, "ja") == "該当する会話はありません。"
     assert report.show_text(empty_storage, 1, "ja") is None
     assert all(r["reached"] == r["stopped"] == 0 for r in report.per_question(empty_storage.db))
+
+
+@pytest.mark.parametrize("arg", ["", "abc", "²", "０", "-1", "0"])
+def test_chat_show_without_a_usable_number_asks_for_one(storage, arg):
+    assert report.chat_report(storage, "show", arg, "ja") is None
+
+
+def test_chat_commands_answer_for_any_channel(storage):
+    assert report.chat_report(storage, "stats", "", "ja") == report.stats_text(storage, "ja")
+    assert report.chat_report(storage, "recent", "²", "ja") == report.recent_text(storage, "ja")
+    for huge in ("#999999", "99999999999999999999999"):
+        assert report.chat_report(storage, "show", huge, "ja") == t(
+            "admin.show.not_found", "ja", id=int(huge.lstrip("#"))
+        )

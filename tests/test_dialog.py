@@ -481,8 +481,24 @@ def test_typing_a_new_answer_during_a_read_back_replaces_the_reading():
     new = send(s, "完納しています")[0]  # neither yes nor no: an answer to the question
     assert new.phase == "asking" and new.answers["tax_arrears"] is False
     assert new.confirming is None and new.awaiting == "antisocial_forces"
-    denied = send(s, "滞納はありません")[0]  # a "no" to the read-back: asked again
-    assert denied.awaiting == "tax_arrears" and "tax_arrears" not in denied.answers
+    corrected = send(s, "滞納はありません")[0]  # the answer itself, not a bare "no"
+    assert corrected.answers["tax_arrears"] is False and corrected.confirming is None
+    again = send(s, "滞納があります")[0]  # the same reading again: that's a yes
+    assert again.answers["tax_arrears"] is True and again.phase == "verdict"
+
+
+def test_a_reply_to_a_read_back_that_answers_the_question_is_that_answer():
+    s = send(at("site_in_tochigi", "学校法人", "いいえ", "いいえ"), "県外です")[0]
+    assert s.confirming["value"] is False
+    new = send(s, "県内にあります")[0]  # "there is one" is not a yes to "outside"
+    assert new.answers["site_in_tochigi"] is True and new.awaiting == "project_type"
+    unclear, replies = send(s, "はい、県内です")  # a yes and another answer: the buttons decide
+    assert unclear.confirming == s.confirming and "site_in_tochigi" not in unclear.answers
+    assert [c.label for c in replies[-1].choices] == ["そのとおり", "違う"]
+    denied = send(s, "いいえ、ちょっと待って")[0]
+    assert "site_in_tochigi" not in denied.answers and denied.confirming is None
+    tax = send(at("tax_arrears", "医療法人"), "滞納があります")[0]
+    assert send(tax, "はい、お願いします")[0].answers["tax_arrears"] is True
 
 
 def test_a_read_back_button_pressed_later_changes_nothing():
@@ -582,6 +598,8 @@ def test_a_bound_is_used_only_where_it_settles_the_question(monkeypatch):
     new, replies = send(s, "500人を超えています")
     assert new.answers["employees"] == 501 and new.bounds == {"employees": [">", 500]}
     assert new.verdict["status"] == "ineligible" and "500人を超える" in replies[0].text
+    assert "「500人を超える」とのご回答のため、501人として確認しました" in replies[-1].text
+    assert "概数でのご回答" not in replies[-1].text  # a bound is no estimate
     reading_for(monkeypatch, "10人より多い", Reading("bound", bound=(">", 10)))
     unsettled, replies = send(s, "10人より多い")
     assert "employees" not in unsettled.answers and unsettled.awaiting == "employees"

@@ -4,6 +4,8 @@ Prints two figures (`pytest -s` shows them): wrong readings (a value the text do
 or a value where nothing may be recorded: must be 0) and the share of answers understood at
 once (a read-back the owner confirms counts as understood)."""
 
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,9 +43,13 @@ def _judge(qid: str, case: dict, r: Reading) -> str:
         return "wrong"
     if "confirm" in case and r.sure:  # a contradiction or hedge recorded without a read-back
         return "wrong"
-    for field, value in (case.get("also") or {}).items():
-        if not any(f == field and _same(v, value) for f, v in r.also):
-            return "missed"
+    said = case.get("also") or {}
+    if any(f not in said or not _same(v, said[f]) for f, v in r.also):
+        return "wrong"  # another question filled with something the text does not say
+    if any(
+        not any(f == field and _same(v, value) for f, v in r.also) for field, value in said.items()
+    ):
+        return "missed"
     return "ok"
 
 
@@ -108,3 +114,25 @@ def test_negated_affirmative_never_reads_the_same(qid, case):
     for text in _negated(case["text"]):
         r = understand(qid, text, {}, "ja")
         assert not (r.outcome == "value" and r.value is True), (text, r)
+
+
+def test_the_analyser_loads_on_the_first_typed_answer_only():
+    """Commands and button presses never load the dictionary; the first typed answer does."""
+    code = (
+        "import sys\n"
+        "from dialogs.engine import step\n"
+        "from dialogs.io import State, UserInput\n"
+        "s, _ = step(State(), UserInput(text='/start'))\n"
+        "s, _ = step(s, UserInput(choice='entity_type:company'))\n"
+        "print('sudachipy' in sys.modules)\n"
+        "s, _ = step(s, UserInput(text=sys.argv[1]))\n"
+        "print('sudachipy' in sys.modules, s.answers.get('industry'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, CASES["industry"][9]["text"]],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout.split("\n")
+    assert out[:2] == ["False", f"True {CASES['industry'][9]['value']}"]

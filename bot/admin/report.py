@@ -23,11 +23,11 @@ from locales import t
 from rules import Answers, evaluate
 
 JST = timezone(timedelta(hours=9))
-SQLITE_MAX_INT = 2**63 - 1
 SQL_JST = "'+9 hours'"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
-CHANNELS = ("telegram", "console")
+CHANNELS = ("telegram", "line", "console")
+SQLITE_MAX_INT = 2**63 - 1  # no row id beyond it
 CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<code>)
     "channel": CHANNELS,
     "status": ("active", "finished", "cancelled", "abandoned"),
@@ -310,8 +310,15 @@ def stats_report(
         t("admin.stats.outcome_line", lang, label=labels("verdict", lang)[k], n=totals[k])
         for k in OUTCOMES
     ]
+    left = no_verdict(db, filters, idle_days)
     outcomes.append(
-        t("takeaway.admin.no_verdict", lang, days=idle_days, **no_verdict(db, filters, idle_days))
+        t(
+            "takeaway.admin.no_verdict",
+            lang,
+            days=idle_days,
+            abandoned=left["abandoned"],
+            in_progress=left["in_progress"],
+        )
     )
     reasked = [r for r in per_q if any(r[c] for c in REASK_COLUMNS[1:])]
     parts = [
@@ -448,3 +455,22 @@ def show_text(storage, key: str | int, lang) -> str | None:
     with storage.lock:
         found = find_conversation(storage.db, key)
         return None if found is None else transcript_report(storage.db, found, lang)
+
+
+def chat_report(storage, command: str, arg: str, lang) -> str | None:
+    """The text for an admin's chat command (stats; recent [N]; show ID or reference number)
+    on any channel. None: show without a usable number (the channel says how to use it). Only
+    positive numbers in ASCII digits count (str.isdigit also takes ², ①, full-width digits)."""
+
+    def number(text: str) -> int | None:
+        text = text.strip().lstrip("#")
+        return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+
+    if command == "stats":
+        return stats_text(storage, lang)
+    if command == "recent":
+        return recent_text(storage, lang, min(number(arg) or 10, 50))
+    key = arg.strip().lstrip("#")
+    if number(key) is None and normalize_reference(key) is None:
+        return None
+    return show_text(storage, key, lang) or t("admin.show.not_found", lang, id=key)

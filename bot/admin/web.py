@@ -101,7 +101,8 @@ def metadata(db_name: str, lang: str | None) -> dict:
                     "events": table("events", EVENT_COLUMNS),
                     # bookkeeping of the adapters, not conversations
                     "inputs": {"hidden": True},
-                    "telegram_chats": {"hidden": True},
+                    "outbox": {"hidden": True},
+                    "chats": {"hidden": True},
                     "reference_numbers": {"hidden": True},  # issued numbers, never reused
                 },
                 "queries": {

@@ -12,6 +12,7 @@ import functools
 import uuid
 
 from bot.checklist_pdf import today
+from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import Storage, normalize_reference
 from dialogs.checklist import checklist_text
 from dialogs.engine import CHECKLIST_KEY, numbers_select, step
@@ -19,6 +20,13 @@ from dialogs.io import Reply, State, UserInput
 from locales import t
 
 CHANNEL = "console"
+
+
+class ConsoleChannel(Channel):
+    """The console shows the replies `commit` returns at once: nothing waits in an outbox."""
+
+    name = CHANNEL
+    outbox = False
 
 
 class ResumeError(Exception):
@@ -30,7 +38,7 @@ class Session:
 
     def __init__(self, storage: Storage, chat_id: str, lang: str, on: dt.date | None, opening: str):
         self.storage, self.chat_id, self.lang, self.opening = storage, chat_id, lang, opening
-        self.step = functools.partial(step, on=on)
+        self.delivery = Delivery(storage, ConsoleChannel(), functools.partial(step, on=on), lang)
 
     @classmethod
     def new(
@@ -60,10 +68,8 @@ class Session:
         return cls(storage, row["chat_id"], lang, on, "/continue")
 
     def send(self, inp: UserInput) -> tuple[State, list[Reply]]:
-        handled = self.storage.handle(
-            CHANNEL, self.chat_id, None, uuid.uuid4().hex, inp, self.step, lang=self.lang
-        )
-        return handled.state, with_checklist(handled.state, handled.replies)
+        turn = self.delivery.commit(Inbound(self.chat_id, None, uuid.uuid4().hex, None, inp))
+        return turn.state, with_checklist(turn.state, turn.replies)
 
 
 def with_checklist(state: State, replies: list[Reply]) -> list[Reply]:

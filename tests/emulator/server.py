@@ -224,6 +224,7 @@ class BotApiEmulator:
 
     def _reset_state(self) -> None:
         self._next_update_id = 100_000
+        self._reused_up_to = 0  # ids up to this were handed out before (restart_update_ids)
         self._pending: list[dict] = []  # unconfirmed updates, in update_id order
         self._forced: list[dict] = []  # redelivered copies, returned regardless of offset
         self._history: dict[int, dict] = {}  # every update ever injected, by update_id
@@ -338,7 +339,8 @@ class BotApiEmulator:
             self._next_update_id += 1
             update = {**copy.deepcopy(update), "update_id": self._next_update_id}
             self._history[update["update_id"]] = update
-            self._pending.append(update)
+            reused = update["update_id"] <= self._reused_up_to  # whatever the bot's offset
+            (self._forced if reused else self._pending).append(update)
             self._cond.notify_all()
             return update["update_id"]
 
@@ -395,6 +397,13 @@ class BotApiEmulator:
                     }
                 }
             )
+
+    def restart_update_ids(self, next_id: int) -> None:
+        """Like Telegram after a week without updates: the next update gets `next_id` again,
+        an id already handed out (to any chat). It is delivered whatever the bot's offset."""
+        with self._cond:
+            self._reused_up_to = max(self._reused_up_to, self._next_update_id)
+            self._next_update_id = next_id - 1
 
     def redeliver(self, update_id: int) -> None:
         """Deliver an already injected update again, with the same update_id, on the next
