@@ -27,6 +27,7 @@ from rules.clock import texts_on
 from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
+CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
 # The applicant reason's limits each answer is compared with (第2 2 (6) has two: the law's
 # group and the 別表 row).
@@ -130,7 +131,13 @@ class Turn:
         title = (
             t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
         )
-        return "\n".join([title, *lines])
+        return "\n".join([title, *lines, *self.reference_lines()])
+
+    def reference_lines(self) -> list[str]:
+        """The reference number an owner quotes to the prefecture (none without storage)."""
+        if not self.s.reference:
+            return []
+        return ["", t("takeaway.reference_line", self.lang, reference=self.s.reference)]
 
     def conclude(self, verdict: Verdict, prefix: str = "") -> None:
         """The summary, then the verdict with its reasons, warnings and next steps."""
@@ -144,10 +151,7 @@ class Turn:
             "ineligible": {"not_met"},
             "undetermined": {"unknown", "not_met"},
         }[verdict.status]
-        title, next_steps = f"verdict.title.{verdict.status}", f"verdict.next.{verdict.status}"
-        if verdict.status == "undetermined" and not verdict.missing:  # no answer can settle it
-            title, next_steps = "verdict.by_prefecture.title", "verdict.by_prefecture.next"
-        lines = [t(title, self.lang), t("verdict.reasons_title", self.lang)]
+        lines = [t(verdict_keys(vj)[0], self.lang), t("verdict.reasons_title", self.lang)]
         lines += [
             t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
             for r in vj["reasons"]
@@ -181,29 +185,24 @@ class Turn:
                 t("verdict.warnings_title", self.lang),
                 *[t("verdict.warning_line", self.lang, message=w) for w in notes],
             ]
-        lines += [
-            "",
-            t("verdict.next_title", self.lang),
-            t(next_steps, self.lang),
-        ]
-        if verdict.status == "ineligible":
-            lines += [
-                t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-                for r in verdict.reasons
-                if r.status == "not_met"
-                and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-            ]
+        lines += ["", t("verdict.next_title", self.lang), *next_steps(vj, self.lang)]
+        lines += self.reference_lines()
         self.replies.append(
             Reply(
                 key=f"verdict.title.{verdict.status}",
                 text="\n".join(lines),
                 verdict=vj,
-                choices=[
-                    self.button("dialog.buttons.summary", "/summary"),
-                    self.button("dialog.buttons.restart", "/restart"),
-                ],
+                choices=self.after_verdict_buttons(),
             )
         )
+
+    def after_verdict_buttons(self) -> list[Choice]:
+        return [
+            self.button("takeaway.buttons.checklist", "/checklist"),
+            self.button("takeaway.buttons.contact", "/contact"),
+            self.button("dialog.buttons.summary", "/summary"),
+            self.button("dialog.buttons.restart", "/restart"),
+        ]
 
     def proceed(self, prefix: str = "", trigger: str = "answer") -> str:
         """After answers change: the verdict if certain (or nothing askable is left), else the
@@ -218,10 +217,44 @@ class Turn:
         return phase
 
 
+def verdict_keys(verdict: dict) -> tuple[str, str]:
+    """The locale keys of a verdict's title and next steps (from its JSON): an undetermined
+    one that no answer can settle is the prefecture's to decide."""
+    status = verdict["status"]
+    if status == "undetermined" and not verdict["missing"]:
+        return "verdict.by_prefecture.title", "verdict.by_prefecture.next"
+    return f"verdict.title.{status}", f"verdict.next.{status}"
+
+
+def next_steps(verdict: dict, lang: str, documents: bool = True) -> list[str]:
+    """What to do now (from the verdict JSON): the text for its status, the documents past
+    calls asked for when eligible (unless the caller lists them itself, as the checklist
+    does), and for an ineligible one the advice for each criterion that ruled it out."""
+    lines = [t(verdict_keys(verdict)[1], lang)]
+    if verdict["status"] == "eligible" and documents:
+        lines.append(t("takeaway.documents_line", lang))
+    if verdict["status"] == "ineligible":
+        keys = [f"verdict.next.by_criterion.{r['criterion']}" for r in verdict["reasons"]]
+        lines += [
+            t(key, lang)
+            for key, r in zip(keys, verdict["reasons"], strict=True)
+            if r["status"] == "not_met" and has(key, lang)
+        ]
+    return lines
+
+
 # --- reading the input -------------------------------------------------------------------------
 @cache
 def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
+
+
+def numbers_select(state: State) -> bool:
+    """Whether a typed number picks a shown choice. While a number is asked it is the answer,
+    except when the choices shown are the summary's edit list: "2" there is never "2人"."""
+    if state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC:
+        return True
+    return any(c.value.startswith("/edit ") for c in state.offered)
 
 
 def read(state: State, inp: UserInput) -> tuple[str, str | None]:
@@ -237,10 +270,14 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
         arg = key.split(" ", 1)[1] if word == "edit" else ""
         return "command", f"/{word} {arg}".strip()
     labels = {normalize(c.label): c.value for c in state.offered}
-    numbered = state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC
     button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
     chosen = labels.get(key)
-    if chosen is None and numbered and button_no and 1 <= int(key) <= len(state.offered):
+    if (
+        chosen is None
+        and numbers_select(state)
+        and button_no
+        and 1 <= int(key) <= len(state.offered)
+    ):
         chosen = state.offered[int(key) - 1].value
     if chosen is not None:  # typed, so a disqualifying answer is still read back
         kind, payload = read(state, UserInput(choice=chosen))
@@ -670,8 +707,8 @@ def _fresh(turn: Turn, key: str) -> str:
     s = turn.s
     s.answers, s.history, s.skipped, s.verdict, s.approx, s.bounds = {}, [], [], None, [], {}
     s.confirming, s.pending, s.asked, s.guided = None, [], [], []
-    s.phase = "asking"
-    turn.ask(turn.verdict().missing[0], t(key, turn.lang))
+    s.phase = "asking"  # the reference number from the start: people who drop out phone too
+    turn.ask(turn.verdict().missing[0], "\n".join([t(key, turn.lang), *turn.reference_lines()]))
     return "asking"
 
 
@@ -690,13 +727,7 @@ def _repeat(turn: Turn) -> None:
     elif turn.s.awaiting:
         turn.ask(turn.s.awaiting)
     elif turn.s.phase == "verdict":
-        turn.say(
-            "dialog.after_verdict",
-            [
-                turn.button("dialog.buttons.summary", "/summary"),
-                turn.button("dialog.buttons.restart", "/restart"),
-            ],
-        )
+        turn.say("dialog.after_verdict", turn.after_verdict_buttons())
 
 
 def step(
@@ -793,8 +824,18 @@ def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list
         )
     elif name == "continue" and s.phase == "cancelled":
         dest = turn.proceed(t("dialog.resumed", turn.lang), trigger="continue")
-    elif name == "continue":
-        turn.say("dialog.resumed")
+    elif name == "continue":  # where the owner left off: the answers so far, then the question
+        turn.replies.append(
+            Reply(
+                key="dialog.resumed",
+                text="\n\n".join([t("dialog.resumed", turn.lang), turn.summary_text()]),
+            )
+        )
+        _repeat(turn)
+    elif name == "checklist":  # the adapter sends the document after it (dialogs/checklist.py)
+        turn.say(CHECKLIST_KEY, turn.after_verdict_buttons())
+    elif name == "contact":
+        turn.say("takeaway.contact", reference=_reference_note(turn))
         _repeat(turn)
     elif name == "chat":
         s.last.outcome = "ignored"
@@ -807,6 +848,12 @@ def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list
     else:
         s.offered = []
     return s, turn.replies
+
+
+def _reference_note(turn: Turn) -> str:
+    if not turn.s.reference:
+        return ""
+    return t("takeaway.contact_reference", turn.lang, reference=turn.s.reference)
 
 
 @lru_cache(maxsize=4096)

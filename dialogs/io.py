@@ -57,6 +57,7 @@ class State(BaseModel):
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided
+    reference: str | None = None  # the reference number, put here by storage at creation
     # A typed reading being read back before it is recorded: {"field", "value", "approx",
     # "note", "bound"}; `awaiting` is its field meanwhile. `pending`: readings from the same
     # message waiting behind it (several answers in one message), in asking order.

@@ -3,6 +3,7 @@ Telegram adapter calls. `populate` is shared with the other test_admin_* files."
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -211,7 +212,16 @@ def test_display_sql_shows_the_same_words_as_the_text(storage):
         for r in reversed(report.conversations(storage.db))
     ]
     assert [[str(v) for v in w.values()] for w in web] == py
-    assert list(web[0]) == ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"]
+    assert list(web[0]) == [
+        "番号",
+        "受付番号",
+        "開始",
+        "最終更新",
+        "経路",
+        "状態",
+        "判定",
+        "最後の質問",
+    ]
     assert web[3]["状態"] == "中断" and web[3]["最後の質問"] == "県内の事業所"
     assert web[4]["判定"] == "判定不能"
 
@@ -221,7 +231,10 @@ def test_display_sql_shows_the_same_words_as_the_text(storage):
 
 def test_recent_text(storage):
     text = report.recent_text(storage, "ja", limit=4)
-    assert rows(text) == [
+    table = rows(text)
+    assert all(re.fullmatch(r"TC-\w{4}-\w{2}", r.pop(1)) for r in table[2:])  # random
+    assert table[1].pop(1) == "受付番号"
+    assert table == [
         ["会話", "4件（新しい順、時刻は日本時間）"],
         ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"],
         [

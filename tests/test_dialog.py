@@ -328,19 +328,28 @@ def test_console_jsonl_converses_line_by_line(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
-def test_console_resumes_the_last_unfinished_conversation(tmp_path):
+def test_console_starts_afresh_unless_resumed(tmp_path):
     env = {"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": "", "USER": "staff"}
     cmd = [sys.executable, "-m", "bot.cli", "console", "--date", "2024-06-01"]
-    first = subprocess.run(
-        cmd, input="会社\n製造業\n", capture_output=True, text=True, encoding="utf-8", env=env
-    )
-    assert "資本金" in first.stdout.splitlines()[-8:][0] or "資本金" in first.stdout
-    again = subprocess.run(cmd, input="", capture_output=True, text=True, encoding="utf-8", env=env)
-    assert "続きから再開します" in again.stdout and "資本金（または出資の総額）" in again.stdout
-    fresh = subprocess.run(
-        cmd + ["--new"], input="", capture_output=True, text=True, encoding="utf-8", env=env
-    )
-    assert "事業者の種類を教えてください" in fresh.stdout
+
+    def run(*extra, text=""):
+        return subprocess.run(
+            cmd + list(extra), input=text, capture_output=True, text=True, encoding="utf-8", env=env
+        )
+
+    first = run(text="会社\n製造業\n")
+    assert "資本金（または出資の総額）" in first.stdout
+    reference = re.search(r"TC-[0-9A-Z]{4}-[0-9A-Z]{2}", first.stdout)
+    fresh = run()  # the default: a new conversation, the other one left as it was
+    assert "事業者の種類を教えてください" in fresh.stdout and "続きから再開" not in fresh.stdout
+    again = run("--resume")  # the last unfinished one: the fresh one, which has no answers yet
+    assert "続きから再開します" in again.stdout and "まだ回答はありません" in again.stdout
+    by_ref = run("--resume", reference.group(0).lower().replace("-", " "))  # as read out
+    assert "続きから再開します" in by_ref.stdout
+    assert "・業種: 製造業" in by_ref.stdout  # the answers so far
+    assert "資本金（または出資の総額）" in by_ref.stdout and reference.group(0) in by_ref.stdout
+    unknown = run("--resume", "TC-2222-22")
+    assert unknown.returncode == 1 and "TC-2222-22" in unknown.stderr
 
 
 @pytest.mark.parametrize(

@@ -191,7 +191,8 @@ def test_start_new_abandons_active_keeps_finished(store):
     status = {r["id"]: r["status"] for r in store.db.query("SELECT * FROM conversations")}
     assert status == {finished: "finished", active: "abandoned", fresh: "active"}
     cid, state = store.current("telegram", "c1")
-    assert cid == fresh and state == State(lang="ja")
+    assert cid == fresh and state == State(lang="ja", reference=state.reference)
+    assert state.reference is not None
     assert store.last_unfinished("telegram", "c1")[0] == fresh
     assert store.current("telegram", "other") is None
 

@@ -94,8 +94,25 @@ def test_whole_dialog_by_buttons(bot, chat, outcome):
     for action, value, replies in BY_BUTTONS[outcome]:
         got = getattr(chat, action)(value, replies)
     assert got[-1]["text"].startswith(TITLES[outcome])
-    assert set(chat.buttons()) == {"回答確認", "最初から"}
+    assert set(chat.buttons()) == {"チェックリスト", "県に相談", "回答確認", "最初から"}
     assert verdict(bot.db, chat.id) == (1, "finished", outcome)
+    [reference] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", chat.id)[0]
+    assert f"受付番号: {reference}" in got[-1]["text"]
+
+
+def test_checklist_comes_as_a_pdf_document_and_contact_as_text(emu, bot, chat):
+    for action, value, replies in BY_BUTTONS["eligible"]:
+        getattr(chat, action)(value, replies)
+    [reference] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", chat.id)[0]
+    ready, document = chat.press("チェックリスト", 2)
+    assert ready["text"] == t("takeaway.checklist.ready", "ja")
+    assert document["document"]["file_name"] == f"checklist-{reference}.pdf"
+    assert document["document"]["bytes"].startswith(b"%PDF-")
+    assert reference in document["text"]  # the caption
+    assert set(chat.buttons()) == {"チェックリスト", "県に相談", "回答確認", "最初から"}
+    contact, _ = chat.press("県に相談", 2)
+    assert "気候変動対策課" in contact["text"] and reference in contact["text"]
+    assert [c["chat_id"] for c in emu.calls_to("sendDocument")].count(chat.id) == 1
 
 
 @pytest.mark.parametrize("outcome", BY_TEXT)
@@ -138,7 +155,8 @@ def test_start_midway_offers_to_continue_or_start_over(chat):
     assert set(chat.buttons()) == {"続ける", "最初から"}
     assert "回答済み 1問" in offer["text"]
     resumed, again = chat.press("続ける", 2)
-    assert resumed["text"] == t("dialog.resumed", "ja") and "主な業種" in again["text"]
+    assert resumed["text"].startswith(t("dialog.resumed", "ja")) and "主な業種" in again["text"]
+    assert "・事業者の種類: 会社" in resumed["text"]  # the answers so far
 
 
 def test_user_text_is_escaped_and_very_long_input_refused(bot, chat):
@@ -233,6 +251,8 @@ def test_admin_commands_exist_for_admins_only(emu, bot):
     cid = query(bot.db, "SELECT id FROM conversations WHERE chat_id = ?", str(stranger.id))[0][0]
     [shown] = admin.say(f"/show {cid}")
     assert f"#{cid}" in shown["text"] and "/stats" in shown["text"]
+    [ref] = query(bot.db, "SELECT reference FROM conversations WHERE id = ?", cid)[0]
+    assert admin.say(f"/show {ref.lower()}")[0]["text"] == shown["text"]  # as read out
     assert (
         admin.say("/show 999999")[0]["text"]
         == f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
