@@ -464,7 +464,7 @@ def start_up(work: Path, runs: int) -> dict[str, float]:
     shows the question, then ends) and of `rules check` on one object."""
     env = {**os.environ, "SUBSIDY_DB": str(work / "console.db"), "SUBSIDY_LANG": "ja"}
     cmds = {
-        "console_first_turn_s": ([sys.executable, "-m", "bot.cli", "console", "--new"], ""),
+        "console_first_turn_s": ([sys.executable, "-m", "bot.cli", "console"], ""),
         "rules_check_s": (
             [sys.executable, "-m", "bot.cli", "rules", "check", "--date", ON.isoformat()],
             ANSWERS,

@@ -528,6 +528,8 @@ class Storage:
             group.error = group.error or exc
         finally:
             self._group, group.done = None, True
+            if not group.durable:  # FULL again: the connection's setting outside a lazy group
+                self.conn.execute("PRAGMA synchronous = FULL")
             self._turns.notify_all()
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
