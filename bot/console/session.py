@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import uuid
 
-from bot.checklist_pdf import today
 from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import Storage, normalize_reference
 from dialogs.checklist import checklist_text
@@ -75,6 +74,8 @@ class Session:
 def with_checklist(state: State, replies: list[Reply]) -> list[Reply]:
     """The replies, with the checklist as text after the dialog's "here it is" (a terminal
     shows text; `console --pdf FILE` writes the PDF too)."""
+    from bot.checklist_pdf import today  # lazily: fpdf2 takes a second to import
+
     out = []
     for reply in replies:
         out.append(reply)
