@@ -74,12 +74,14 @@ class Session:
 def with_checklist(state: State, replies: list[Reply]) -> list[Reply]:
     """The replies, with the checklist as text after the dialog's "here it is" (a terminal
     shows text; `console --pdf FILE` writes the PDF too)."""
-    from bot.checklist_pdf import today  # lazily: fpdf2 takes a second to import
-
     out = []
     for reply in replies:
         out.append(reply)
-        if reply.key == CHECKLIST_KEY and (text := checklist_text(state, today())):
+        if reply.key != CHECKLIST_KEY:
+            continue
+        from bot.checklist_pdf import today  # only here: fpdf2 takes a second to import
+
+        if text := checklist_text(state, today()):
             out.append(Reply(key="takeaway.checklist.title", text=text))
     return out
 
