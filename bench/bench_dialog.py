@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from bot.console.session import ConsoleChannel
+from bot.delivery import Delivery, Inbound
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import State, UserInput
@@ -58,15 +60,9 @@ def main() -> None:
 
         def stored_dialog():
             chat = uuid.uuid4().hex
+            delivery = Delivery(storage, ConsoleChannel(), lambda s, i: step(s, i, on=ON))
             for text in DIALOG:
-                storage.handle(
-                    "console",
-                    chat,
-                    None,
-                    uuid.uuid4().hex,
-                    UserInput(text=text),
-                    lambda s, i: step(s, i, on=ON),
-                )
+                delivery.commit(Inbound(chat, None, uuid.uuid4().hex, None, UserInput(text=text)))
 
         timed("whole dialog, 12 stored inputs (SQLite)", stored_dialog, 5)
     tracemalloc.start()

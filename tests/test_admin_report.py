@@ -8,8 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 import pytest
+from test_storage import Named
 
 from bot.admin import report
+from bot.delivery import Delivery, Inbound
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import UserInput
@@ -72,8 +74,9 @@ def populate(path) -> None:
     with Storage(path, clock=clock) as storage:
         for channel, chat, user, start, texts in SCRIPTS:
             clock.now = start
+            delivery = Delivery(storage, Named(channel), stepper)
             for i, text in enumerate(texts):
-                storage.handle(channel, chat, user, f"{chat}-{i}", UserInput(text=text), stepper)
+                delivery.commit(Inbound(chat, user, f"{chat}-{i}", None, UserInput(text=text)))
 
 
 @pytest.fixture

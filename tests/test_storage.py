@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlite_utils import Database
 
+from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
@@ -61,8 +62,15 @@ def store(tmp_path, clock):
         yield s
 
 
+class Named(Channel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 def send(store, text, uid, chat="c1", user="u1", channel="telegram"):
-    return store.handle(channel, chat, user, uid, UserInput(text=text), fake_step)
+    """One input through the delivery core's commit (nothing is sent here)."""
+    delivery = Delivery(store, Named(channel), fake_step)
+    return delivery.commit(Inbound(chat, user, uid, None, UserInput(text=text)))
 
 
 def counts(store) -> dict[str, int]:
@@ -82,7 +90,7 @@ def test_creates_database_on_first_use(tmp_path):
 
 def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
     h = send(store, "hello", "1")
-    assert not h.duplicate and [r.key for r in h.replies] == ["ack", "ask"]
+    assert h.status == "new" and [r.key for r in h.replies] == ["ack", "ask"]
     events = list(store.db.query("SELECT * FROM events ORDER BY seq"))
     assert [(e["seq"], e["direction"], e["input_uid"]) for e in events] == [
         (1, "in", "1"),
@@ -111,11 +119,11 @@ def test_duplicate_input_changes_nothing_and_returns_same_replies(store):
     first = send(store, "hello", "42")
     before = (counts(store), list(store.db.query("SELECT * FROM conversations")))
     again = send(store, "something else", "42")
-    assert again.duplicate and again.conversation_id == first.conversation_id
-    assert again.replies == first.replies
+    assert again.status == "duplicate"
+    assert again.pending[-1].replies == first.replies  # not sent yet: to send again
     assert (counts(store), list(store.db.query("SELECT * FROM conversations"))) == before
     # same uid on another channel is a different input
-    assert not send(store, "x", "42", channel="console").duplicate
+    assert send(store, "x", "42", channel="console").status == "new"
 
 
 def test_step_that_raises_writes_nothing(store):
@@ -127,7 +135,7 @@ def test_step_that_raises_writes_nothing(store):
     with pytest.raises(RuntimeError):
         send(store, "boom", "3")
     assert (counts(store), list(store.db.query("SELECT * FROM conversations"))) == before
-    assert not send(store, "hello", "3").duplicate  # the failed uid was not recorded
+    assert send(store, "hello", "3").status == "new"  # the failed uid was not recorded
 
 
 def test_reopening_restores_state_exactly(tmp_path, clock):
@@ -138,7 +146,7 @@ def test_reopening_restores_state_exactly(tmp_path, clock):
         cid, state = s.current("telegram", "c1")
     with Storage(path, clock=clock) as s:
         assert s.current("telegram", "c1") == (cid, state)
-        assert send(s, "a", "1").duplicate
+        assert send(s, "a", "1").status == "duplicate"
         h = send(s, "c", "3")
         assert h.conversation_id == cid
         assert s.current("telegram", "c1")[1].answers == {"texts": ["a", "b", "c"]}
@@ -154,7 +162,7 @@ def test_verdict_finishes_and_cancel_ends_conversation(store):
         "tochigi-2025",
     )
     assert h.replies[0].verdict == VERDICT
-    assert send(store, "done", "2").replies == h.replies  # verdict rebuilt from the log
+    assert send(store, "done", "2").pending[-1].replies == h.replies  # rebuilt from the log
     assert store.current("telegram", "c1")[0] == cid  # finished is still current
     assert store.last_unfinished("telegram", "c1") is None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import SCHEMA_VERSION, Storage, StorageError
 from dialogs.engine import step
 from dialogs.io import UserInput
@@ -21,8 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER = "秘密のテキスト-7c1e"  # a user's words that /delete must take out of the file
 
 
-def say(storage: Storage, chat: int, text: str, uid: str | None = None):
-    return storage.handle("telegram", chat, chat, uid, UserInput(text=text), step)
+class Shown(Channel):
+    """A channel that shows the replies at once (no outbox), named like Telegram."""
+
+    name = "telegram"
+    outbox = False
+
+
+def say(storage: Storage, chat: int, text: str):
+    inbound = Inbound(str(chat), str(chat), None, None, UserInput(text=text))
+    return Delivery(storage, Shown(), step).commit(inbound)
 
 
 def journal_mode(path: Path) -> str:

@@ -249,9 +249,9 @@ def test_delete_asks_first_then_erases(emu, bot, chat):
     done = t("telegram.delete.done", "ja", conversations=1)
     emu.wait_until(lambda: chat.messages[-1]["text"] == done, 10)
     assert verdict(bot.db, chat.id)[0] == 0 and events(bot.db, chat.id) == []
-    assert query(bot.db, "SELECT count(*) FROM telegram_chats WHERE chat_id = ?", str(chat.id)) == [
-        (0,)
-    ]
+    for table in ("chats", "outbox"):  # the marks and the outbox go with the conversation
+        sql = f"SELECT count(*) FROM {table} WHERE chat_id = ?"
+        assert query(bot.db, sql, str(chat.id)) == [(0,)]
     assert not chat.keyboards(), "the dialog's keyboard went with the data"
     answers = len(emu.callback_answers)
     emu.press(chat.id, question["message_id"], "industry:retail")  # a button from before
@@ -334,7 +334,9 @@ def test_answer_is_kept_when_sending_fails_for_good(emu, bot, chat):
     sent = len(emu.calls_to("sendMessage"))
     emu.send_text(chat.id, "1")
     emu.wait_until(lambda: len(emu.calls_to("sendMessage")) >= sent + SEND_ATTEMPTS, 15)
-    [reply] = chat.say("製造業")  # the lost reply's question was answered all the same
+    # the unsent reply goes first (from the outbox), then the answer to the new input
+    unsent, reply = chat.say("製造業", replies=2)
+    assert "主な業種" in unsent["text"]
     assert reply["text"].startswith("業種は「製造業」")
     assert verdict(bot.db, chat.id)[0] == 1
 
@@ -427,8 +429,9 @@ def test_token_never_reaches_debug_logs(tmp_path):
             emu.fail_next("answerCallbackQuery", status=400)
             c.press(YES, 2)
     out = process.output
-    assert "DEBUG" in out and "getUpdates" in out and "Retrying" in out, out[-2000:]
+    assert "DEBUG" in out and "Retrying" in out, out[-2000:]
     assert token not in out and token.split(":")[1] not in out
+    assert "医療法人" not in out  # nor what users said (PTB's payload loggers stay at INFO)
 
 
 @pytest.mark.parametrize(
@@ -505,7 +508,7 @@ def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
         str(port),
         TELEGRAM_WEBHOOK_SECRET=secret,
         LOG_LEVEL="DEBUG",
-    )  # PTB logs setWebhook's parameters at DEBUG
+    )  # DEBUG: the most that is ever logged
     with process.start(ready="setWebhook"):
         hook = emu.webhook
         assert hook["url"] == url and hook["allowed_updates"] == ["message", "callback_query"]
@@ -518,7 +521,7 @@ def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
         assert "事業者の種類" in welcome["text"]
     assert process.proc.returncode == 0
     assert emu.bot_messages(8001) == []  # the rejected updates never got in
-    assert used not in process.output and "'secret_token': '[REDACTED]'" in process.output
+    assert used not in process.output and "DEBUG" in process.output
 
 
 def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):

@@ -100,7 +100,8 @@ def metadata(db_name: str, lang: str | None) -> dict:
                     "events": table("events", EVENT_COLUMNS),
                     # bookkeeping of the adapters, not conversations
                     "inputs": {"hidden": True},
-                    "telegram_chats": {"hidden": True},
+                    "outbox": {"hidden": True},
+                    "chats": {"hidden": True},
                 },
                 "queries": {
                     "recent": query(

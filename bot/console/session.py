@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import uuid
 
+from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import Storage
 from dialogs.engine import NUMERIC, step
 from dialogs.io import Reply, State, UserInput
@@ -15,22 +16,27 @@ from dialogs.questions import questions
 CHANNEL = "console"
 
 
+class ConsoleChannel(Channel):
+    """The console shows the replies `commit` returns at once: nothing waits in an outbox."""
+
+    name = CHANNEL
+    outbox = False
+
+
 class Session:
     """One console conversation backed by the database: send an input, get the replies."""
 
     def __init__(self, storage: Storage, chat_id: str, lang: str, on: dt.date | None, new: bool):
         self.storage, self.chat_id, self.lang = storage, chat_id, lang
-        self.step = functools.partial(step, on=on)
+        self.delivery = Delivery(storage, ConsoleChannel(), functools.partial(step, on=on), lang)
         resume = not new and storage.last_unfinished(CHANNEL, chat_id)
         if not resume:
             storage.start_new(CHANNEL, chat_id, None, lang)
         self.opening = "/continue" if resume else "/start"
 
     def send(self, inp: UserInput) -> tuple[State, list[Reply]]:
-        handled = self.storage.handle(
-            CHANNEL, self.chat_id, None, uuid.uuid4().hex, inp, self.step, lang=self.lang
-        )
-        return handled.state, handled.replies
+        turn = self.delivery.commit(Inbound(self.chat_id, None, uuid.uuid4().hex, None, inp))
+        return turn.state, turn.replies
 
 
 def turn_json(state: State, replies: list[Reply]) -> dict:
