@@ -137,7 +137,7 @@ class TelegramBot:
         return self.app.bot
 
     async def on_start(self, app: Application) -> None:
-        """post_init: the command menu in each language (the default in SUBSIDY_LANG)."""
+        """At start-up: the command menu in each language (the default in SUBSIDY_LANG)."""
         self.app = app
         for code in ("", *LANGS):
             menu = [BotCommand(c, t(f"telegram.commands.{c}", code or self.lang)) for c in COMMANDS]

@@ -35,8 +35,10 @@ from tornado.web import HTTPError  # what PTB's webhook server turns into an HTT
 
 from bot import logsafe
 from bot.delivery import ChatLocks
+from bot.lock import Busy, ProcessLock
 from bot.settings import Settings
-from bot.storage import Storage
+from bot.storage import Storage, StorageError
+from bot.telegram import startup, webhook
 from bot.telegram.adapter import TelegramBot
 from locales import DEFAULT, LANGS, default_lang, t
 
@@ -164,7 +166,6 @@ def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
         .update_queue(StoredQueue(bot))
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks))
-        .post_init(bot.on_start)
     )
     if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
         builder = builder.base_url(settings.telegram_api_url).base_file_url(
@@ -184,14 +185,12 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
     when every update of it is committed (or needed no storing); a redelivery after a crash
     is recognised by its update id in storage. Sending may still be under way meanwhile, and
     different chats proceed concurrently through ChatOrder."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     tasks: set[asyncio.Task] = set()
     offset, pause = None, 0.0
+    await startup.call(app.initialize)  # getMe; `async with` then finds it done
     async with app:
-        await app.bot.delete_webhook(drop_pending_updates=False)
+        await startup.call(lambda: app.bot.delete_webhook(drop_pending_updates=False))
         await bot.on_start(app)
         await app.start()
         stopping = asyncio.ensure_future(stop.wait())
@@ -245,6 +244,42 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
             await app.stop()
 
 
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_webhook(
+    app: Application, bot: TelegramBot, args: argparse.Namespace, secret: str
+) -> None:
+    """Webhook mode (bot/telegram/webhook.py): listen first, then tell Telegram where."""
+    stop = _stop_on_signals()
+    url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
+    await startup.call(app.initialize)
+    async with app:
+        http = webhook.server(app, bot.storage, url_path, secret)
+        http.listen(args.port, args.listen)
+        try:
+            await startup.call(
+                lambda: app.bot.set_webhook(
+                    args.webhook,
+                    secret_token=secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                )
+            )
+            await bot.on_start(app)
+            await app.start()
+            await stop.wait()
+        finally:
+            http.stop()
+            if app.running:
+                await app.stop()
+
+
 def _fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 2
@@ -279,25 +314,35 @@ def main(args: argparse.Namespace) -> int:
         return _fail(t("telegram.cli.bad_settings", lang, field="LOG_LEVEL", problem=level))
     logsafe.setup(level, [token, secret])
 
+    lock = ProcessLock(settings.subsidy_db, "telegram", token.partition(":")[0])
+    try:
+        lock.acquire()
+    except Busy as busy:
+        log.error("%s", t("robustness.lock.busy", lang, pid=busy.pid or "?", path=busy.path))
+        return 1
+    except OSError as exc:
+        log.error("%s", t("telegram.cli.failed", lang, problem=exc))
+        return 1
+    try:
+        return _run(args, settings, token, secret, lang)
+    finally:
+        lock.release()
+
+
+def _run(args: argparse.Namespace, settings: Settings, token: str, secret: str, lang: str) -> int:
     try:
         storage = Storage(settings.subsidy_db)
-    except Exception as exc:  # unwritable path, a newer schema...: one line, no traceback
+    except StorageError as exc:
+        log.error("%s", exc.text(lang))
+        return 1
+    except Exception as exc:  # unwritable path...: one line, no traceback
         log.error("%s", t("telegram.cli.failed", lang, problem=exc))
         return 1
     bot = TelegramBot(storage, lang, settings.admin_user_ids, args.date)
     app = build(settings, token, bot)
     try:
         if args.webhook:
-            url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
-            app.run_webhook(
-                listen=args.listen,
-                port=args.port,
-                url_path=url_path.strip("/"),
-                webhook_url=args.webhook,
-                secret_token=secret,
-                allowed_updates=ALLOWED_UPDATES,
-                drop_pending_updates=False,
-            )
+            asyncio.run(serve_webhook(app, bot, args, secret))
         else:
             asyncio.run(poll(app, bot, args.poll_timeout))
     except InvalidToken:

@@ -1,0 +1,117 @@
+"""The real bot process under the faults of issue 13 (items 6, 7, 8, and the health endpoint):
+a second process for the same bot, an outage while starting, oversized or unauthenticated
+webhook bodies. Against the Bot API emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+try:  # tests/ is not a package: importable either way
+    from tests.e2e.botproc import BotProcess, Chat
+    from tests.emulator import BotApiEmulator
+except ImportError:
+    from e2e.botproc import BotProcess, Chat
+    from emulator import BotApiEmulator
+
+from bot.telegram.webhook import HEALTH_PATH, MAX_BODY
+from locales import t
+
+
+@pytest.fixture
+def emu():
+    with BotApiEmulator() as emulator:
+        yield emulator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_second_process_for_the_same_bot_refuses_to_start(emu, tmp_path):
+    db = tmp_path / "bot.db"
+    with BotProcess(emu, tmp_path, db) as first:
+        second = BotProcess(emu, tmp_path, db, SUBSIDY_LANG="en")
+        second.start(ready=None)
+        assert second.proc.wait(30) == 1
+        second.stop()
+        lines = second.output.strip().splitlines()
+        assert len(lines) == 1, second.output
+        bot_id = emu.token.partition(":")[0]
+        lock = db.with_name(f"bot.db.telegram-{bot_id}.lock")
+        assert lines[0].endswith(t("robustness.lock.busy", "en", pid=first.proc.pid, path=lock)), (
+            lines[0]
+        )
+        assert Chat(emu, 5).say("/start")  # the first one still answers, once
+        time.sleep(0.5)
+        assert len(emu.bot_messages(5)) == 1
+    with BotProcess(emu, tmp_path, db):  # the first one gone (lock released): starts again
+        assert Chat(emu, 6).say("/start")
+
+
+def test_a_502_or_dropped_connection_while_starting_is_retried(emu, tmp_path):
+    emu.fail_next("getMe", status=502)
+    emu.drop_next("getMe")
+    emu.drop_next("deleteWebhook")
+    emu.fail_next("deleteWebhook", status=503)
+    with BotProcess(emu, tmp_path, tmp_path / "bot.db") as process:
+        assert "事業者の種類" in Chat(emu, 7).say("/start")[0]["text"]
+    assert len(emu.calls_to("getMe")) >= 3 and len(emu.calls_to("deleteWebhook")) >= 3
+    assert "retrying" in process.output and "Traceback" not in process.output
+
+
+def _raw(port: int, head: str, body: bytes = b"", timeout: float = 5) -> bytes:
+    """Send the headers and a little of the body only; read what the server says meanwhile."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head.encode() + body)
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+@pytest.fixture
+def hooked(emu, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    process = BotProcess(
+        emu, tmp_path, tmp_path / "bot.db", "--webhook", url, "--port", str(port),
+        TELEGRAM_WEBHOOK_SECRET="s3cret",
+    )  # fmt: skip
+    with process.start(ready="setWebhook"):
+        deadline = time.monotonic() + 10
+        while True:  # listening before setWebhook; the health check proves it
+            try:
+                httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield port
+
+
+def test_webhook_refuses_big_or_unauthenticated_bodies_on_their_headers(hooked):
+    port, huge = hooked, 90 * 1024 * 1024
+    head = "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    # 90 MB announced, 1 KB sent: the answer comes at once, nothing waits for the rest
+    wrong = _raw(
+        port,
+        head + f"X-Telegram-Bot-Api-Secret-Token: nope\r\nContent-Length: {huge}\r\n\r\n",
+        b"{" * 1024,
+    )  # noqa: E501
+    assert wrong.startswith(b"HTTP/1.1 403"), wrong
+    anonymous = _raw(port, head + f"Content-Length: {huge}\r\n\r\n", b"{" * 1024)
+    assert anonymous.startswith(b"HTTP/1.1 403"), anonymous
+    big = _raw(
+        port,
+        head + f"X-Telegram-Bot-Api-Secret-Token: s3cret\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n",
+        b"{" * 1024,
+    )  # noqa: E501
+    assert big.startswith(b"HTTP/1.1 413"), big
+    health = httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
