@@ -11,14 +11,16 @@ import httpx
 import pytest
 
 try:  # tests/ is not a package: importable either way
-    from tests.e2e.botproc import BotProcess, Chat
+    from tests.e2e.botproc import BotProcess, Chat, query
     from tests.emulator import BotApiEmulator
 except ImportError:
-    from e2e.botproc import BotProcess, Chat
+    from e2e.botproc import BotProcess, Chat, query
     from emulator import BotApiEmulator
 
 from bot.telegram.webhook import HEALTH_PATH, MAX_BODY
 from locales import t
+
+NOTICE = t("robustness.flood.wait", "ja")
 
 
 @pytest.fixture
@@ -115,3 +117,31 @@ def test_webhook_refuses_big_or_unauthenticated_bodies_on_their_headers(hooked):
     assert big.startswith(b"HTTP/1.1 413"), big
     health = httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+def test_a_flooding_chat_holds_nobody_and_loses_nothing_silently(emu, tmp_path):
+    """Issue 13, item 1. The flooder's replies are slow (Telegram paces a chat); another chat
+    must be answered while the flooder's replies are still going out, not after them. The
+    flood is stored in order up to the per-chat bound; the rest is refused with one notice."""
+    db = tmp_path / "bot.db"
+    flooder, other, n = Chat(emu, 900), Chat(emu, 901), 60
+    with BotProcess(emu, tmp_path, db):
+        flooder.say("/start")
+        emu.slow_chat(flooder.id, 0.5)
+        for i in range(n):
+            emu.send_text(flooder.id, f"flood-{i}")
+        other.say("/start")  # waits for its one reply
+        answered = [m for m in flooder.messages[1:] if m["text"] != NOTICE]
+        assert len(answered) < 3, "the other chat waited for the flooder's replies"
+        emu.wait_until(lambda: not emu.pending_update_count, 30)
+        stored = lambda: [  # noqa: E731
+            int(text.removeprefix("flood-"))
+            for (text,) in query(db, "SELECT raw_text FROM events WHERE direction = 'in'")
+            if text.startswith("flood-")
+        ]
+        emu.wait_until(lambda: emu.bot_messages(flooder.id) and stored(), 30)
+        assert other.say("1")  # still answered at once
+    kept = stored()
+    assert kept == sorted(kept) and kept[0] == 0, kept  # in order, from the first
+    notices = [m for m in emu.bot_messages(flooder.id) if m["text"] == NOTICE]
+    assert len(kept) < n and len(notices) == 1  # the rest refused, told once for the burst

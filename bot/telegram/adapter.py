@@ -170,6 +170,23 @@ class TelegramBot:
         if future is not None and not future.done():
             future.set_result(stored)
 
+    async def refuse(self, update: Update, first: bool) -> None:
+        """Flow control (ChatOrder): the chat already has several updates waiting. This one is
+        not read; it is confirmed to Telegram, and the first refusal of a burst asks the user
+        to wait for the reply and send it again then (a pressed button hears it too)."""
+        self._release(update.update_id)
+        log.info("update %s not read: its chat has too many waiting", update.update_id)
+        chat = update.effective_chat
+        if chat is None or chat.type != ChatType.PRIVATE:
+            return
+        text = t("robustness.flood.wait", self.lang)
+        if update.callback_query is not None:
+            await self._try(
+                "answerCallbackQuery", functools.partial(update.callback_query.answer, text)
+            )
+        if first:
+            await self._say(chat.id, text)
+
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
             chat, user = update.effective_chat, update.effective_user

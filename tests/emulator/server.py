@@ -233,6 +233,7 @@ class BotApiEmulator:
         self._queries: dict[str, dict] = {}  # callback_query id -> {"answered": bool, ...}
         self._query_ids = itertools.count(1)
         self._faults: list[dict] = []
+        self._latency: dict[int, float] = {}  # chat_id -> seconds each sendMessage takes
         self._calls: list[tuple[str, dict]] = []
         self._callback_answers: list[dict] = []
         self._commands: dict[str, list[dict]] = {}
@@ -425,6 +426,12 @@ class BotApiEmulator:
         """Close the connection without any response for the next ``times`` calls of
         ``method``. ``after=True`` executes the call first (the response is what gets lost)."""
         self._add_fault(method, times, drop=True, after=after)
+
+    def slow_chat(self, chat_id: int, seconds: float) -> None:
+        """Every sendMessage to this chat takes `seconds` to answer (Telegram paces a chat at
+        about one message a second), others are unaffected."""
+        with self._cond:
+            self._latency[chat_id] = seconds
 
     def _add_fault(self, method: str | None, times: int, **fault: Any) -> None:
         with self._cond:
@@ -785,6 +792,9 @@ class _Handler(BaseHTTPRequestHandler):
             emu._calls.append((method, copy.deepcopy(params)))
             fault = emu._take_fault(method)
             emu._cond.notify_all()
+            latency = emu._latency.get(_int_or_none(params.get("chat_id")) or 0, 0.0)
+        if latency and method.lower() == "sendmessage":
+            time.sleep(latency)
         if fault and fault.get("drop") and not fault["after"]:
             self.close_connection = True
             return None
