@@ -27,6 +27,7 @@ import itertools
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +144,13 @@ def _check_markup(markup: Any) -> dict | None:
     return markup
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (a bot process killed mid-request) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -250,7 +258,7 @@ class BotApiEmulator:
             emu = emulator
 
         self._stopping = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
