@@ -40,8 +40,10 @@ def test_a_second_process_for_the_same_bot_refuses_to_start(emu, tmp_path):
     with BotProcess(emu, tmp_path, db) as first:
         second = BotProcess(emu, tmp_path, db, SUBSIDY_LANG="en")
         second.start(ready=None)
-        assert second.proc.wait(30) == 1
-        second.stop()
+        try:
+            assert second.proc.wait(30) == 1
+        finally:
+            second.kill()
         lines = second.output.strip().splitlines()
         assert len(lines) == 1, second.output
         bot_id = emu.token.partition(":")[0]

@@ -14,7 +14,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (the test suite's)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    figures = run(QUICK if args.quick else FULL, args.seed)
+    figures = run(QUICK if args.quick else FULL, args.seed, progress=True)
     print(figures.report())
     for problem in figures.problems:
         print(f"PROBLEM: {problem}")

@@ -21,6 +21,8 @@ import re
 import signal
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -60,7 +62,7 @@ class Plan:
 
 QUICK = Plan(chats=4, rounds=1, kill_every=(3, 5), fault_every=(0.3, 0.8), floods=1, deadline_s=180)
 FULL = Plan(
-    chats=30, rounds=2, kill_every=(5, 10), fault_every=(0.1, 0.4), floods=4, deadline_s=900
+    chats=16, rounds=2, kill_every=(5, 10), fault_every=(0.3, 1.0), floods=3, deadline_s=900
 )
 
 
@@ -139,7 +141,7 @@ def inject_fault(emu: BotApiEmulator, rng: random.Random) -> None:
         emu.fail_next("editMessageReplyMarkup", status=502)
 
 
-def run(plan: Plan, seed: int = 1, workdir: Path | None = None) -> Figures:
+def run(plan: Plan, seed: int = 1, workdir: Path | None = None, progress: bool = False) -> Figures:
     rng = random.Random(seed)
     figures = Figures(chats=plan.chats)
     confirmed: set[int] = set()
@@ -157,8 +159,18 @@ def run(plan: Plan, seed: int = 1, workdir: Path | None = None) -> Figures:
         next_fault = now + rng.uniform(*plan.fault_every)
         next_flood = now + 1.0
         deadline = now + plan.deadline_s
+        next_progress = now + 30
         while time.monotonic() < deadline:
             now = time.monotonic()
+            if progress and now >= next_progress:
+                left = sum(len(p.inputs) + (p.waiting is not None) for p in people)
+                print(
+                    f"... {figures.inputs} inputs, {left} to go, {figures.kills} kills,"
+                    f" {figures.faults} faults",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                next_progress = now + 30
             if all(not p.inputs and p.waiting is None for p in people) and not floods_left:
                 break
             if now >= next_kill:
@@ -196,7 +208,11 @@ def run(plan: Plan, seed: int = 1, workdir: Path | None = None) -> Figures:
         settle = time.monotonic() + 60  # the last updates confirmed, the outbox empty
         while time.monotonic() < settle and (emu.pending_update_count or _unsent(db)):
             time.sleep(0.1)
-        bot.stop()
+        try:
+            bot.stop(timeout=60)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+            figures.problems.append("the bot took over 60 s to stop on SIGTERM")
         if time.monotonic() >= deadline:
             figures.problems.append("the campaign did not finish before its deadline")
         for p in people:
