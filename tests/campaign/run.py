@@ -61,9 +61,7 @@ class Plan:
 
 
 QUICK = Plan(chats=4, rounds=1, kill_every=(3, 5), fault_every=(0.3, 0.8), floods=1, deadline_s=180)
-FULL = Plan(
-    chats=16, rounds=2, kill_every=(5, 10), fault_every=(0.3, 1.0), floods=3, deadline_s=900
-)
+FULL = Plan(chats=24, rounds=3, kill_every=(2, 5), fault_every=(0.2, 0.6), floods=4, deadline_s=900)
 
 
 @dataclass
@@ -179,7 +177,7 @@ def run(plan: Plan, seed: int = 1, workdir: Path | None = None, progress: bool =
                 bot.start()
                 down.append((now, time.monotonic()))
                 next_kill = time.monotonic() + rng.uniform(*plan.kill_every)
-            if now >= next_fault:
+            if now >= next_fault and not emu.faults_pending:  # one at a time: no backlog
                 inject_fault(emu, rng)
                 figures.faults += 1
                 next_fault = now + rng.uniform(*plan.fault_every)

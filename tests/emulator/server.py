@@ -441,6 +441,12 @@ class BotApiEmulator:
         with self._cond:
             self._latency[chat_id] = seconds
 
+    @property
+    def faults_pending(self) -> int:
+        """Injected faults not yet taken by a call."""
+        with self._cond:
+            return sum(f["times"] for f in self._faults)
+
     def _add_fault(self, method: str | None, times: int, **fault: Any) -> None:
         with self._cond:
             self._faults.append(
