@@ -142,3 +142,29 @@ def test_a_flooding_chat_holds_nobody_and_loses_nothing_silently(emu, tmp_path):
     assert kept == sorted(kept) and kept[0] == 0, kept  # in order, from the first
     notices = [m for m in emu.bot_messages(flooder.id) if m["text"] == NOTICE]
     assert len(kept) < n and len(notices) == 1  # the rest refused, told once for the burst
+
+
+def test_a_refused_input_redelivered_after_a_crash_is_not_read_out_of_order(tmp_path):
+    """Refused during a flood, then the process died before Telegram heard of it: the update
+    comes again after later ones were stored. It must not be read then (found by the
+    campaign: the flood stored out of order)."""
+    from bot.delivery import Channel, Delivery, Inbound
+    from bot.storage import Storage
+    from dialogs.engine import step
+    from dialogs.io import UserInput
+
+    class Shown(Channel):
+        name, outbox = "telegram", False
+
+    with Storage(tmp_path / "bot.db") as storage:
+        delivery = Delivery(storage, Shown(), step)
+
+        def inbound(n: int, text: str) -> Inbound:
+            return Inbound("7", "7", f"1:{n}", f"m:{n}", UserInput(text=text))
+
+        delivery.commit(inbound(1, "/start"))
+        delivery.refuse(inbound(2, ""))
+        delivery.commit(inbound(3, "会社"))
+        assert delivery.commit(inbound(2, "医療法人")).status == "duplicate"
+        sql = "SELECT raw_text FROM events WHERE direction = 'in'"
+        assert [r[0] for r in storage.db.execute(sql)] == ["/start", "会社"]

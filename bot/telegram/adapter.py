@@ -174,11 +174,20 @@ class TelegramBot:
         """Flow control (ChatOrder): the chat already has several updates waiting. This one is
         not read; it is confirmed to Telegram, and the first refusal of a burst asks the user
         to wait for the reply and send it again then (a pressed button hears it too)."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type != ChatType.PRIVATE:
+            return self._release(update.update_id)
+        query = update.callback_query
+        tag = f"q:{query.id}" if query is not None else f"m:{update.message.message_id}"
+        uid = f"{self.bot.id}:{update.update_id}"
+        inbound = Inbound(str(chat.id), str(user.id), uid, tag, UserInput(text=""))
+        try:  # noted as handled first: a redelivery after a crash is not read out of order
+            await asyncio.to_thread(self.delivery.refuse, inbound)
+        except NotStored as exc:
+            log.warning("update %s not noted (%s); Telegram will deliver it again", uid, exc)
+            return self._release(update.update_id, stored=False)
         self._release(update.update_id)
         log.info("update %s not read: its chat has too many waiting", update.update_id)
-        chat = update.effective_chat
-        if chat is None or chat.type != ChatType.PRIVATE:
-            return
         text = t("robustness.flood.wait", self.lang)
         if update.callback_query is not None:
             await self._try(

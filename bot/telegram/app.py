@@ -279,12 +279,10 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                     )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                if inflight and not new:  # only what is under way came back
-                    await asyncio.wait(
-                        [*inflight.values(), stopping],
-                        timeout=BUSY_WAIT_S,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
+                waiting = [f for f in inflight.values() if not f.done()]
+                if waiting and not new:  # only what is under way came back: not so fast
+                    first = asyncio.FIRST_COMPLETED
+                    await asyncio.wait([*waiting, stopping], timeout=BUSY_WAIT_S, return_when=first)
                 offset, failed = advance(inflight, offset)
                 if not failed:
                     pause = 0.0

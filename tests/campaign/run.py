@@ -288,7 +288,7 @@ def check(
         ]
         figures.flood_stored = len(flood)
         if flood != sorted(flood):
-            figures.problems.append("the flood was stored out of order")
+            figures.problems.append(f"the flood was stored out of order: {flood}")
         if (
             figures.flood_inputs
             and not any(
