@@ -54,6 +54,7 @@ CHANNEL = "line"
 MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # push: network errors, 429 and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
+CALL_TIMEOUT_S = 10  # a Messaging API call (the SDK's default is 5 minutes)
 LOADING_S = 5  # the shortest loading animation LINE shows; the next message ends it anyway
 DELETE_YES, DELETE_NO = "line:delete:yes", "line:delete:no"  # "line:" never starts a dialog value
 ADMIN_COMMANDS = ("stats", "recent", "show")
@@ -148,7 +149,7 @@ class LineChannel(Channel):
         if token:
             try:
                 request = ReplyMessageRequest(reply_token=token, messages=messages)
-                await self.api.reply_message(request)
+                await self.api.reply_message(request, _request_timeout=CALL_TIMEOUT_S)
                 return SENT
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
                 log.info("reply failed (%s); sending by push", _why(exc))
@@ -157,7 +158,9 @@ class LineChannel(Channel):
         request = PushMessageRequest(to=user, messages=messages)
         for attempt in range(SEND_ATTEMPTS):
             try:
-                await self.api.push_message(request, x_line_retry_key=key)
+                await self.api.push_message(
+                    request, x_line_retry_key=key, _request_timeout=CALL_TIMEOUT_S
+                )
                 return SENT
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
                 if isinstance(exc, ApiException) and exc.status == 409:
@@ -282,7 +285,10 @@ class LineBot:
     async def _loading(self, user: str) -> None:
         """Best effort: the loading animation while the step runs."""
         request = ShowLoadingAnimationRequest(chat_id=user, loading_seconds=LOADING_S)
-        await self._try("loading", functools.partial(self.api.show_loading_animation, request))
+        call = functools.partial(
+            self.api.show_loading_animation, request, _request_timeout=CALL_TIMEOUT_S
+        )
+        await self._try("loading", call)
 
     async def _on_delete(self, event: Event, erase: bool) -> None:
         if erase:
