@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     line_admin_user_ids: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
     subsidy_lang: str = "ja"
     log_level: str = "INFO"
+    abandon_after_days: int = 7  # a conversation idle longer, without a verdict, was abandoned
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod

@@ -54,6 +54,8 @@ TRANSITIONS = [
     {"trigger": "start", "source": [*ACTIVE, "cancelled"], "dest": None},  # continue or start over
     {"trigger": "continue", "source": ACTIVE, "dest": None},
     {"trigger": "chat", "source": "verdict", "dest": None},  # free text after the verdict
+    {"trigger": "checklist", "source": "verdict", "dest": None},  # the adapter sends it
+    {"trigger": "contact", "source": STATES, "dest": None},  # how to reach the prefecture
 ]
 MACHINE_CONFIG = {
     "states": STATES,

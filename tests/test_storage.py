@@ -191,7 +191,8 @@ def test_start_new_abandons_active_keeps_finished(store):
     status = {r["id"]: r["status"] for r in store.db.query("SELECT * FROM conversations")}
     assert status == {finished: "finished", active: "abandoned", fresh: "active"}
     cid, state = store.current("telegram", "c1")
-    assert cid == fresh and state == State(lang="ja")
+    assert cid == fresh and state == State(lang="ja", reference=state.reference)
+    assert state.reference is not None
     assert store.last_unfinished("telegram", "c1")[0] == fresh
     assert store.current("telegram", "other") is None
 
@@ -327,6 +328,14 @@ def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clo
         assert send(s, "again", "1:7", chat="42").status == "duplicate"  # still recognised
         assert Delivery(s, Named("telegram"), fake_step).marks("42") == {"keyboard": 5}
         assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
+
+
+def test_a_transaction_without_fsync_is_committed_and_the_next_one_is_full(store):
+    with store.transaction(fsync=False) as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        db.execute("CREATE TABLE t (x)")
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
+    assert "t" in store.db.table_names()
 
 
 def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):

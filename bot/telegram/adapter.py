@@ -29,11 +29,13 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
 from bot.telegram import render
-from dialogs.engine import step
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
 
@@ -110,6 +112,8 @@ class TelegramChannel(Channel):
             await self.bot._remove_keyboard(int(chat), message_id)
         keyboard_id, failed, final = await self.bot._send(int(chat), render.messages(replies))
         count = len(replies) if failed is None else failed
+        if any(r.key == CHECKLIST_KEY for r in replies[:count]):  # "here it is": the document
+            await self.bot._send_checklist(int(chat))
         return Sent(count, {"keyboard": keyboard_id, "remove": []}, final)
 
 
@@ -364,6 +368,30 @@ class TelegramBot:
             if msg.keyboard is not None:
                 keyboard_id = sent.message_id
         return keyboard_id, None, False
+
+    async def _send_checklist(self, chat_id: int) -> None:
+        """The checklist PDF of the chat's conversation, as a document. Best effort: if it
+        cannot be sent, the owner can ask for it again (the reply before it said how)."""
+        current = await asyncio.to_thread(self.storage.current, CHANNEL, chat_id)
+        data = current and await asyncio.to_thread(checklist_pdf, current[1], today())
+        if not data:
+            return
+        state = current[1]
+        try:
+            await self._call(
+                "sendDocument",
+                functools.partial(
+                    self.bot.send_document,
+                    chat_id,
+                    data,
+                    filename=checklist_filename(state),
+                    caption=t(
+                        "takeaway.checklist.pdf_caption", self.lang, reference=state.reference
+                    ),
+                ),
+            )
+        except TelegramError as exc:
+            log.error("checklist not sent (it can be asked for again): %s", exc)
 
     async def _say(self, chat_id: int, text: str) -> None:
         await self._send(chat_id, render.messages([Reply(key="telegram", text=text)]))
