@@ -29,6 +29,8 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES
     from line_emulator import LineEmulator
 
+from bot.checklist_pdf import today
+from dialogs.checklist import checklist_text
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from locales import t
@@ -149,6 +151,19 @@ def test_whole_dialog_by_quick_reply_postbacks(bot, user, outcome):
     assert got[-1]["text"].startswith(TITLES[outcome])
     assert {"回答確認", "最初から", "戻る", "ヘルプ"} <= set(user.quick())
     assert conversations(bot.db, user.id) == [("line", "finished", outcome)]
+
+
+def test_the_checklist_comes_as_text_with_the_verdicts_quick_reply_kept(bot, user):
+    script = BY_TEXT["ineligible"]
+    for n, text in enumerate(script, 1):
+        user.say(text, 2 if n == len(script) else 1)
+    got = user.tap(t("takeaway.buttons.checklist", "ja"))
+    [(stored,)] = query(bot.db, "SELECT state_json FROM conversations WHERE chat_id = ?", user.id)
+    state = State.model_validate_json(stored)
+    text = "\n".join(m["text"] for m in got)
+    assert text.startswith(t("takeaway.checklist.ready", "ja"))
+    assert checklist_text(state, today()) in text and state.reference in text
+    assert "quickReply" in got[-1] and t("dialog.buttons.restart", "ja") in user.quick()
 
 
 def test_commands_from_the_quick_reply_are_words_the_dialog_knows(user):

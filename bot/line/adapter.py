@@ -40,10 +40,12 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
+from bot.checklist_pdf import today
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.line import render
 from bot.storage import Storage
-from dialogs.engine import step
+from dialogs.checklist import checklist_text
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from dialogs.parsing import normalize
 from locales import t
@@ -130,10 +132,12 @@ class LineChannel(Channel):
     name = CHANNEL
     outbox = True
 
-    def __init__(self, api: AsyncMessagingApi, lang: str) -> None:
-        self.api, self.lang = api, lang
+    def __init__(self, api: AsyncMessagingApi, lang: str, storage: Storage) -> None:
+        self.api, self.lang, self.storage = api, lang, storage
 
     async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: Any) -> Sent:
+        if any(r.key == CHECKLIST_KEY for r in replies):
+            replies = await asyncio.to_thread(self._with_checklist, chat, replies)
         done, token = 0, meta
         for batch, completes in render.calls(replies, self.lang):
             outcome = await self.post(chat, batch, token)
@@ -141,6 +145,18 @@ class LineChannel(Channel):
                 return Sent(done, marks, final=outcome == REFUSED)
             token, done = None, completes
         return Sent(done, marks)
+
+    def _with_checklist(self, chat: str, replies: list[Reply]) -> list[Reply]:
+        """LINE cannot send a file: the checklist goes as text inside the reply that announces
+        it (before its quick reply, which only the last message shows)."""
+        current = self.storage.current(CHANNEL, chat)
+        text = current and checklist_text(current[1], today())
+        if not text:
+            return replies
+        return [
+            r.model_copy(update={"text": f"{r.text}\n\n{text}"}) if r.key == CHECKLIST_KEY else r
+            for r in replies
+        ]
 
     async def post(self, user: str, batch: list[render.Message], token: str | None) -> str:
         """One call's messages: by reply with `token`, else (or when that fails) by push.
@@ -189,7 +205,7 @@ class LineBot:
         on: dt.date | None = None,
     ) -> None:
         self.storage, self.api, self.lang, self.admins = storage, api, lang, admins
-        self.channel = LineChannel(api, lang)
+        self.channel = LineChannel(api, lang, storage)
         self.delivery = Delivery(storage, self.channel, functools.partial(step, on=on), lang)
         self._tasks: set[asyncio.Task] = set()
 
