@@ -206,18 +206,30 @@ def _latin_at(s: str, i: int) -> bool:
     return 0 <= i < len(s) and s[i].isascii() and s[i].isalnum()
 
 
-def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
+def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool | str]:
     """(negations, asked) in the mention's clause: after it, up to a boundary or a word that
     starts another reading ("not air conditioning but a furnace": the negation stops before
     the furnace). A clause closed by a question mark only repeats the question ("arrears? no,
-    no")."""
-    n = 0
-    for j in range(m.last + 1, len(text.toks)):
-        tok = text.toks[j]
+    no"), and one that supposes ("if there were ...", "even if ...") answers nothing."""
+    n, toks = 0, text.toks
+    for j in range(m.last + 1, len(toks)):
+        tok = toks[j]
         if j in stops or _is_boundary(tok):
             return n, tok.surface == "?"
+        if _is_conditional(tok, toks[j + 1] if j + 1 < len(toks) else None):
+            return n, "if"  # "if there were arrears, ...": a supposition, not an answer
         n += _is_negator(tok)
     return n, False
+
+
+def _is_conditional(tok: Token, following: Token | None) -> bool:
+    g = _grammar()
+    concessive = (
+        following is not None
+        and tok.pos2 == g["conjunction_pos"]
+        and tok.surface + following.surface in g["concessive"]
+    )
+    return tok.form.startswith(g["conditional_form"]) or concessive
 
 
 # --- the kinds of question --------------------------------------------------------------------
@@ -229,6 +241,8 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         other = {"key": "anti", "anti": "key"}.get(m.group)
         stops = {o.first for o in mentions if o.group == other and o.first > m.last}
         scopes[m] = _scope(text, m, stops)
+    if any(scopes[m][1] == "if" for m in mentions):
+        return Reading("invalid")  # "even with arrears, is it fine": a supposition, ask again
     mentions = [m for m in mentions if not scopes[m][1]]  # the question repeated back
     content = [m for m in mentions if m.group != "generic" and not (strict and m.weak)]
     generic = [m for m in mentions if m.group == "generic" and not _distracted(text, q.id, m)]
