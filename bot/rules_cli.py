@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from dialogs.render import verdict_json
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import texts_on, today
 
 
 class InputError(Exception):
@@ -34,8 +35,8 @@ def allowed_values(field: str) -> str:
         return ", ".join(m.value for m in inner)
     return {
         bool: "true, false",
-        int: "0, 1, 2, ... (integer >= 0)",
-        Decimal: "0, 12.5, 64.1 ... (number >= 0)",
+        int: "0, 1, 2, ... (integer >= 0, not true/false)",
+        Decimal: "0, 12.5, 12.70710272 ... (exact decimal, 0 <= t <= 10^9, up to 100 places)",
     }.get(inner, str(inner))
 
 
@@ -105,7 +106,7 @@ def run_lines(
     """stdin (one JSON object, or one per line) -> `handle(text, line, date)` printed per input;
     an InputError is one line on stderr and exit status 2."""
     try:
-        on = dt.date.fromisoformat(date) if date else dt.date.today()
+        on = dt.date.fromisoformat(date) if date else today()
     except ValueError:
         print(t("cli.bad_date", lang, value=date), file=sys.stderr)
         return 2
@@ -115,8 +116,9 @@ def run_lines(
         else [(1, sys.stdin.read())]
     )
     try:
-        for n, text in texts:
-            print(handle(text, n, on), flush=True)
+        with texts_on(on):  # messages quote the ruleset the verdict uses
+            for n, text in texts:
+                print(handle(text, n, on), flush=True)
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -1,20 +1,18 @@
-"""Durable conversation storage: one SQLite file holding conversations, their event log and
-the ids of the updates already handled.
+"""Durable conversation storage: one SQLite file holding conversations, their event log, the
+inputs already handled, the outbox of replies and each chat's channel marks.
 
-Every user input goes through `Storage.handle`, which runs the dialog's pure `step` and records
-its result in a single transaction. Adapters send the replies only after `handle` has returned,
-so a reply that was sent is always on disk, and a redelivered update is answered from the log
-instead of being stepped twice.
+This module owns the schema (migrations) and the rows of a conversation; the protocol that
+writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py's.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from sqlite_utils import Database
 from dialogs.io import Choice, Reply, State, UserInput
 from locales import t
 
-Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
 Clock = Callable[[], datetime]
 
 BUSY_TIMEOUT_MS = 10_000
@@ -135,7 +132,169 @@ def _m3_telegram_chats(db: Database) -> None:
     db.execute("CREATE INDEX telegram_chats_conversation ON telegram_chats (conversation_id)")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_m1_core, _m2_admin_indexes, _m3_telegram_chats]
+def _m4_delivery(db: Database) -> None:
+    """The shared delivery core (bot/delivery.py). Inputs are keyed on the chat too, with a tag
+    (message or callback query id) telling a reused update id from a redelivery; the outbox
+    holds each turn's replies until they are sent; `chats` generalises telegram_chats to a JSON
+    object of marks per channel and chat (Telegram: the live keyboard's message id)."""
+    db.execute(
+        """
+        CREATE TABLE inputs_by_chat (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            tag TEXT,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            PRIMARY KEY (channel, chat_id, uid)
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO inputs_by_chat SELECT i.channel, c.chat_id, i.uid, NULL, i.conversation_id,"
+        " i.at FROM inputs i JOIN conversations c ON c.id = i.conversation_id"
+    )
+    db.execute("DROP TABLE inputs")
+    db.execute("ALTER TABLE inputs_by_chat RENAME TO inputs")
+    db.execute("CREATE INDEX inputs_conversation ON inputs (conversation_id)")
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            input_uid TEXT,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'dropped')),
+            created_at TEXT NOT NULL,
+            done_at TEXT
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX outbox_pending ON outbox (channel, chat_id, id) WHERE status = 'pending'"
+    )
+    db.execute("CREATE INDEX outbox_conversation ON outbox (conversation_id)")
+    db.execute(
+        """
+        CREATE TABLE chats (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            marks_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(marks_json)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, chat_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX chats_conversation ON chats (conversation_id)")
+    db.execute(  # replies of the old marks' turns all count as sent: no outbox rows for them
+        "INSERT INTO chats SELECT 'telegram', chat_id, conversation_id,"
+        " json_object('keyboard', keyboard_message_id), updated_at FROM telegram_chats"
+    )
+    db.execute("DROP TABLE telegram_chats")
+
+
+def _m5_line_channel(db: Database) -> None:
+    """Channel 'line' (bot/line/). SQLite cannot alter a CHECK, and rebuilding conversations
+    would cascade-delete its events (foreign keys cannot be switched off inside the migration's
+    transaction), so the CHECK is widened in the stored schema, as SQLite's documentation
+    allows for loosening a constraint: every existing row still satisfies it."""
+    old = "CHECK (channel IN ('telegram', 'console'))"
+    new = "CHECK (channel IN ('telegram', 'console', 'line'))"
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'"
+    ).fetchone()
+    if old not in sql:
+        raise RuntimeError("conversations.channel CHECK not as created by migration 1")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'conversations'",
+            [sql.replace(old, new)],
+        )
+        db.execute(f"PRAGMA schema_version = {version + 1}")  # other connections reload it
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
+# --- reference numbers ---------------------------------------------------------------------
+# What an owner quotes on the phone: no 0/O, 1/I/L to confuse, no personal data, not a sequence
+# (secrets), unique (a UNIQUE column, retried on a clash) and never reused (the issued numbers
+# stay in `reference_numbers` when their conversation is deleted).
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+REFERENCE_PREFIX = "TC"
+REFERENCE_LENGTH = 6  # 31**6 ≈ 887 million numbers
+REFERENCE_ATTEMPTS = 20
+
+
+def new_reference() -> str:
+    body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{REFERENCE_PREFIX}-{body[:4]}-{body[4:]}"
+
+
+def normalize_reference(text: str) -> str | None:
+    """A reference number as typed or read out (lower case, spaces, dashes or the prefix left
+    out) in its canonical form, or None when it cannot be one."""
+    body = "".join(c for c in text.upper() if c.isalnum())
+    body = body.removeprefix(REFERENCE_PREFIX) if len(body) > REFERENCE_LENGTH else body
+    if len(body) != REFERENCE_LENGTH or any(c not in REFERENCE_ALPHABET for c in body):
+        return None
+    return f"{REFERENCE_PREFIX}-{body[:4]}-{body[4:]}"
+
+
+def _issue_reference(db: Database, at: str) -> str:
+    for _ in range(REFERENCE_ATTEMPTS):
+        reference = new_reference()
+        try:
+            db.execute(
+                "INSERT INTO reference_numbers (reference, issued_at) VALUES (?, ?)",
+                [reference, at],
+            )
+        except sqlite3.IntegrityError:  # issued before (perhaps to a deleted conversation)
+            continue
+        return reference
+    raise RuntimeError("no free reference number found")  # the space is nearly empty: a bug
+
+
+def _m6_references_and_tests(db: Database) -> None:
+    """A reference number per conversation (existing ones get theirs now, in their state too)
+    and a mark for test conversations (scenario runs, console --jsonl), which statistics leave
+    out."""
+    db.executescript(
+        """
+        CREATE TABLE reference_numbers (reference TEXT PRIMARY KEY, issued_at TEXT NOT NULL);
+        ALTER TABLE conversations ADD COLUMN reference TEXT;
+        ALTER TABLE conversations ADD COLUMN is_test INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+    for row in list(db.query("SELECT id, started_at FROM conversations ORDER BY id")):
+        reference = _issue_reference(db, row["started_at"])
+        db.execute(
+            "UPDATE conversations SET reference = ?,"
+            " state_json = json_set(state_json, '$.reference', ?) WHERE id = ?",
+            [reference, reference, row["id"]],
+        )
+    db.execute("CREATE UNIQUE INDEX conversations_reference ON conversations (reference)")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [
+    _m1_core,
+    _m2_admin_indexes,
+    _m3_telegram_chats,
+    _m4_delivery,
+    _m5_line_channel,
+    _m6_references_and_tests,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -163,14 +322,6 @@ def migrate(db: Database, migrations: list[Callable[[Database], None]] = MIGRATI
 
 
 # --- storage ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Handled:
-    conversation_id: int
-    replies: list[Reply]
-    duplicate: bool = False
-    state: State | None = None  # the state after this input (None for a duplicate)
 
 
 def _utc_now() -> datetime:
@@ -260,7 +411,7 @@ class Storage:
 
     # --- internals ---
 
-    def _now(self, minus_days: int = 0) -> str:
+    def now(self, minus_days: int = 0) -> str:
         """The clock's time (less `minus_days`) as fixed-width ISO-8601 UTC: sorts as text."""
         now = self.clock()
         if now.tzinfo is None:
@@ -268,16 +419,24 @@ class Storage:
         return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
 
     @contextmanager
-    def _transaction(self) -> Iterator[Database]:
-        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
+    def transaction(self, fsync: bool = True) -> Iterator[Database]:
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back.
+        `fsync=False` (synchronous NORMAL for this commit): safe from a crash of the process,
+        but a power cut may undo it; the next FULL commit makes it durable too."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if not fsync:
+                self.db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield self.db
-                self.db.commit()
-            except BaseException:
-                self.db.rollback()
-                raise
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    self.db.commit()
+                except BaseException:
+                    self.db.rollback()
+                    raise
+            finally:
+                if not fsync:
+                    self.db.execute("PRAGMA synchronous = FULL")
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
         """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'
@@ -294,11 +453,18 @@ class Storage:
         )
         return row if row is not None and row["status"] != "abandoned" else None
 
-    def _create(self, channel: str, chat_id: str, user_id: str | None, state: State) -> int:
-        now = self._now()
+    def _create(
+        self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
+    ) -> tuple[int, State]:
+        """A new conversation with its reference number (also put in its state, where the
+        dialog reads it)."""
+        now = self.now()
+        state = state.model_copy(update={"reference": _issue_reference(self.db, now)})
         table = self.db.table("conversations")
         table.insert(
             {
+                "reference": state.reference,
+                "is_test": int(test),
                 "channel": channel,
                 "chat_id": chat_id,
                 "user_id": user_id,
@@ -313,13 +479,15 @@ class Storage:
             }
         )
         assert table.last_rowid is not None
-        return table.last_rowid
+        return table.last_rowid, state
 
-    def _stored_replies(self, conversation_id: int, input_uid: str) -> list[Reply]:
+    def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
+        """The 'out' events between two seqs of a conversation, as the replies they were."""
         rows = self.db.query(
             "SELECT reply_key, raw_text, choices_json, verdict_json FROM events"
-            " WHERE conversation_id = ? AND input_uid = ? AND direction = 'out' ORDER BY seq",
-            [conversation_id, input_uid],
+            " WHERE conversation_id = ? AND seq BETWEEN ? AND ? AND direction = 'out'"
+            " ORDER BY seq",
+            [conversation_id, first_seq, last_seq],
         )
         return [
             Reply(
@@ -331,127 +499,101 @@ class Storage:
             for r in rows
         ]
 
-    def _last_seq(self, conversation_id: int) -> int:
-        sql = "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?"
-        return self.db.execute(sql, [conversation_id]).fetchone()[0]
+    # --- the write path (inside `transaction()`) ---
 
-    # --- the write path ---
+    def load(self, channel: str, chat_id: str, user_id: str | None, lang: str) -> tuple[int, State]:
+        """The conversation an input steps: the chat's current one, created if it has none."""
+        row = self._latest(channel, chat_id, active_only=False)
+        if row is not None:
+            return row["id"], State.model_validate_json(row["state_json"])
+        return self._create(channel, chat_id, user_id, State(lang=lang))
 
-    def handle(
+    def record(
+        self,
+        conversation_id: int,
+        user_id: str | None,
+        input_uid: str | None,
+        user_input: UserInput,
+        new_state: State,
+        replies: list[Reply],
+        now: str,
+    ) -> tuple[int, int]:
+        """Append the 'in' event and one 'out' event per reply, and save the new state, at
+        `now`. Returns the seqs of the first and last 'out' events (first > last: none)."""
+        cid, last = conversation_id, new_state.last
+        seq = self.db.execute(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?", [cid]
+        ).fetchone()[0]
+        value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
+        base = {"conversation_id": cid, "at": now, "input_uid": input_uid}
+        events = [
+            _event(
+                base,
+                seq=seq + 1,
+                direction="in",
+                question=last.question,
+                outcome=last.outcome,
+                raw_text=user_input.raw,
+                value_json=None if last.value is None else _dumps(value),
+                command=last.command,
+            )
+        ]
+        for i, reply in enumerate(replies, start=seq + 2):
+            choices = [c.model_dump() for c in reply.choices]
+            events.append(
+                _event(
+                    base,
+                    seq=i,
+                    direction="out",
+                    question=new_state.awaiting,
+                    raw_text=reply.text,
+                    reply_key=reply.key,
+                    choices_json=_dumps(choices) if choices else None,
+                    verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
+                )
+            )
+        self.db.table("events").insert_all(events)
+        verdict = new_state.verdict or {}
+        self.db.execute(
+            "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
+            " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
+            " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
+            [
+                user_id,
+                new_state.lang,
+                now,
+                _status(new_state),
+                new_state.phase,
+                new_state.awaiting,
+                verdict.get("status"),
+                verdict.get("ruleset"),
+                new_state.model_dump_json(),
+                _dumps(new_state.answers),
+                cid,
+            ],
+        )
+        return seq + 2, seq + 1 + len(replies)
+
+    def start_new(
         self,
         channel: str,
         chat_id: str | int,
         user_id: str | int | None,
-        input_uid: str | None,
-        user_input: UserInput,
-        step: Step,
         lang: str = "ja",
-    ) -> Handled:
-        """Step the chat's current conversation with `user_input` and record everything.
-
-        One transaction (BEGIN IMMEDIATE): if `(channel, input_uid)` was handled before, nothing
-        changes and the replies stored for it are returned with `duplicate=True`. Otherwise the
-        current conversation (created with `State(lang=lang)` if the chat has none) is stepped,
-        one 'in' event and one 'out' event per reply are appended, the conversation row is
-        updated and the input uid recorded. If `step` raises, nothing is written and the error
-        propagates. `input_uid=None` disables deduplication for that input.
-
-        Adapters must send the replies only AFTER this returns: what was sent is then on disk.
-        """
-        chat_id = str(chat_id)
-        user_id = None if user_id is None else str(user_id)
-        with self._transaction() as db:
-            if input_uid is not None:
-                seen = next(
-                    db.query(
-                        "SELECT conversation_id FROM inputs WHERE channel = ? AND uid = ?",
-                        [channel, input_uid],
-                    ),
-                    None,
-                )
-                if seen is not None:
-                    cid = seen["conversation_id"]
-                    return Handled(cid, self._stored_replies(cid, input_uid), duplicate=True)
-
-            row = self._latest(channel, chat_id, active_only=False)
-            if row is None:
-                state = State(lang=lang)
-                cid = self._create(channel, chat_id, user_id, state)
-            else:
-                cid, state = row["id"], State.model_validate_json(row["state_json"])
-
-            new_state, replies = step(state, user_input)
-
-            now, last, seq = self._now(), new_state.last, self._last_seq(cid)
-            value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
-            base = {"conversation_id": cid, "at": now, "input_uid": input_uid}
-            events = [
-                _event(
-                    base,
-                    seq=seq + 1,
-                    direction="in",
-                    question=last.question,
-                    outcome=last.outcome,
-                    raw_text=user_input.raw,
-                    value_json=None if last.value is None else _dumps(value),
-                    command=last.command,
-                )
-            ]
-            for i, reply in enumerate(replies, start=seq + 2):
-                choices = [c.model_dump() for c in reply.choices]
-                events.append(
-                    _event(
-                        base,
-                        seq=i,
-                        direction="out",
-                        question=new_state.awaiting,
-                        raw_text=reply.text,
-                        reply_key=reply.key,
-                        choices_json=_dumps(choices) if choices else None,
-                        verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
-                    )
-                )
-            db.table("events").insert_all(events)
-
-            verdict = new_state.verdict or {}
-            db.execute(
-                "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
-                " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
-                " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
-                [
-                    user_id,
-                    new_state.lang,
-                    now,
-                    _status(new_state),
-                    new_state.phase,
-                    new_state.awaiting,
-                    verdict.get("status"),
-                    verdict.get("ruleset"),
-                    new_state.model_dump_json(),
-                    _dumps(new_state.answers),
-                    cid,
-                ],
-            )
-            if input_uid is not None:
-                db.table("inputs").insert(
-                    {"channel": channel, "uid": input_uid, "conversation_id": cid, "at": now}
-                )
-            return Handled(cid, list(replies), state=new_state)
-
-    def start_new(
-        self, channel: str, chat_id: str | int, user_id: str | int | None, lang: str = "ja"
+        test: bool = False,
     ) -> int:
         """Mark the chat's active conversation 'abandoned' (a finished one stays as is) and open
-        a fresh one; returns its id. For console `--new` and Telegram "start over"."""
+        a fresh one; returns its id. For a new console conversation and Telegram "start over".
+        `test`: a conversation run by a program (scenario, console --jsonl), not by an owner."""
         chat_id = str(chat_id)
-        with self._transaction() as db:
+        with self.transaction() as db:
             db.execute(
                 "UPDATE conversations SET status = 'abandoned', updated_at = ?"
                 " WHERE channel = ? AND chat_id = ? AND status = 'active'",
-                [self._now(), channel, chat_id],
+                [self.now(), channel, chat_id],
             )
             user_id = None if user_id is None else str(user_id)
-            return self._create(channel, chat_id, user_id, State(lang=lang))
+            return self._create(channel, chat_id, user_id, State(lang=lang), test)[0]
 
     # --- reads ---
 
@@ -467,11 +609,23 @@ class Storage:
             row = self._latest(channel, str(chat_id), active_only=True)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
 
+    def find(self, reference: str | None = None, channel: str = "", chat_prefix: str = ""):
+        """The conversation (id, channel, chat_id, status) with this reference number, or
+        without one the latest 'active' one of `channel` whose chat id starts `chat_prefix`."""
+        if reference is not None:
+            where, params = "reference = ?", [reference]
+        else:
+            where = "channel = ? AND status = 'active' AND substr(chat_id, 1, length(?)) = ?"
+            params = [channel, chat_prefix, chat_prefix]
+        sql = f"SELECT id, channel, chat_id, status FROM conversations WHERE {where}"
+        with self.lock:
+            return next(self.db.query(sql + " ORDER BY id DESC LIMIT 1", params), None)
+
     # --- deletion ---
 
     def _delete_conversations(self, where: str, params: list[Any]) -> dict[str, int]:
         ids = f"SELECT id FROM conversations WHERE {where}"
-        with self._transaction() as db:
+        with self.transaction() as db:
             counts = {
                 "events": db.execute(
                     f"DELETE FROM events WHERE conversation_id IN ({ids})", params
@@ -495,5 +649,5 @@ class Storage:
         """Erase conversations not updated for `older_than_days` days, whatever their status."""
         if older_than_days < 0:
             raise ValueError("older_than_days must be >= 0")
-        cutoff = self._now(minus_days=older_than_days)
+        cutoff = self.now(minus_days=older_than_days)
         return self._delete_conversations("updated_at < ?", [cutoff])

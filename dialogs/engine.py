@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dialogs import parsing
+from dialogs import co2_dialog, parsing
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from dialogs.machine import route
 from dialogs.parsing import normalize
@@ -23,11 +23,19 @@ from dialogs.render import verdict_json
 from dialogs.understanding import Reading, understand
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
+from rules.clock import texts_on
 from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
+CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
-LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+# The applicant reason's limits each answer is compared with (第2 2 (6) has two: the law's
+# group and the 別表 row).
+LIMIT_PARAMS = {
+    "capital_yen": ("capital_max_yen",),
+    "employees": ("employees_max", "law_employees_max"),
+}
+_END_PUNCT = "!！?？。.、,"
 BOUND_NAMES = {"<": "below", "<=": "at_most", ">": "above", ">=": "at_least"}
 
 
@@ -63,7 +71,10 @@ class Turn:
         if qid not in self.s.asked:
             self.s.asked.append(qid)
         progress = t("dialog.progress", self.lang, n=n, left=left)
-        text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
+        note = co2_dialog.target_note(self.s.answers, qid, self.on, self.lang)
+        text = "\n\n".join(
+            p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
+        )
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def progress(self, qid: str) -> tuple[int, int]:
@@ -120,7 +131,13 @@ class Turn:
         title = (
             t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
         )
-        return "\n".join([title, *lines])
+        return "\n".join([title, *lines, *self.reference_lines()])
+
+    def reference_lines(self) -> list[str]:
+        """The reference number an owner quotes to the prefecture (none without storage)."""
+        if not self.s.reference:
+            return []
+        return ["", t("takeaway.reference_line", self.lang, reference=self.s.reference)]
 
     def conclude(self, verdict: Verdict, prefix: str = "") -> None:
         """The summary, then the verdict with its reasons, warnings and next steps."""
@@ -134,55 +151,58 @@ class Turn:
             "ineligible": {"not_met"},
             "undetermined": {"unknown", "not_met"},
         }[verdict.status]
-        lines = [
-            t(f"verdict.title.{verdict.status}", self.lang),
-            t("verdict.reasons_title", self.lang),
-        ]
+        lines = [t(verdict_keys(vj)[0], self.lang), t("verdict.reasons_title", self.lang)]
         lines += [
             t("verdict.reason_line", self.lang, message=r["message"], clause=r["clause"])
             for r in vj["reasons"]
             if r["status"] in shown
         ]
         notes = list(vj["warnings"])
-        if self.s.approx:  # a verdict resting on estimates deserves a reminder
+        estimates = [f for f in self.s.approx if f not in self.s.bounds]
+        if estimates:  # a verdict resting on estimates deserves a reminder
             notes.append(
                 t(
                     "verdict.estimates",
                     self.lang,
                     answers=t("dialog.list_joiner", self.lang).join(
-                        t(f"question.{f}.short", self.lang) for f in self.s.approx
+                        t(f"question.{f}.short", self.lang) for f in estimates
                     ),
                 )
             )
+        notes += [  # a bound was checked with its nearest value: say so, the verdict shows it
+            t(
+                "dialog_understanding.bound_used",
+                self.lang,
+                short=t(f"question.{f}.short", self.lang),
+                bound=self.show_bound(f, b),
+                value=self.show(f, self.s.answers[f]),
+            )
+            for f, b in self.s.bounds.items()
+        ]
         if notes:
             lines += [
                 "",
                 t("verdict.warnings_title", self.lang),
                 *[t("verdict.warning_line", self.lang, message=w) for w in notes],
             ]
-        lines += [
-            "",
-            t("verdict.next_title", self.lang),
-            t(f"verdict.next.{verdict.status}", self.lang),
-        ]
-        if verdict.status == "ineligible":
-            lines += [
-                t(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-                for r in verdict.reasons
-                if r.status == "not_met"
-                and has(f"verdict.next.by_criterion.{r.criterion}", self.lang)
-            ]
+        lines += ["", t("verdict.next_title", self.lang), *next_steps(vj, self.lang)]
+        lines += self.reference_lines()
         self.replies.append(
             Reply(
                 key=f"verdict.title.{verdict.status}",
                 text="\n".join(lines),
                 verdict=vj,
-                choices=[
-                    self.button("dialog.buttons.summary", "/summary"),
-                    self.button("dialog.buttons.restart", "/restart"),
-                ],
+                choices=self.after_verdict_buttons(),
             )
         )
+
+    def after_verdict_buttons(self) -> list[Choice]:
+        return [
+            self.button("takeaway.buttons.checklist", "/checklist"),
+            self.button("takeaway.buttons.contact", "/contact"),
+            self.button("dialog.buttons.summary", "/summary"),
+            self.button("dialog.buttons.restart", "/restart"),
+        ]
 
     def proceed(self, prefix: str = "", trigger: str = "answer") -> str:
         """After answers change: the verdict if certain (or nothing askable is left), else the
@@ -197,10 +217,44 @@ class Turn:
         return phase
 
 
+def verdict_keys(verdict: dict) -> tuple[str, str]:
+    """The locale keys of a verdict's title and next steps (from its JSON): an undetermined
+    one that no answer can settle is the prefecture's to decide."""
+    status = verdict["status"]
+    if status == "undetermined" and not verdict["missing"]:
+        return "verdict.by_prefecture.title", "verdict.by_prefecture.next"
+    return f"verdict.title.{status}", f"verdict.next.{status}"
+
+
+def next_steps(verdict: dict, lang: str, documents: bool = True) -> list[str]:
+    """What to do now (from the verdict JSON): the text for its status, the documents past
+    calls asked for when eligible (unless the caller lists them itself, as the checklist
+    does), and for an ineligible one the advice for each criterion that ruled it out."""
+    lines = [t(verdict_keys(verdict)[1], lang)]
+    if verdict["status"] == "eligible" and documents:
+        lines.append(t("takeaway.documents_line", lang))
+    if verdict["status"] == "ineligible":
+        keys = [f"verdict.next.by_criterion.{r['criterion']}" for r in verdict["reasons"]]
+        lines += [
+            t(key, lang)
+            for key, r in zip(keys, verdict["reasons"], strict=True)
+            if r["status"] == "not_met" and has(key, lang)
+        ]
+    return lines
+
+
 # --- reading the input -------------------------------------------------------------------------
 @cache
 def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
+
+
+def numbers_select(state: State) -> bool:
+    """Whether a typed number picks a shown choice. While a number is asked it is the answer,
+    except when the choices shown are the summary's edit list: "2" there is never "2人"."""
+    if state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC:
+        return True
+    return any(c.value.startswith("/edit ") for c in state.offered)
 
 
 def read(state: State, inp: UserInput) -> tuple[str, str | None]:
@@ -216,10 +270,14 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
         arg = key.split(" ", 1)[1] if word == "edit" else ""
         return "command", f"/{word} {arg}".strip()
     labels = {normalize(c.label): c.value for c in state.offered}
-    numbered = state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC
     button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
     chosen = labels.get(key)
-    if chosen is None and numbered and button_no and 1 <= int(key) <= len(state.offered):
+    if (
+        chosen is None
+        and numbers_select(state)
+        and button_no
+        and 1 <= int(key) <= len(state.offered)
+    ):
         chosen = state.offered[int(key) - 1].value
     if chosen is not None:  # typed, so a disqualifying answer is still read back
         kind, payload = read(state, UserInput(choice=chosen))
@@ -234,10 +292,16 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     s = turn.s
     qid = s.awaiting
     q = questions()[qid]
+    reading_back = (s.confirming, s.pending) if s.confirming else None
     s.confirming, s.pending = None, []
     s.last = Interpretation(question=qid, outcome="reask")
     if kind in ("button", "label"):
         field, _, value = payload.partition(":")
+        if field != qid and reading_back:  # an old question's button: the read-back stands
+            s.confirming, s.pending = reading_back
+            s.last.outcome = "ignored"
+            _show_read_back(turn, t("dialog.reask.stale_button", turn.lang))
+            return "confirming"
         if field != qid:
             s.last.outcome = "ignored"
             turn.ask(qid, t("dialog.reask.stale_button", turn.lang))
@@ -250,6 +314,8 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
             turn.ask(qid, t(f"dialog.reask.{q.kind}", turn.lang, max=q.max))
             return "asking"
         return _settle(turn, [_reading(qid, button)], typed=kind == "label")
+    if kind == "text" and (phase := co2_dialog.typed(turn, qid, payload)):
+        return phase  # a figure in kWh, kL, L or m³: converted to tonnes
     r = understand(qid, payload, s.answers, turn.lang)
     if r.outcome == "value" and q.fits_model(r.value):
         also = sorted(
@@ -351,7 +417,7 @@ def _still_open(turn: Turn, field: str) -> bool:
 def _newly_failing(turn: Turn, r: dict) -> list:
     """The criteria a (non-numeric) reading would turn to not met: those it disqualifies on.
     Figures are echoed exactly and the verdict shows them against the limit instead."""
-    if questions()[r["field"]].kind in NUMERIC:
+    if questions()[r["field"]].kind in NUMERIC and not co2_dialog.nothing_before(r):
         return []
     before = {x.criterion for x in turn.verdict().reasons if x.status == "not_met"}
     try:
@@ -359,6 +425,11 @@ def _newly_failing(turn: Turn, r: dict) -> list:
     except ValidationError:
         return []
     return [x for x in after.reasons if x.status == "not_met" and x.criterion not in before]
+
+
+def record(turn: Turn, qid: str, value: Any, approx: bool) -> None:
+    """Store an answer worked out elsewhere (the CO2 estimate): as given, no read-back."""
+    _record(turn, _reading(qid, value, approx=approx))
 
 
 def _record(turn: Turn, r: dict) -> None:
@@ -390,7 +461,10 @@ def _shown_reading(turn: Turn, r: dict) -> str:
 
 
 def _note(turn: Turn, r: dict) -> str:
-    return t(r["note"][0], turn.lang, **r["note"][1]) if r["note"] else ""
+    """The reader's explanation of a reading (which 別表 row and why), when it has one."""
+    if not r["note"] or not has(r["note"][0], turn.lang):
+        return ""
+    return t(r["note"][0], turn.lang, **r["note"][1])
 
 
 def _echo(turn: Turn, r: dict) -> str:
@@ -459,16 +533,33 @@ def _deny(turn: Turn) -> str:
     return route(s.phase, "deny")
 
 
-def _readback_reply(text: str) -> bool | None:
-    """A typed reply to a read-back: True (that's right), False (it is not), None (neither:
-    then it is read as a new answer to the question)."""
-    key = normalize(text).strip("!！。.、,")
+def _readback_reply(turn: Turn, text: str) -> str:
+    """What a typed reply to a read-back is: "confirm", "deny", "answer" (a new answer to the
+    question) or "unclear". A whole-message yes/no word decides first ("はい" confirms even where
+    the question is yes/no); a reply beginning with a no denies; then the text is read as an
+    answer: the same reading confirms, another replaces it ("県内にあります" is no yes to "outside
+    Tochigi"), unless the reply also begins with a yes (contradictory: unclear); else a reply
+    that begins with a yes confirms."""
+    key = normalize(text).strip(_END_PUNCT)
     words = readback_words()
-    for value, role in ((True, "affirm"), (False, "deny")):
+    for name, role in (("confirm", "affirm"), ("deny", "deny")):
         if key in {normalize(w) for w in words[role]}:
-            return value
-    parsed = parsing.parse_yes_no(text)
-    return parsed.value if parsed.ok else None
+            return name
+    starts = {
+        name
+        for name, role in (("confirm", "affirm_start"), ("deny", "deny_start"))
+        if any(key.startswith(normalize(w)) for w in words[role])
+    }
+    start = starts.pop() if len(starts) == 1 else None
+    if start == "deny":  # "いいえ、…": whatever follows, nothing is recorded (asked again)
+        return "deny"
+    r = turn.s.confirming
+    reading = understand(r["field"], text, turn.s.answers, turn.lang)
+    if reading.outcome == "value":
+        if _json_value(reading.value) == r["value"] and reading.sure:
+            return "confirm"
+        return "unclear" if start == "confirm" else "answer"
+    return start or "answer"
 
 
 def _bound(turn: Turn, qid: str, r: Reading) -> str:
@@ -519,15 +610,8 @@ def _decides(turn: Turn, qid: str, value: Any) -> tuple:
 def _which(turn: Turn, qid: str, r: Reading) -> str:
     """Several readings remain: ask which, with a button for each (and why, if known)."""
     q = questions()[qid]
-    prefix = "\n".join(
-        p
-        for p in (
-            _note(turn, _reading(qid, None, note=r.note)),
-            t("dialog_understanding.which", turn.lang),
-        )
-        if p
-    )
-    turn.ask(qid, prefix)
+    note = _note(turn, _reading(qid, None, note=r.note))  # the reader's own "which?" if any
+    turn.ask(qid, note or t("dialog_understanding.which", turn.lang))
     turn.replies[-1].choices = [
         Choice(value=f"{qid}:{_button_value(c)}", label=q.show(c, turn.lang))
         for c in r.candidates
@@ -546,6 +630,8 @@ def _guide(turn: Turn, qid: str) -> None:
     s = turn.s
     s.last.outcome = "help"
     q = questions()[qid]
+    if co2_dialog.start(turn, qid):  # the CO2 figures can be estimated from the equipment
+        return
     if qid in s.guided:
         turn.ask(
             qid,
@@ -583,10 +669,11 @@ def _skip(turn: Turn) -> str:
 
 def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
     applicant = next(r for r in turn.verdict().reasons if r.criterion == "applicant")
-    limit = applicant.params.get(LIMIT_PARAMS[qid])
-    if limit is None or abs(Decimal(value) - limit) > NEAR_LIMIT * limit:
+    limits = [applicant.params.get(p) for p in LIMIT_PARAMS[qid]]
+    near = [x for x in limits if x is not None and abs(Decimal(value) - x) <= NEAR_LIMIT * x]
+    if not near:
         return ""
-    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, limit))
+    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, near[0]))
 
 
 def _back(turn: Turn) -> str:
@@ -620,8 +707,8 @@ def _fresh(turn: Turn, key: str) -> str:
     s = turn.s
     s.answers, s.history, s.skipped, s.verdict, s.approx, s.bounds = {}, [], [], None, [], {}
     s.confirming, s.pending, s.asked, s.guided = None, [], [], []
-    s.phase = "asking"
-    turn.ask(turn.verdict().missing[0], t(key, turn.lang))
+    s.phase = "asking"  # the reference number from the start: people who drop out phone too
+    turn.ask(turn.verdict().missing[0], "\n".join([t(key, turn.lang), *turn.reference_lines()]))
     return "asking"
 
 
@@ -640,17 +727,21 @@ def _repeat(turn: Turn) -> None:
     elif turn.s.awaiting:
         turn.ask(turn.s.awaiting)
     elif turn.s.phase == "verdict":
-        turn.say(
-            "dialog.after_verdict",
-            [
-                turn.button("dialog.buttons.summary", "/summary"),
-                turn.button("dialog.buttons.restart", "/restart"),
-            ],
-        )
+        turn.say("dialog.after_verdict", turn.after_verdict_buttons())
 
 
-def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
-    """Apply one user input. Never raises on user input; returns the new state and replies."""
+def step(
+    state: State, inp: UserInput, on: dt.date | None = None, sub: bool = True
+) -> tuple[State, list[Reply]]:
+    """Apply one user input. Never raises on user input; returns the new state and replies.
+    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back)."""
+    with texts_on(on):  # the texts quote the ruleset the verdict uses
+        if sub and state.co2 is not None:
+            return co2_dialog.step(state, inp, on)
+        return _step(state, inp, on)
+
+
+def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     turn = Turn(state.model_copy(deep=True), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
@@ -659,8 +750,7 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         name, _, arg = payload[1:].partition(" ")
         s.last.command = name
     elif s.phase == "confirming" and kind == "text":  # a reply to the read-back, or a new answer
-        reply = _readback_reply(payload)
-        name, arg = {True: "confirm", False: "deny", None: "answer"}[reply], ""
+        name, arg = _readback_reply(turn, payload), ""
     elif s.phase in ("asking", "confirming"):
         name, arg = "answer", ""
     elif s.phase == "verdict":
@@ -682,6 +772,9 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         dest = _confirm(turn)
     elif name == "deny":
         dest = _deny(turn)
+    elif name == "unclear":  # a yes that says something else: the buttons decide
+        s.last.outcome = "reask"
+        _show_read_back(turn, t("dialog_understanding.unclear", turn.lang))
     elif name == "begin":
         s.last.outcome = "start"
         dest = _fresh(turn, "dialog.welcome")
@@ -731,8 +824,18 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
         )
     elif name == "continue" and s.phase == "cancelled":
         dest = turn.proceed(t("dialog.resumed", turn.lang), trigger="continue")
-    elif name == "continue":
-        turn.say("dialog.resumed")
+    elif name == "continue":  # where the owner left off: the answers so far, then the question
+        turn.replies.append(
+            Reply(
+                key="dialog.resumed",
+                text="\n\n".join([t("dialog.resumed", turn.lang), turn.summary_text()]),
+            )
+        )
+        _repeat(turn)
+    elif name == "checklist":  # the adapter sends the document after it (dialogs/checklist.py)
+        turn.say(CHECKLIST_KEY, turn.after_verdict_buttons())
+    elif name == "contact":
+        turn.say("takeaway.contact", reference=_reference_note(turn))
         _repeat(turn)
     elif name == "chat":
         s.last.outcome = "ignored"
@@ -745,6 +848,12 @@ def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State
     else:
         s.offered = []
     return s, turn.replies
+
+
+def _reference_note(turn: Turn) -> str:
+    if not turn.s.reference:
+        return ""
+    return t("takeaway.contact_reference", turn.lang, reference=turn.s.reference)
 
 
 @lru_cache(maxsize=4096)

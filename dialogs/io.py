@@ -57,6 +57,7 @@ class State(BaseModel):
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided
+    reference: str | None = None  # the reference number, put here by storage at creation
     # A typed reading being read back before it is recorded: {"field", "value", "approx",
     # "note", "bound"}; `awaiting` is its field meanwhile. `pending`: readings from the same
     # message waiting behind it (several answers in one message), in asking order.
@@ -65,3 +66,4 @@ class State(BaseModel):
     asked: list[str] = Field(default_factory=list)  # questions shown, in order (progress count)
     guided: list[str] = Field(default_factory=list)  # questions that got the "don't know" help
     bounds: dict[str, list] = Field(default_factory=dict)  # answers given as a bound: [op, n]
+    co2: dict | None = None  # the CO2 estimate sub-dialog while open (dialogs/co2_dialog.py)

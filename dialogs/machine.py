@@ -42,6 +42,7 @@ TRANSITIONS = [
         )
     ],
     {"trigger": "deny", "source": "confirming", "dest": "asking"},  # "no": ask again
+    {"trigger": "unclear", "source": "confirming", "dest": None},  # read back once more
     {"trigger": "back", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
     {"trigger": "edit", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},
@@ -53,6 +54,8 @@ TRANSITIONS = [
     {"trigger": "start", "source": [*ACTIVE, "cancelled"], "dest": None},  # continue or start over
     {"trigger": "continue", "source": ACTIVE, "dest": None},
     {"trigger": "chat", "source": "verdict", "dest": None},  # free text after the verdict
+    {"trigger": "checklist", "source": "verdict", "dest": None},  # the adapter sends it
+    {"trigger": "contact", "source": STATES, "dest": None},  # how to reach the prefecture
 ]
 MACHINE_CONFIG = {
     "states": STATES,

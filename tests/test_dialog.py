@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialogs import co2_dialog
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from dialogs.machine import STATES
@@ -103,10 +104,12 @@ def path_to(qid):
 def test_every_validation_fires(qid):
     s = path_to(qid)
     kind = questions()[qid].kind
+    estimated = qid in co2_dialog.FIELDS and co2_dialog.kind_for(s.answers)
     cases = [
         ("たくさん", "reask", "すみません"),
         ("", "reask", "すみません"),
-        ("わからない", "help", "分からない場合のご案内"),
+        # at a CO2 question, "don't know" opens the estimate for the equipment already known
+        ("わからない", "help", "トン数が分からなくても" if estimated else "分からない場合のご案内"),
     ]
     if kind in ("money", "count", "tonnes"):
         cases += [("-5", "reask", "マイナス"), ("999999999999999", "reask", "大きすぎる")]
@@ -256,6 +259,13 @@ def test_state_is_plain_json_and_replays():
                 + [
                     "はい",
                     "いいえ",
+                    "そのとおり",
+                    "違う",
+                    "/confirm",
+                    "/deny",
+                    "県外です",
+                    "リースです",
+                    "はい、県内です",
                     "1",
                     "3億円",
                     "約80名",
@@ -318,19 +328,28 @@ def test_console_jsonl_converses_line_by_line(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
-def test_console_resumes_the_last_unfinished_conversation(tmp_path):
+def test_console_starts_afresh_unless_resumed(tmp_path):
     env = {"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": "", "USER": "staff"}
     cmd = [sys.executable, "-m", "bot.cli", "console", "--date", "2024-06-01"]
-    first = subprocess.run(
-        cmd, input="会社\n製造業\n", capture_output=True, text=True, encoding="utf-8", env=env
-    )
-    assert "資本金" in first.stdout.splitlines()[-8:][0] or "資本金" in first.stdout
-    again = subprocess.run(cmd, input="", capture_output=True, text=True, encoding="utf-8", env=env)
-    assert "続きから再開します" in again.stdout and "資本金（または出資の総額）" in again.stdout
-    fresh = subprocess.run(
-        cmd + ["--new"], input="", capture_output=True, text=True, encoding="utf-8", env=env
-    )
-    assert "事業者の種類を教えてください" in fresh.stdout
+
+    def run(*extra, text=""):
+        return subprocess.run(
+            cmd + list(extra), input=text, capture_output=True, text=True, encoding="utf-8", env=env
+        )
+
+    first = run(text="会社\n製造業\n")
+    assert "資本金（または出資の総額）" in first.stdout
+    reference = re.search(r"TC-[0-9A-Z]{4}-[0-9A-Z]{2}", first.stdout)
+    fresh = run()  # the default: a new conversation, the other one left as it was
+    assert "事業者の種類を教えてください" in fresh.stdout and "続きから再開" not in fresh.stdout
+    again = run("--resume")  # the last unfinished one: the fresh one, which has no answers yet
+    assert "続きから再開します" in again.stdout and "まだ回答はありません" in again.stdout
+    by_ref = run("--resume", reference.group(0).lower().replace("-", " "))  # as read out
+    assert "続きから再開します" in by_ref.stdout
+    assert "・業種: 製造業" in by_ref.stdout  # the answers so far
+    assert "資本金（または出資の総額）" in by_ref.stdout and reference.group(0) in by_ref.stdout
+    unknown = run("--resume", "TC-2222-22")
+    assert unknown.returncode == 1 and "TC-2222-22" in unknown.stderr
 
 
 @pytest.mark.parametrize(
@@ -472,8 +491,32 @@ def test_typing_a_new_answer_during_a_read_back_replaces_the_reading():
     new = send(s, "完納しています")[0]  # neither yes nor no: an answer to the question
     assert new.phase == "asking" and new.answers["tax_arrears"] is False
     assert new.confirming is None and new.awaiting == "antisocial_forces"
-    denied = send(s, "滞納はありません")[0]  # a "no" to the read-back: asked again
-    assert denied.awaiting == "tax_arrears" and "tax_arrears" not in denied.answers
+    corrected = send(s, "滞納はありません")[0]  # the answer itself, not a bare "no"
+    assert corrected.answers["tax_arrears"] is False and corrected.confirming is None
+    again = send(s, "滞納があります")[0]  # the same reading again: that's a yes
+    assert again.answers["tax_arrears"] is True and again.phase == "verdict"
+
+
+def test_a_reply_to_a_read_back_that_answers_the_question_is_that_answer():
+    s = send(at("site_in_tochigi", "学校法人", "いいえ", "いいえ"), "県外です")[0]
+    assert s.confirming["value"] is False
+    new = send(s, "県内にあります")[0]  # "there is one" is not a yes to "outside"
+    assert new.answers["site_in_tochigi"] is True and new.awaiting == "project_type"
+    unclear, replies = send(s, "はい、県内です")  # a yes and another answer: the buttons decide
+    assert unclear.confirming == s.confirming and "site_in_tochigi" not in unclear.answers
+    assert [c.label for c in replies[-1].choices] == ["そのとおり", "違う"]
+    denied = send(s, "いいえ、ちょっと待って")[0]
+    assert "site_in_tochigi" not in denied.answers and denied.confirming is None
+    tax = send(at("tax_arrears", "医療法人"), "滞納があります")[0]
+    assert send(tax, "はい、お願いします")[0].answers["tax_arrears"] is True
+
+
+def test_an_old_question_button_during_a_read_back_leaves_it_standing():
+    s = send(at("tax_arrears", "医療法人"), "はい")[0]
+    new, replies = send(s, choice="entity_type:company")
+    assert new.confirming == s.confirming and new.phase == "confirming"
+    assert new.answers == s.answers and new.last.outcome == "ignored"
+    assert [c.label for c in replies[-1].choices] == ["そのとおり", "違う"]
 
 
 def test_a_read_back_button_pressed_later_changes_nothing():
@@ -573,6 +616,8 @@ def test_a_bound_is_used_only_where_it_settles_the_question(monkeypatch):
     new, replies = send(s, "500人を超えています")
     assert new.answers["employees"] == 501 and new.bounds == {"employees": [">", 500]}
     assert new.verdict["status"] == "ineligible" and "500人を超える" in replies[0].text
+    assert "「500人を超える」とのご回答のため、501人として確認しました" in replies[-1].text
+    assert "概数でのご回答" not in replies[-1].text  # a bound is no estimate
     reading_for(monkeypatch, "10人より多い", Reading("bound", bound=(">", 10)))
     unsettled, replies = send(s, "10人より多い")
     assert "employees" not in unsettled.answers and unsettled.awaiting == "employees"

@@ -17,7 +17,7 @@ from rules import Answers, evaluate
 from rules.model import EntityType, Industry, ProjectType
 
 CASES_DIR = Path(__file__).parent / "rules_cases"
-CASE_FILES = ("size_table", "applicants", "projects", "partial", "dates")
+CASE_FILES = ("size_table", "applicants", "associations", "projects", "partial", "dates")
 DEFAULT_DATE = dt.date(2024, 6, 1)
 
 CRITERIA = (

@@ -11,7 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_storage import Named
 
+from bot.delivery import Delivery, Inbound
 from bot.storage import SCHEMA_VERSION, Storage, StorageError
 from dialogs.engine import step
 from dialogs.io import UserInput
@@ -22,7 +24,8 @@ MARKER = "秘密のテキスト-7c1e"  # a user's words that /delete must take o
 
 
 def say(storage: Storage, chat: int, text: str, uid: str | None = None):
-    return storage.handle("telegram", chat, chat, uid, UserInput(text=text), step)
+    delivery = Delivery(storage, Named("telegram"), step)
+    return delivery.commit(Inbound(str(chat), str(chat), uid, None, UserInput(text=text)))
 
 
 def journal_mode(path: Path) -> str:

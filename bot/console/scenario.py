@@ -65,7 +65,7 @@ def run(
 ) -> list[tuple[int, str, list[str]]]:
     """Run every step; returns (step number, input, problems) per step."""
     on = date or scenario.get("date")
-    session = Session(storage, f"scenario-{id(scenario)}", lang, on, new=True)
+    session = Session.new(storage, "scenario", lang, on, test=True)
     results, offered = [], []
     for n, stp in enumerate(scenario["steps"]):
         if n == 0 and "say" not in stp and "press" not in stp:

@@ -1,9 +1,12 @@
 """The Telegram adapter's handlers: one update in, under its chat's lock (see ChatOrder).
 
-A dialog input goes through `Storage.handle` (dedup on the update id, step, commit); then the
-chat's previous keyboard is removed, the replies are sent, and the new keyboard message and the
-update id are noted (bot/telegram/chats.py). Adapter commands (/privacy, /delete, and for admins
-/stats /recent /show) never reach the dialog; everything else does, as text or a button value.
+A dialog input goes through the delivery core (bot/delivery.py): commit (dedup on the chat, the
+update id and the message or callback query id; step; one transaction), confirm the update,
+then send. `TelegramChannel` is the core's view of Telegram: chat ids, sending (the previous
+keyboard removed first), and the marks it keeps per chat: the message whose inline keyboard is
+live (a press on any other is stale) and the keyboards still to remove. Adapter commands
+(/privacy, /delete, and for admins /stats /recent /show) never reach the dialog; everything
+else does, as text or a button value.
 
 Language: SUBSIDY_LANG for everyone (the Telegram client's language is not used). The service
 is the prefecture's, in Japanese; an English deployment sets SUBSIDY_LANG=en. The command menu
@@ -13,21 +16,26 @@ itself is set in both languages and Telegram shows the one matching the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import BotCommand, CallbackQuery, LinkPreviewOptions, Message, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import filename as checklist_filename
+from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
-from bot.telegram import chats, render
-from dialogs.engine import step
+from bot.telegram import render
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
 
@@ -51,7 +59,6 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-SQLITE_MAX_INT = 2**63 - 1
 
 
 def _command(text: str, username: str) -> tuple[str | None, str, str]:
@@ -66,9 +73,48 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
     return name.lower(), arg, f"/{name} {arg}".rstrip()
 
 
-def _number(text: str) -> int | None:
-    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+@dataclass(frozen=True)
+class Live:
+    """A live input's Telegram side, for the core: the message whose button was pressed."""
+
+    pressed: bool = False
+    message_id: int | None = None
+
+
+def keyboards(marks: Marks) -> list[int]:
+    """The chat's keyboards that may still be pressed: the live one and those to remove."""
+    return [m for m in [*marks.get("remove", []), marks.get("keyboard")] if m is not None]
+
+
+class TelegramChannel(Channel):
+    name = CHANNEL
+
+    def __init__(self, bot: TelegramBot) -> None:
+        self.bot = bot
+
+    def stale(self, inbound: Inbound, marks: Marks) -> bool:
+        """A press on any keyboard but the live one (its removal failed, or a second press
+        raced the first)."""
+        live = inbound.meta
+        return (
+            isinstance(live, Live)
+            and live.pressed
+            and (live.message_id is None or live.message_id != marks.get("keyboard"))
+        )
+
+    def committed(self, marks: Marks) -> Marks:
+        """A new turn: the live keyboard is now an old one, to remove before sending."""
+        return {"keyboard": None, "remove": keyboards(marks)}
+
+    async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: object) -> Sent:
+        # this turn's keyboard replaces any other (an earlier unsent turn's, sent just before)
+        for message_id in keyboards(marks):
+            await self.bot._remove_keyboard(int(chat), message_id)
+        keyboard_id, failed, final = await self.bot._send(int(chat), render.messages(replies))
+        count = len(replies) if failed is None else failed
+        if any(r.key == CHECKLIST_KEY for r in replies[:count]):  # "here it is": the document
+            await self.bot._send_checklist(int(chat))
+        return Sent(count, {"keyboard": keyboard_id, "remove": []}, final)
 
 
 class TelegramBot:
@@ -78,9 +124,12 @@ class TelegramBot:
         self, storage: Storage, lang: str, admins: frozenset[int], on: dt.date | None = None
     ) -> None:
         self.storage, self.lang, self.admins = storage, lang, admins
-        self.step = functools.partial(step, on=on)
+        self.delivery = Delivery(
+            storage, TelegramChannel(self), functools.partial(step, on=on), lang
+        )
         self.app: Application | None = None
-        self._stored: dict[int, asyncio.Event] = {}
+        self._stored: dict[int, asyncio.Future[bool]] = {}
+        self._flusher: asyncio.Task | None = None
 
     @property
     def bot(self):
@@ -96,25 +145,37 @@ class TelegramBot:
                 functools.partial(app.bot.set_my_commands, menu, language_code=code or None),
             )
         log.info("bot @%s ready; resuming from %s", app.bot.username, self.storage.path)
+        if self._flusher is None:  # unsent replies now (a crash may have left some) and later
+            self._flusher = asyncio.create_task(self.delivery.run_flusher())
+
+    async def on_stop(self, app: Application) -> None:
+        """Stop the outbox flusher (what it has not sent is still in the outbox)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A bug or a database failure: log it, and tell the user rather than go silent.
-        Such failures come before the commit (storage, step), which then kept nothing: sending
-        the message again is the right advice."""
+        """A bug: log it, and tell the user rather than go silent. Such failures come before
+        the commit (the step), which then kept nothing: sending the message again is the right
+        advice. (A storage failure is not confirmed and comes back; nothing after the commit
+        raises: the outbox keeps what could not be sent.)"""
         uid = update.update_id if isinstance(update, Update) else None
         log.error("update %s failed", uid, exc_info=context.error)
         if isinstance(update, Update) and update.effective_chat is not None and self.app:
             await self._say(update.effective_chat.id, t("telegram.error", self.lang))
 
-    def expect(self, update_id: int) -> asyncio.Event:
-        """An event set once the update is stored (or needs no storing): the poller confirms
-        an update to Telegram only then, so a crash before the commit loses nothing."""
-        return self._stored.setdefault(update_id, asyncio.Event())
+    def expect(self, update_id: int) -> asyncio.Future[bool]:
+        """A future that says whether the update may be confirmed to Telegram: True once it is
+        stored (or needs no storing), False when storing failed (Telegram must deliver it
+        again). The poller and the webhook confirm only on True."""
+        return self._stored.setdefault(update_id, asyncio.get_running_loop().create_future())
 
-    def _release(self, update_id: int) -> None:
-        event = self._stored.pop(update_id, None)
-        if event is not None:
-            event.set()
+    def _release(self, update_id: int, stored: bool = True) -> None:
+        future = self._stored.pop(update_id, None)
+        if future is not None and not future.done():
+            future.set_result(stored)
 
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
@@ -125,6 +186,12 @@ class TelegramBot:
                 await self._on_press(update, update.callback_query)
             elif update.message is not None:
                 await self._on_message(update, update.message)
+        except NotStored as exc:  # say nothing: the redelivery will be answered
+            self._release(update.update_id, stored=False)
+            log.warning(
+                "update %s not stored (%s); Telegram will deliver it again",
+                *(update.update_id, exc),
+            )
         finally:
             self._release(update.update_id)
 
@@ -162,64 +229,51 @@ class TelegramBot:
             await self._turn(update, UserInput(text=text))
 
     async def _on_press(self, update: Update, query: CallbackQuery) -> None:
-        data, chat_id = query.data or "", update.effective_chat.id
+        data = query.data or ""
         if data in (DELETE_YES, DELETE_NO):
             return await self._on_delete(update, query, erase=data == DELETE_YES)
-        marks = await asyncio.to_thread(chats.marks, self.storage, chat_id)
         message_id = query.message.message_id if query.message else None
-        if message_id is None or message_id != marks.keyboard_message_id:
-            # An old keyboard (its removal failed, or a second press raced the first): say so
-            # and change nothing. Its buttons go too, so it cannot happen again.
-            await self._try(
-                "answerCallbackQuery",
-                functools.partial(query.answer, t("telegram.stale_button", self.lang)),
-            )
-            if message_id is not None:
-                await self._remove_keyboard(chat_id, message_id)
-            return
-        await self._turn(update, UserInput(choice=data), query, marks)
+        await self._turn(update, UserInput(choice=data), query, Live(True, message_id))
 
     async def _turn(
         self,
         update: Update,
         inp: UserInput,
         query: CallbackQuery | None = None,
-        marks: chats.ChatMarks | None = None,
+        live: Live | None = None,
     ) -> None:
-        """One dialog input: store (commit) first, then send."""
+        """One dialog input: commit, confirm, then send (the delivery core)."""
         chat_id, user_id = update.effective_chat.id, update.effective_user.id
-        if marks is None:
-            marks = await asyncio.to_thread(chats.marks, self.storage, chat_id)
         uid = f"{self.bot.id}:{update.update_id}"  # update ids are per bot; a new bot restarts
-        handled = await asyncio.to_thread(
-            self.storage.handle, CHANNEL, chat_id, user_id, uid, inp, self.step, self.lang
-        )
+        tag = f"q:{query.id}" if query is not None else f"m:{update.message.message_id}"
+        live = live or Live()
+        inbound = Inbound(str(chat_id), str(user_id), uid, tag, inp, live)
+        turn = await asyncio.to_thread(self.delivery.commit, inbound)
         self._release(update.update_id)  # committed: safe to confirm before sending
+        if turn.status == "stale":
+            # An old keyboard: say so and change nothing. Its buttons go too, so it cannot
+            # happen again.
+            await self._try(
+                "answerCallbackQuery",
+                functools.partial(query.answer, t("telegram.stale_button", self.lang)),
+            )
+            if live.message_id is not None:
+                await self._remove_keyboard(chat_id, live.message_id)
+            return
         if query is not None:
             await self._try("answerCallbackQuery", query.answer)
-        if handled.duplicate and update.update_id <= (marks.done_update_id or -1):
+        if turn.status == "duplicate" and not turn.pending:
             log.info("update %s was redelivered; its replies were sent already", uid)
             return
-        # A duplicate not marked done may have crashed before sending: send it (at most twice).
-        if marks.keyboard_message_id is not None:
-            await self._remove_keyboard(chat_id, marks.keyboard_message_id)
-        keyboard_id, complete = await self._send(chat_id, render.messages(handled.replies))
-        await asyncio.to_thread(
-            chats.record,
-            self.storage,
-            chat_id,
-            handled.conversation_id,
-            keyboard_id,
-            update.update_id if complete else None,
-        )
+        await self.delivery.deliver(turn, live)
 
     async def _on_delete(self, update: Update, query: CallbackQuery, erase: bool) -> None:
         chat_id = update.effective_chat.id
         await self._try("answerCallbackQuery", query.answer)
         if erase:
-            marks = await asyncio.to_thread(chats.marks, self.storage, chat_id)
-            if marks.keyboard_message_id is not None:
-                await self._remove_keyboard(chat_id, marks.keyboard_message_id)
+            marks = await asyncio.to_thread(self.delivery.marks, str(chat_id))
+            for message_id in keyboards(marks):
+                await self._remove_keyboard(chat_id, message_id)
             counts = await asyncio.to_thread(self.storage.delete_user, update.effective_user.id)
             text = t("telegram.delete.done", self.lang, conversations=counts["conversations"])
             log.info("deleted the data of a user on request: %s", counts)
@@ -241,21 +295,11 @@ class TelegramBot:
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
         from bot.admin import report as admin_report  # lazily: only admins need it
 
-        if command == "stats":
-            text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
-        elif command == "recent":
-            limit = min(_number(arg) or 10, 50)
-            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:
-            number = _number(arg.lstrip("#"))
-            if number is None:
-                return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = None
-            if number <= SQLITE_MAX_INT:  # beyond it no row can have that id
-                text = await asyncio.to_thread(
-                    admin_report.show_text, self.storage, number, self.lang
-                )
-            text = text or t("admin.show.not_found", self.lang, id=number)
+        text = await asyncio.to_thread(
+            admin_report.chat_report, self.storage, command, arg, self.lang
+        )
+        if text is None:
+            return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
@@ -297,10 +341,13 @@ class TelegramBot:
             ),
         )
 
-    async def _send(self, chat_id: int, outgoing: list[render.Outgoing]) -> tuple[int | None, bool]:
+    async def _send(
+        self, chat_id: int, outgoing: list[render.Outgoing]
+    ) -> tuple[int | None, int | None, bool]:
         """Send in order; stop at the first message that cannot be sent. Returns the id of the
-        message carrying a keyboard (if sent) and whether everything went out. A failure loses
-        no answer: it was committed before."""
+        message carrying a keyboard (if sent), the index of the reply that failed (None: all
+        went out), and whether the failure is final (the user blocked the bot, the chat is
+        gone: retrying is no use). A failure loses no answer: it was committed before."""
         keyboard_id = None
         for msg in outgoing:
             try:
@@ -317,10 +364,34 @@ class TelegramBot:
                 )
             except TelegramError as exc:
                 log.error("reply not sent (its answer is stored): %s", exc)
-                return keyboard_id, False
+                return keyboard_id, msg.reply, isinstance(exc, BadRequest | Forbidden)
             if msg.keyboard is not None:
                 keyboard_id = sent.message_id
-        return keyboard_id, True
+        return keyboard_id, None, False
+
+    async def _send_checklist(self, chat_id: int) -> None:
+        """The checklist PDF of the chat's conversation, as a document. Best effort: if it
+        cannot be sent, the owner can ask for it again (the reply before it said how)."""
+        current = await asyncio.to_thread(self.storage.current, CHANNEL, chat_id)
+        data = current and await asyncio.to_thread(checklist_pdf, current[1], today())
+        if not data:
+            return
+        state = current[1]
+        try:
+            await self._call(
+                "sendDocument",
+                functools.partial(
+                    self.bot.send_document,
+                    chat_id,
+                    data,
+                    filename=checklist_filename(state),
+                    caption=t(
+                        "takeaway.checklist.pdf_caption", self.lang, reference=state.reference
+                    ),
+                ),
+            )
+        except TelegramError as exc:
+            log.error("checklist not sent (it can be asked for again): %s", exc)
 
     async def _say(self, chat_id: int, text: str) -> None:
         await self._send(chat_id, render.messages([Reply(key="telegram", text=text)]))

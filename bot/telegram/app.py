@@ -16,8 +16,8 @@ import re
 import secrets
 import signal
 import sys
-from collections import Counter
 from collections.abc import Awaitable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,8 +31,11 @@ from telegram.ext import (
     BaseUpdateProcessor,
     TypeHandler,
 )
+from tornado.web import HTTPError  # what PTB's webhook server turns into an HTTP status
 
 from bot import logsafe
+from bot.cli import add_bot_options
+from bot.delivery import ChatLocks
 from bot.settings import Settings
 from bot.storage import Storage
 from bot.telegram.adapter import TelegramBot
@@ -71,46 +74,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="long polling: seconds a getUpdates call waits (default 10)",
     )
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="default: LOG_LEVEL, else INFO",
-    )
-    parser.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="evaluate on this date, YYYY-MM-DD (default: today)",
-    )
+    add_bot_options(parser)
 
 
 # --- ordering --------------------------------------------------------------------------------
 
 
 class ChatOrder(BaseUpdateProcessor):
-    """Updates of different chats run concurrently, those of one chat one at a time, in order.
-    PTB starts one task per update in update order and nothing yields before the lock is
-    requested; asyncio locks serve waiters first come, first served."""
+    """Updates of different chats run concurrently, those of one chat one at a time, in order,
+    under the delivery core's chat locks (which its outbox flusher takes too). PTB starts one
+    task per update in update order and nothing yields before the lock is requested; asyncio
+    locks serve waiters first come, first served."""
 
-    def __init__(self, max_concurrent_updates: int) -> None:
+    def __init__(self, max_concurrent_updates: int, locks: ChatLocks) -> None:
         super().__init__(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._users: Counter[int] = Counter()
+        self.locks = locks
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
             return
-        lock = self._locks.setdefault(chat.id, asyncio.Lock())
-        self._users[chat.id] += 1
-        try:
-            async with lock:
-                await coroutine
-        finally:
-            self._users[chat.id] -= 1
-            if not self._users[chat.id]:  # forget idle chats: the dict stays small
-                del self._users[chat.id], self._locks[chat.id]
+        async with self.locks.hold(str(chat.id)):
+            await coroutine
 
     async def initialize(self) -> None:
         pass
@@ -132,7 +118,8 @@ def file_url(api_url: str) -> str:
 class StoredQueue(asyncio.Queue):
     """The update queue for webhook mode: PTB's webhook handler answers Telegram with 200 once
     `put` returns, so `put` returns only when the update is stored (or needed no storing).
-    A crash before that leaves the update unconfirmed, and Telegram delivers it again."""
+    A crash before that, a storage failure or a commit that takes too long leaves the update
+    unconfirmed (503), and Telegram delivers it again."""
 
     def __init__(self, bot: TelegramBot) -> None:
         super().__init__()
@@ -144,8 +131,21 @@ class StoredQueue(asyncio.Queue):
             return
         stored = self.bot.expect(item.update_id)  # before queueing: the handler may be quick
         await super().put(item)
-        with contextlib.suppress(TimeoutError):  # never hold Telegram's request forever
-            await asyncio.wait_for(stored.wait(), WEBHOOK_STORE_TIMEOUT)
+        try:  # never hold Telegram's request forever
+            ok = await asyncio.wait_for(asyncio.shield(stored), WEBHOOK_STORE_TIMEOUT)
+        except TimeoutError:
+            ok = False
+        if not ok:
+            raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE)
+
+
+def confirm_up_to(updates: list[Update], stored: list[bool], offset: int | None) -> int | None:
+    """The next getUpdates offset: past every update up to the first one not stored."""
+    for update, ok in zip(updates, stored, strict=True):
+        if not ok:
+            return update.update_id
+        offset = update.update_id + 1
+    return offset
 
 
 def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
@@ -154,8 +154,9 @@ def build(settings: Settings, token: str, bot: TelegramBot) -> Application:
         .token(token)
         .update_queue(StoredQueue(bot))
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
-        .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES))
+        .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks))
         .post_init(bot.on_start)
+        .post_stop(bot.on_stop)
     )
     if settings.telegram_api_url:  # any server speaking the Bot API (local server, emulator)
         builder = builder.base_url(settings.telegram_api_url).base_file_url(
@@ -213,7 +214,6 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                     log.warning("getUpdates failed (%s); retrying in %.1fs", exc, pause)
                     await asyncio.sleep(pause)
                     continue
-                pause = 0.0
                 stored = [bot.expect(u.update_id) for u in updates]
                 for update in updates:
                     task = asyncio.ensure_future(
@@ -221,15 +221,20 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                     )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                await asyncio.gather(*(event.wait() for event in stored))
-                if updates:
-                    offset = updates[-1].update_id + 1
+                offset = confirm_up_to(updates, await asyncio.gather(*stored), offset)
+                if all(stored_ok.result() for stored_ok in stored):
+                    pause = 0.0
+                else:  # storage trouble: fetch the unstored ones again, a little later
+                    pause = min(max(pause * 2, 0.5), 30.0)
+                    log.warning("updates not stored; fetching them again in %.1fs", pause)
+                    await asyncio.sleep(pause)
         finally:
             stopping.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # finish what was fetched
             if offset is not None:
                 with contextlib.suppress(TelegramError):  # confirm the last batch
                     await app.bot.get_updates(offset=offset, timeout=0)
+            await bot.on_stop(app)
             await app.stop()
 
 

@@ -24,6 +24,7 @@ MAX_COLUMNS = 3
 class Outgoing:
     html: str
     keyboard: InlineKeyboardMarkup | None = None
+    reply: int = 0  # index of the reply it is (a chunk of) in the turn
 
 
 def escape(text: str) -> str:
@@ -95,7 +96,7 @@ def messages(replies: list[Reply]) -> list[Outgoing]:
         chunks = split_text(reply.text)
         for n, chunk in enumerate(chunks, 1):
             markup = keyboard(reply.choices) if i == keyed and n == len(chunks) else None
-            out.append(Outgoing(escape(chunk), markup))
+            out.append(Outgoing(escape(chunk), markup, i))
     return out
 
 

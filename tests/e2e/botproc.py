@@ -26,6 +26,10 @@ OURS = (
     "SUBSIDY_DB",
     "SUBSIDY_LANG",
     "LOG_LEVEL",
+    "LINE_CHANNEL_SECRET",
+    "LINE_CHANNEL_ACCESS_TOKEN",
+    "LINE_API_URL",
+    "LINE_ADMIN_USER_IDS",
 )  # from the test, never from the caller
 
 
@@ -172,7 +176,11 @@ def wait_done(db: Path, chat_id: int, update_id: int, timeout: float = 10) -> No
     """Until the bot has noted the update as sent (its last step, after the replies): nothing
     of that update is left in flight. The database has no events to wait on: poll it."""
     deadline = time.monotonic() + timeout
-    sql = "SELECT count(*) FROM telegram_chats WHERE chat_id = ? AND done_update_id >= ?"
+    sql = (
+        "SELECT (SELECT count(*) FROM inputs WHERE channel = 'telegram' AND chat_id = ?1"
+        " AND uid LIKE '%:' || ?2) - (SELECT count(*) FROM outbox WHERE channel = 'telegram'"
+        " AND chat_id = ?1 AND status = 'pending')"
+    )
     while query(db, sql, str(chat_id), update_id) != [(1,)]:
         assert time.monotonic() < deadline, f"update {update_id} not done in {timeout}s"
         time.sleep(0.01)

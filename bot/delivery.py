@@ -1,0 +1,330 @@
+"""The delivery core that every face (Telegram, LINE, the console) calls: one input in, stored
+before anything is sent, sent in order, marked sent.
+
+    input (chat, uid, tag) ─► commit ──────────────────────────────► deliver ─► mark
+                              one transaction:                        channel    one transaction:
+                              dedup on (channel, chat, uid[, tag])    .send()    outbox row sent,
+                              load state, step                                   channel's marks
+                              'in' + 'out' events, new state
+                              outbox row "to send", channel's marks
+
+- `commit` (synchronous: run it in a worker thread from async code) returns a `Turn`: "new",
+  "duplicate" (the input was stored before: nothing changes) or "stale" (the channel says the
+  input answers something no longer asked: nothing is stored). A storage failure raises
+  `NotStored`: the adapter must then NOT confirm the input to its service, which redelivers it;
+  until that input is stored, later inputs of the same chat are refused too (order).
+- `deliver(turn)` sends the chat's unsent replies (`turn.pending`: earlier turns' leftovers
+  first, then this turn's) and marks each outbox row; a row not fully sent stays "to send" and
+  the rest wait behind it. It never raises: after the commit the input is processed, whatever
+  happens to the sending. `flush()` does the same for every chat with unsent replies: at
+  start-up and every `FLUSH_S` seconds (`run_flusher`).
+- The caller holds the chat's lock (`locks.hold(chat)`) around commit and deliver; the flusher
+  takes the same lock, so one chat's replies never overtake each other.
+
+A channel implements `Channel` (subclass it):
+
+- `name`: the `conversations.channel` value ("telegram", "line", "console").
+- `outbox`: False for a face that shows the replies as `commit` returns them (the console).
+- `stale(inbound, marks) -> bool`: does this input belong to something no longer asked (an old
+  keyboard)? Called inside the commit transaction, after dedup. Default: never.
+- `committed(marks) -> marks`: the chat's marks as written with a new turn (Telegram: the live
+  keyboard becomes one to remove). Default: unchanged.
+- `async send(chat, replies, marks, meta) -> Sent`: send in order, stop at the first failure;
+  `Sent(count, marks, final)` says how many replies went out entirely, the marks to keep, and
+  whether a failure is final (user blocked the bot: the row is dropped, not retried). `meta` is
+  the live input's channel data (LINE: its reply token), None when flushing.
+
+Marks are a small JSON object per (channel, chat) in table `chats`, the channel's business.
+Ids: `chat` is the channel's chat id as text; `uid` the input's id (Telegram: bot id and update
+id); `tag` tells a new input from a redelivery when the service reuses ids (Telegram's update
+ids restart after a week without updates: the message or callback query id is the tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.storage import Storage
+from dialogs.io import Reply, State, UserInput
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
+Marks = dict[str, Any]
+
+FLUSH_S = 60.0  # how often unsent replies are tried again
+MAX_ATTEMPTS = 10  # then a row is given up ('dropped'); the answer itself stays stored
+HOLD_S = 120.0  # how long a chat waits for its unstored input to come back before moving on
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One input from a channel."""
+
+    chat: str
+    user: str | None
+    uid: str | None  # the dedup key within the chat; None: never deduplicated
+    tag: str | None  # tells a reused uid from a redelivery (None: the uid alone decides)
+    input: UserInput
+    meta: Any = None  # the channel's own data for `stale` and `send`
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An outbox row's replies not yet sent."""
+
+    outbox_id: int
+    uid: str | None
+    replies: list[Reply]
+
+
+@dataclass(frozen=True)
+class Turn:
+    chat: str
+    status: Literal["new", "duplicate", "stale"]
+    uid: str | None = None
+    conversation_id: int | None = None
+    state: State | None = None  # after the step ("new" only)
+    replies: list[Reply] = field(default_factory=list)  # this input's replies ("new" only)
+    pending: list[Pending] = field(default_factory=list)  # the chat's unsent, oldest first
+    marks: Marks = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sent:
+    count: int  # replies that went out entirely, from the first
+    marks: Marks
+    final: bool = False  # the failure will not get better: give the row up
+
+
+class NotStored(Exception):
+    """The input was not stored (disk full, database locked too long): do not confirm it."""
+
+
+class Channel:
+    """What differs between channels; see the module docstring."""
+
+    name = "console"
+    outbox = True
+
+    def stale(self, inbound: Inbound, marks: Marks) -> bool:
+        return False
+
+    def committed(self, marks: Marks) -> Marks:
+        return marks
+
+    async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: Any) -> Sent:
+        raise NotImplementedError
+
+
+class ChatLocks:
+    """One asyncio lock per chat, forgotten when idle. Waiters are served in arrival order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def hold(self, chat: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(chat, asyncio.Lock())
+        self._users[chat] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[chat] -= 1
+            if not self._users[chat]:
+                del self._users[chat], self._locks[chat]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Delivery:
+    def __init__(self, storage: Storage, channel: Channel, step: Step, lang: str = "ja") -> None:
+        self.storage, self.channel, self.step, self.lang = storage, channel, step, lang
+        self.locks = ChatLocks()
+        self._held: dict[str, tuple[str | None, float]] = {}  # chat -> (unstored uid, until)
+        self._unnoted: dict[int, Sent] = {}  # outbox id -> what went out, its mark not written
+
+    # --- commit (synchronous) ---
+
+    def commit(self, inbound: Inbound) -> Turn:
+        """Dedup, step and store one input in one transaction; see the module docstring."""
+        chat = inbound.chat
+        held = self._held.get(chat)
+        if held is not None and time.monotonic() >= held[1]:
+            self._held.pop(chat, None)  # it never came back: do not block the chat for ever
+            held = None
+        if held is not None and held[0] != inbound.uid:
+            raise NotStored("an earlier input of this chat is not stored yet")
+        try:
+            turn = self._commit(inbound)
+        except sqlite3.OperationalError as exc:  # full, locked, I/O: it may work next time
+            self._held.setdefault(chat, (inbound.uid, time.monotonic() + HOLD_S))
+            raise NotStored(str(exc)) from exc
+        if held is not None:
+            self._held.pop(chat, None)
+        return turn
+
+    def _commit(self, inbound: Inbound) -> Turn:
+        storage, channel, chat, uid = self.storage, self.channel.name, inbound.chat, inbound.uid
+        with storage.transaction() as db:
+            row = db.execute(
+                "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
+            ).fetchone()
+            marks = json.loads(row[0]) if row else {}
+            if uid is not None:
+                seen = db.execute(
+                    "SELECT tag FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
+                    [channel, chat, uid],
+                ).fetchone()
+                if seen is not None and (None in (seen[0], inbound.tag) or seen[0] == inbound.tag):
+                    return Turn(chat, "duplicate", uid, pending=self._pending(chat), marks=marks)
+                # else: a reused id with another tag is a new input
+            if self.channel.stale(inbound, marks):
+                return Turn(chat, "stale", uid, marks=marks)
+
+            cid, state = storage.load(channel, chat, inbound.user, self.lang)
+            new_state, replies = self.step(state, inbound.input)
+            now = storage.now()
+            first, last = storage.record(
+                cid, inbound.user, uid, inbound.input, new_state, replies, now
+            )
+            if uid is not None:
+                db.execute(
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
+                    " SET tag = excluded.tag, conversation_id = excluded.conversation_id,"
+                    " at = excluded.at",
+                    [channel, chat, uid, inbound.tag, cid, now],
+                )
+            pending = []
+            if replies and self.channel.outbox:
+                row_id = db.execute(
+                    "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
+                    " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [cid, channel, chat, uid, first, last, now],
+                ).lastrowid
+                marks = self.channel.committed(marks)
+                db.execute(
+                    "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
+                    " conversation_id = excluded.conversation_id,"
+                    " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
+                    [channel, chat, cid, json.dumps(marks), now],
+                )
+                pending = self._pending(chat, {row_id: list(replies)})
+            return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
+
+    def _pending(self, chat: str, fresh: dict[int, list[Reply]] | None = None) -> list[Pending]:
+        """The chat's unsent outbox rows; `fresh`: rows just written, whose replies are known
+        (the usual case: only this turn's row, read back from no event)."""
+        fresh = fresh or {}
+        rows = self.storage.db.execute(
+            "SELECT id, conversation_id, input_uid, first_seq + sent, last_seq FROM outbox"
+            " WHERE channel = ? AND chat_id = ? AND status = 'pending' ORDER BY id",
+            [self.channel.name, chat],
+        ).fetchall()
+        return [
+            Pending(i, uid, fresh[i] if i in fresh else self.storage.replies(cid, a, b))
+            for i, cid, uid, a, b in rows
+        ]
+
+    def pending(self, chat: str) -> tuple[list[Pending], Marks]:
+        """The chat's unsent replies and its marks (what the flusher sends)."""
+        with self.storage.lock:
+            return self._pending(chat), self.marks(chat)
+
+    def _chats_pending(self) -> list[str]:
+        with self.storage.lock:
+            sql = "SELECT DISTINCT chat_id FROM outbox WHERE channel = ? AND status = 'pending'"
+            return [r[0] for r in self.storage.db.execute(sql, [self.channel.name])]
+
+    def marks(self, chat: str) -> Marks:
+        with self.storage.lock:
+            row = self.storage.db.execute(
+                "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?",
+                [self.channel.name, chat],
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def mark(self, chat: str, pending: Pending, sent: Sent) -> None:
+        """Note what went out of an outbox row, and the chat's new marks, in one transaction.
+        A conversation deleted meanwhile took its rows along: then nothing is noted. Without
+        an fsync: a power cut may undo the note, and the replies are then sent once more."""
+        done = sent.count >= len(pending.replies)
+        with self.storage.transaction(fsync=False) as db:
+            now = self.storage.now()
+            db.execute(
+                "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
+                " status = CASE WHEN ? THEN 'sent' WHEN ? OR attempts + 1 >= ? THEN 'dropped'"
+                " ELSE status END, done_at = CASE WHEN ? OR ? OR attempts + 1 >= ? THEN ? END"
+                " WHERE id = ?",
+                [sent.count, done, sent.final, MAX_ATTEMPTS]
+                + [done, sent.final, MAX_ATTEMPTS, now, pending.outbox_id],
+            )
+            db.execute(
+                "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
+                [json.dumps(sent.marks), now, self.channel.name, chat],
+            )
+
+    # --- sending (async) ---
+
+    async def deliver(self, turn: Turn, meta: Any = None) -> None:
+        """Send `turn.pending` in order (the live input's `meta` goes with its own row)."""
+        await self._send(turn.chat, turn.pending, turn.marks, turn.uid, meta)
+
+    async def _send(
+        self, chat: str, pending: list[Pending], marks: Marks, uid: str | None, meta: Any
+    ) -> None:
+        for row in pending:
+            sent = self._unnoted.pop(row.outbox_id, None)  # sent before, only not noted
+            if sent is None:
+                try:
+                    live = meta if uid is not None and row.uid == uid else None
+                    sent = await self.channel.send(chat, row.replies, marks, live)
+                except Exception:  # a bug in sending: the answer is stored, try again later
+                    log.exception("sending to a chat failed; its replies stay in the outbox")
+                    sent = Sent(0, marks)
+            try:
+                await asyncio.to_thread(self.mark, chat, row, sent)
+            except sqlite3.Error as exc:  # noted on the next try instead of sent again
+                self._unnoted[row.outbox_id] = sent
+                log.error("could not note replies as sent (%s); will note it later", exc)
+            if sent.count < len(row.replies):
+                return  # later replies wait behind this one: order
+            marks = sent.marks
+
+    async def flush(self) -> int:
+        """Send every chat's unsent replies; returns how many chats had some."""
+        chats = await asyncio.to_thread(self._chats_pending)
+
+        async def one(chat: str) -> None:
+            async with self.locks.hold(chat):
+                pending, marks = await asyncio.to_thread(self.pending, chat)
+                await self._send(chat, pending, marks, None, None)
+
+        await asyncio.gather(*(one(chat) for chat in chats))
+        return len(chats)
+
+    async def run_flusher(self, interval: float = FLUSH_S) -> None:
+        """At start-up and every `interval` seconds: send what is still to send."""
+        while True:
+            try:
+                if count := await self.flush():
+                    log.info("sent the unsent replies of %d chat(s)", count)
+            except sqlite3.Error as exc:
+                log.error("could not read the outbox: %s", exc)
+            except Exception:  # a bug: keep the flusher alive, the rows stay in the outbox
+                log.exception("flushing the outbox failed")
+            await asyncio.sleep(interval)
