@@ -496,9 +496,11 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     if re.search(r"[0-9]\s*(?:" + "|".join(map(re.escape, d["ranges"])) + r")\s*$", s[:first]):
         return Reading("invalid")  # a range ("15-20 people"): which figure is meant?
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
-        text.has(d["hedges"])
+        text.has(d["hedges"] + d["approx"])
     )
     exact = [f for f in figures if not f[3]]
+    if len(figures) > 1 and not exact:
+        return Reading("invalid")  # "over 10 million and under 100 million": ask for the figure
     hedged = len(exact) == 1 < len(figures)  # "over 300, regularly 250": the figure, read back
     if hedged:
         figures = exact
