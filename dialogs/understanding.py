@@ -202,6 +202,20 @@ def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
     return sorted(kept, key=lambda m: m.first)
 
 
+def _overlaps(m: Mention, taken: frozenset) -> bool:
+    """Part of a longer word the question awaited was answered with: another question may not
+    read it again (a farmers' cooperative names a cooperative, not the farming industry)."""
+    return any(m.first <= t.last and t.first <= m.last and len(m.word) < len(t.word) for t in taken)
+
+
+def _words_of(q: Question, text: Text, lang: str) -> frozenset:
+    if q.kind == "yes_no":
+        return frozenset(_find(text, _proposition(q.id)))
+    if q.kind == "choice":
+        return frozenset(_find(text, _options(q.id, lang)))
+    return frozenset()
+
+
 def _latin_at(s: str, i: int) -> bool:
     return 0 <= i < len(s) and s[i].isascii() and s[i].isalnum()
 
@@ -218,7 +232,7 @@ def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool | str]:
             return n, tok.surface == "?"
         if _is_conditional(tok, toks[j + 1] if j + 1 < len(toks) else None):
             return n, "if"  # "if there were arrears, ...": a supposition, not an answer
-        n += _is_negator(tok)
+        n += _is_negator(tok) + (tok.surface in _grammar()["only"])
     return n, False
 
 
@@ -233,9 +247,9 @@ def _is_conditional(tok: Token, following: Token | None) -> bool:
 
 
 # --- the kinds of question --------------------------------------------------------------------
-def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
+def _yes_no(q: Question, text: Text, strict: bool, taken: frozenset = frozenset()) -> Reading:
     note = None
-    mentions = _find(text, _proposition(q.id))
+    mentions = [m for m in _find(text, _proposition(q.id)) if not _overlaps(m, taken)]
     scopes = {}
     for m in mentions:
         other = {"key": "anti", "anti": "key"}.get(m.group)
@@ -373,8 +387,10 @@ def _named_as_main(text: Text, m: Mention) -> bool:
     return before.endswith(tuple(_data()["main_markers"]))
 
 
-def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
-    mentions = _find(text, _options(q.id, lang))
+def _choice(
+    q: Question, text: Text, lang: str, strict: bool, taken: frozenset = frozenset()
+) -> Reading:
+    mentions = [m for m in _find(text, _options(q.id, lang)) if not _overlaps(m, taken)]
     positive: dict[str, list[Mention]] = {}
     negated = set()
     for m in mentions:
@@ -448,13 +464,14 @@ def _figure_pattern(kind: str) -> re.Pattern[str]:
 def _figures(q: Question, s: str) -> list[tuple[int, int, Any, str | None]]:
     """(start, end, value, bound op) for each figure of the question's kind in `s`."""
     out = []
-    bounds = _data()["bounds"]
+    d = _data()
+    bounds = d["bounds"]
     for m in _figure_pattern(q.kind).finditer(s):
         parsed = q.parse(m.group(), "ja")
         if not parsed.ok:
             continue
-        after = s[m.end() :]
-        op = next((op for op, ws in bounds.items() for w in ws if after.startswith(w)), None)
+        after = re.split(r"[、。,]", s[m.end() :], maxsplit=1)[0][: d["bound_reach"]]
+        op = next((op for op, ws in bounds.items() for w in ws if w in after), None)
         out.append((m.start(), m.end(), parsed.value, op))
     return out
 
@@ -521,11 +538,13 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
 
 
 # --- the entry point ---------------------------------------------------------------------------
-def _read(q: Question, text: Text, lang: str, strict: bool = False) -> Reading:
+def _read(
+    q: Question, text: Text, lang: str, strict: bool = False, taken: frozenset = frozenset()
+) -> Reading:
     if q.kind == "yes_no":
-        return _yes_no(q, text, strict)
+        return _yes_no(q, text, strict, taken)
     if q.kind == "choice":
-        return _choice(q, text, lang, strict)
+        return _choice(q, text, lang, strict, taken)
     return _quantity(q, text, strict)
 
 
@@ -562,11 +581,12 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     reading = _read(q, prepared, lang)
     if reading.outcome != "value":
         return reading
-    also = []
+    also, taken = [], _words_of(q, prepared, lang)
     for other in d["also"].get(qid, []):
         if other in answers or prepared.has(d["not_also"]):
             continue
-        r = _read(questions()[other], prepared, lang, strict=True)
+        apart = other in d["apart"].get(qid, [])  # their words may not share ours
+        r = _read(questions()[other], prepared, lang, True, taken if apart else frozenset())
         if r.outcome == "value" and r.sure:
             also.append((other, r.value))
     if also:
