@@ -228,8 +228,9 @@ def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool | str]:
     n, toks = 0, text.toks
     for j in range(m.last + 1, len(toks)):
         tok = toks[j]
-        if j in stops or _is_boundary(tok):
-            return n, tok.surface == "?"
+        after_topic = toks[j - 1].surface in _grammar()["topic_particles"]
+        if j in stops or (_is_boundary(tok) and not (after_topic and tok.surface == "、")):
+            return n, tok.surface == "?"  # a comma right after a topic does not end it
         if _is_conditional(tok, toks[j + 1] if j + 1 < len(toks) else None):
             return n, "if"  # "if there were arrears, ...": a supposition, not an answer
         n += _is_negator(tok) + (tok.surface in _grammar()["only"])
