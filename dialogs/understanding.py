@@ -516,6 +516,9 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
         text.has(d["hedges"] + d["approx"])
     )
+    if q.kind != "count":  # the same amount said twice is one (two groups of 10 are 20 people)
+        seen: set = set()
+        figures = [f for f in figures if not (f[2:] in seen or seen.add(f[2:]))]
     exact = [f for f in figures if not f[3]]
     if len(figures) > 1 and not exact:
         return Reading("invalid")  # "over 10 million and under 100 million": ask for the figure
