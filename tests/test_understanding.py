@@ -107,7 +107,7 @@ def _negated(text: str) -> list[str]:
     for a, b in swaps:
         if text.endswith(a):
             return [text[: -len(a)] + b]
-    return [text + "ではありません"]
+    return [] if "、" in text else [text + "ではありません"]  # a noun, not a clause among others
 
 
 YES_NO = [
