@@ -4,6 +4,7 @@ provides `configure(parser)` (its arguments) and `main(args) -> int` (the work).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import os
 import sys
@@ -22,6 +23,21 @@ COMMANDS = {
     "line": ("bot.line.app", "run the LINE bot (Messaging API webhook)"),
     "admin": ("bot.admin.cli", "review stored conversations"),
 }
+
+
+def add_bot_options(parser: argparse.ArgumentParser) -> None:
+    """The options every running bot (Telegram, LINE) shares: log level, evaluation date."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="default: LOG_LEVEL, else INFO",
+    )
+    parser.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="evaluate on this date, YYYY-MM-DD (default: today)",
+    )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

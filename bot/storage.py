@@ -419,16 +419,24 @@ class Storage:
         return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
+    def transaction(self, fsync: bool = True) -> Iterator[Database]:
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back.
+        `fsync=False` (synchronous NORMAL for this commit): safe from a crash of the process,
+        but a power cut may undo it; the next FULL commit makes it durable too."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if not fsync:
+                self.db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield self.db
-                self.db.commit()
-            except BaseException:
-                self.db.rollback()
-                raise
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    self.db.commit()
+                except BaseException:
+                    self.db.rollback()
+                    raise
+            finally:
+                if not fsync:
+                    self.db.execute("PRAGMA synchronous = FULL")
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
         """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'

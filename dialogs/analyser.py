@@ -2,7 +2,8 @@
 
 The dictionary is memory-mapped on the first typed answer, once per process (about 0.05 s),
 so the console shows its first question before it is needed and button presses never load it.
-Mode C keeps compounds whole (青色申告, 暴力団, 事業所), which is how owners name things."""
+Mode C keeps compounds whole ("blue return", "organised crime group", "business site" are
+one word each), which is how owners name things."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from functools import cache
 @dataclass(frozen=True)
 class Token:
     surface: str
-    base: str  # dictionary form (当たり -> 当たる)
-    norm: str  # normalised form: spelling variants unified (ない/無い, 有る)
-    pos: str  # part of speech, e.g. 助動詞, 形容詞
-    pos2: str  # its subdivision, e.g. フィラー, 接続助詞
+    base: str  # dictionary form of an inflected word
+    norm: str  # normalised form: spelling variants unified (kana or kanji)
+    pos: str  # part of speech (the dictionary's Japanese names, see understanding.yaml)
+    pos2: str  # its subdivision
     start: int  # character offsets in the analysed text
     end: int
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dialogs import parsing
+from dialogs import co2_dialog, parsing
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from dialogs.machine import route
 from dialogs.parsing import normalize
@@ -29,7 +29,12 @@ from rules.engine import HUBS
 NUMERIC = ("money", "count", "tonnes")
 CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
 NEAR_LIMIT = Decimal("0.1")  # an estimate within 10% of a size limit gets a "please check" note
-LIMIT_PARAMS = {"capital_yen": "capital_max_yen", "employees": "employees_max"}
+# The applicant reason's limits each answer is compared with (第2 2 (6) has two: the law's
+# group and the 別表 row).
+LIMIT_PARAMS = {
+    "capital_yen": ("capital_max_yen",),
+    "employees": ("employees_max", "law_employees_max"),
+}
 _END_PUNCT = "!！?？。.、,"
 BOUND_NAMES = {"<": "below", "<=": "at_most", ">": "above", ">=": "at_least"}
 
@@ -66,7 +71,10 @@ class Turn:
         if qid not in self.s.asked:
             self.s.asked.append(qid)
         progress = t("dialog.progress", self.lang, n=n, left=left)
-        text = "\n\n".join(p for p in (prefix, q.text(self.s.answers, self.lang) + progress) if p)
+        note = co2_dialog.target_note(self.s.answers, qid, self.on, self.lang)
+        text = "\n\n".join(
+            p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
+        )
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def progress(self, qid: str) -> tuple[int, int]:
@@ -284,10 +292,16 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     s = turn.s
     qid = s.awaiting
     q = questions()[qid]
+    reading_back = (s.confirming, s.pending) if s.confirming else None
     s.confirming, s.pending = None, []
     s.last = Interpretation(question=qid, outcome="reask")
     if kind in ("button", "label"):
         field, _, value = payload.partition(":")
+        if field != qid and reading_back:  # an old question's button: the read-back stands
+            s.confirming, s.pending = reading_back
+            s.last.outcome = "ignored"
+            _show_read_back(turn, t("dialog.reask.stale_button", turn.lang))
+            return "confirming"
         if field != qid:
             s.last.outcome = "ignored"
             turn.ask(qid, t("dialog.reask.stale_button", turn.lang))
@@ -300,6 +314,8 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
             turn.ask(qid, t(f"dialog.reask.{q.kind}", turn.lang, max=q.max))
             return "asking"
         return _settle(turn, [_reading(qid, button)], typed=kind == "label")
+    if kind == "text" and (phase := co2_dialog.typed(turn, qid, payload)):
+        return phase  # a figure in kWh, kL, L or m³: converted to tonnes
     r = understand(qid, payload, s.answers, turn.lang)
     if r.outcome == "value" and q.fits_model(r.value):
         also = sorted(
@@ -401,7 +417,7 @@ def _still_open(turn: Turn, field: str) -> bool:
 def _newly_failing(turn: Turn, r: dict) -> list:
     """The criteria a (non-numeric) reading would turn to not met: those it disqualifies on.
     Figures are echoed exactly and the verdict shows them against the limit instead."""
-    if questions()[r["field"]].kind in NUMERIC:
+    if questions()[r["field"]].kind in NUMERIC and not co2_dialog.nothing_before(r):
         return []
     before = {x.criterion for x in turn.verdict().reasons if x.status == "not_met"}
     try:
@@ -409,6 +425,11 @@ def _newly_failing(turn: Turn, r: dict) -> list:
     except ValidationError:
         return []
     return [x for x in after.reasons if x.status == "not_met" and x.criterion not in before]
+
+
+def record(turn: Turn, qid: str, value: Any, approx: bool) -> None:
+    """Store an answer worked out elsewhere (the CO2 estimate): as given, no read-back."""
+    _record(turn, _reading(qid, value, approx=approx))
 
 
 def _record(turn: Turn, r: dict) -> None:
@@ -609,6 +630,8 @@ def _guide(turn: Turn, qid: str) -> None:
     s = turn.s
     s.last.outcome = "help"
     q = questions()[qid]
+    if co2_dialog.start(turn, qid):  # the CO2 figures can be estimated from the equipment
+        return
     if qid in s.guided:
         turn.ask(
             qid,
@@ -646,10 +669,11 @@ def _skip(turn: Turn) -> str:
 
 def _near_limit_note(turn: Turn, qid: str, value: int) -> str:
     applicant = next(r for r in turn.verdict().reasons if r.criterion == "applicant")
-    limit = applicant.params.get(LIMIT_PARAMS[qid])
-    if limit is None or abs(Decimal(value) - limit) > NEAR_LIMIT * limit:
+    limits = [applicant.params.get(p) for p in LIMIT_PARAMS[qid]]
+    near = [x for x in limits if x is not None and abs(Decimal(value) - x) <= NEAR_LIMIT * x]
+    if not near:
         return ""
-    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, limit))
+    return t("dialog.near_limit", turn.lang, limit=turn.show(qid, near[0]))
 
 
 def _back(turn: Turn) -> str:
@@ -706,9 +730,14 @@ def _repeat(turn: Turn) -> None:
         turn.say("dialog.after_verdict", turn.after_verdict_buttons())
 
 
-def step(state: State, inp: UserInput, on: dt.date | None = None) -> tuple[State, list[Reply]]:
-    """Apply one user input. Never raises on user input; returns the new state and replies."""
+def step(
+    state: State, inp: UserInput, on: dt.date | None = None, sub: bool = True
+) -> tuple[State, list[Reply]]:
+    """Apply one user input. Never raises on user input; returns the new state and replies.
+    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back)."""
     with texts_on(on):  # the texts quote the ruleset the verdict uses
+        if sub and state.co2 is not None:
+            return co2_dialog.step(state, inp, on)
         return _step(state, inp, on)
 
 

@@ -66,3 +66,4 @@ class State(BaseModel):
     asked: list[str] = Field(default_factory=list)  # questions shown, in order (progress count)
     guided: list[str] = Field(default_factory=list)  # questions that got the "don't know" help
     bounds: dict[str, list] = Field(default_factory=dict)  # answers given as a bound: [op, n]
+    co2: dict | None = None  # the CO2 estimate sub-dialog while open (dialogs/co2_dialog.py)

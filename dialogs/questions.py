@@ -114,7 +114,10 @@ class Question:
             return format_yen(int(value), lang)
         if self.kind == "count":
             return t("units.count", lang, n=int(value))
-        return t("units.tonnes", lang, n=format(Decimal(str(value)).normalize(), "f"))
+        tonnes = Decimal(str(value))  # an estimate keeps every digit: shown to the kilogram
+        if tonnes.as_tuple().exponent < -3:
+            tonnes = tonnes.quantize(KG, ROUND_HALF_UP)
+        return t("units.tonnes", lang, n=format(tonnes.normalize(), "f"))
 
 
 def format_yen(n: int, lang: str) -> str:

@@ -4,28 +4,29 @@ The dialog (engine.py) consumes this; button presses never come here. The contra
 
 - outcome "value": `value` answers the question (int yen/people, Decimal tonnes, bool, choice
   value). `sure=False` asks the dialog to read it back before recording it: a contradiction
-  ("はい、ありません"), a double negation, a hedge with a yes/no or a choice ("たぶん県内です"),
-  a choice named only by a weak word ("工場" for manufacturing), two clauses that disagree.
-  `approx` marks an estimate the owner made ("約80名", "たぶん80名": with numbers a hedge is an
-  estimate, not a doubt about what was said).
-- "ask_back": the owner asks about the question ("青色申告って何？"): give its help.
-- "hedge": only fillers or hesitation ("うーん"), no answer: re-ask gently.
+  ("yes, there are none"), a double negation, a hedge with a yes/no or a choice ("probably in
+  the prefecture"), a choice named only by a weak word ("factory" for manufacturing), two
+  clauses that disagree. `approx` marks an estimate the owner made ("about 80", "maybe 80":
+  with numbers a hedge is an estimate, not a doubt about what was said).
+- "ask_back": the owner asks about the question ("what is a blue return?"): give its help.
+- "hedge": only fillers or hesitation ("hmm"), no answer: re-ask gently.
 - "unknown": the owner does not know: guidance.
 - "ambiguous": several readings remain; `candidates` are the values to offer as buttons (two
-  head counts give the first and the total, with a `note` on 常時使用する従業員).
-- "bound": a bound, not a figure ("500人を超えています"): `bound` = (op, number).
+  head counts give the first and the total, with a `note` on who counts as a regular employee).
+- "bound": a bound, not a figure ("over 500 people"): `bound` = (op, number).
 - "invalid", "empty", "negative", "too_large": not understood; re-ask with the reason.
 
 `also` lists other questions the message clearly answers, ((field, value), ...), never a guess
 and never a field already in `answers`. `note` is (locale key, params) explaining the reading
-(which 別表 row an industry word falls in and why, which prefecture a place is in).
+(which row of the size table an industry word falls in and why, which prefecture a place is in).
 
 How: the text is normalised, rewritten for dialect (understanding.yaml), and cut into morphemes
 (analyser.py). Words of the question (its proposition for yes/no, its options for choices) are
 found in the surface and dictionary forms; each is negated by an odd number of negations in
-its own clause (up to a comma, a conjunction, or a word of another option), so
-"暴力団員に当たる者はいません" is "no" and "リースではなく購入" is a purchase. Numbers are cut out
-of sentences and each is read by the question's own parser (parsing.py).
+its own clause (up to a comma, a conjunction, or a word of another option), so "there is no one
+who is a gang member" is "no" and "not a lease but a purchase" is a purchase. Numbers are cut
+out of sentences and each is read by the question's own parser (parsing.py). The words and the
+grammar's morphemes are data (understanding.yaml); examples: tests/data/understanding/.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _yaml(name: str) -> Any:
 
 def norm(text: str) -> str:
     """NFKC and casefold; spaces dropped except between two Latin words or numbers. Unlike
-    parsing.normalize the long vowel mark stays, so the analyser sees ボイラー as a word."""
+    parsing.normalize the long vowel mark stays, so the analyser sees katakana words whole."""
     s = unicodedata.normalize("NFKC", text or "").casefold()
     return parsing._LONE_SPACE.sub("", re.sub(r"\s+", " ", s).strip())
 
@@ -92,7 +93,7 @@ def _data() -> dict:
 
 @cache
 def _industries() -> dict[str, tuple[str, str]]:
-    """Everyday industry word -> (別表 row value, JSIC 中分類)."""
+    """Everyday industry word -> (size table row value, JSIC middle division)."""
     d = _yaml("industries.yaml")
     return {norm(w): (e["row"], e["jsic"]) for e in d["entries"] for w in e["words"]}
 
@@ -102,7 +103,7 @@ def _places() -> dict[str, str | None]:
     """Place name -> None for Tochigi, else its prefecture."""
     d = _yaml("places.yaml")
     out: dict[str, str | None] = {norm(w): pref for pref, ws in d["outside"].items() for w in ws}
-    return out | dict.fromkeys(map(norm, d["tochigi"]))
+    return out | dict.fromkeys(norm(w) for ws in d["tochigi"].values() for w in ws)
 
 
 # --- the text and its morphemes ------------------------------------------------------------------
@@ -122,17 +123,28 @@ def _prepare(text: str) -> Text:
     return Text(s, analyser.tokens(s) if s else ())
 
 
+def _grammar() -> dict:
+    return _data()["grammar"]
+
+
 def _is_negator(tok: Token) -> bool:
+    neg = _grammar()["negators"]
     return (
-        (tok.norm in ("無い", "ない", "ず", "ぬ") and tok.pos in ("形容詞", "助動詞"))
-        or tok.surface in ("なし", "無し", "以外")
-        or tok.base == "違う"
+        (tok.norm in neg["norm"] and tok.pos in neg["pos"])
+        or tok.surface in neg["surface"]
+        or tok.base in neg["base"]
     )
 
 
+def _is_punctuation(tok: Token) -> bool:
+    g = _grammar()
+    return tok.pos == g["punctuation_pos"] and tok.surface not in g["not_punctuation"]
+
+
 def _is_boundary(tok: Token) -> bool:
-    return (tok.pos == "補助記号" and tok.surface not in ("~", "-")) or (
-        tok.pos2 == "接続助詞" and tok.surface in ("が", "けど", "けれど", "けれども", "ので", "し")
+    g = _grammar()
+    return _is_punctuation(tok) or (
+        tok.pos2 == g["conjunction_pos"] and tok.surface in g["conjunctions"]
     )
 
 
@@ -161,12 +173,12 @@ def _lexicon(words: dict[str, tuple[str, bool]]) -> Lexicon:
 
 def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
     """Mentions of the lexicon's words in the surface or the dictionary forms; where two
-    overlap the longer word is the one meant (整備工場, not 工場)."""
+    overlap the longer word is the one meant ("car repair factory", not "factory")."""
     toks = text.toks
     if not toks:
         return []
     strings = [(text.raw, [(tok.start, tok.end, i) for i, tok in enumerate(toks)])]
-    for form in ("base", "norm"):  # 当たりません -> 当たる; ついて -> 付く
+    for form in ("base", "norm"):  # inflected verbs by their dictionary and normalised forms
         joined, spans = "", []
         for i, tok in enumerate(toks):
             spans.append((len(joined), len(joined) + len(getattr(tok, form)), i))
@@ -196,8 +208,9 @@ def _latin_at(s: str, i: int) -> bool:
 
 def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
     """(negations, asked) in the mention's clause: after it, up to a boundary or a word that
-    starts another reading (エアコンではなく工業炉: the negation stops before 工業炉). A clause
-    closed by a question mark only repeats the question ("滞納？ないない")."""
+    starts another reading ("not air conditioning but a furnace": the negation stops before
+    the furnace). A clause closed by a question mark only repeats the question ("arrears? no,
+    no")."""
     n = 0
     for j in range(m.last + 1, len(text.toks)):
         tok = text.toks[j]
@@ -209,23 +222,24 @@ def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
 
 # --- the kinds of question --------------------------------------------------------------------
 def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
-    prop = _data()["propositions"][q.id]
     note = None
     mentions = _find(text, _proposition(q.id))
-    content = [m for m in mentions if m.group != "generic"]
-    vague = strict or text.has(prop.get("distractors", []))
-    used = content or ([] if vague else [m for m in mentions if m.group == "generic"])
+    scopes = {}
+    for m in mentions:
+        other = {"key": "anti", "anti": "key"}.get(m.group)
+        stops = {o.first for o in mentions if o.group == other and o.first > m.last}
+        scopes[m] = _scope(text, m, stops)
+    mentions = [m for m in mentions if not scopes[m][1]]  # the question repeated back
+    content = [m for m in mentions if m.group != "generic" and not (strict and m.weak)]
+    generic = [m for m in mentions if m.group == "generic" and not _distracted(text, q.id, m)]
+    used = content or ([] if strict else generic)
     votes, doubled = [], False
     for m in used:
-        other = {"key": "anti", "anti": "key"}.get(m.group)
-        stops = {o.first for o in used if o.group == other and o.first > m.last}
-        n, asked = _scope(text, m, stops)
-        if asked:
-            continue
+        n = scopes[m][0]
         doubled |= n >= 2
         holds = n % 2 == 0
         if m.group == "generic" and holds and _other_nouns(text):
-            continue  # "役員はいます": something else exists, not what the question asks
+            continue  # "there are officers": something else exists, not what is asked
         votes.append((m.first, holds if m.group != "anti" else not holds))
     if q.id == "site_in_tochigi":
         places = [m for m in content if m.word in _places()]
@@ -238,10 +252,15 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         if len(values) == 1 and not doubled and not _hedged(text):
             return Reading("value", values.pop())
         return Reading("invalid")
-    if not votes and any(
-        _is_negator(tok) and (tok.pos in ("形容詞", "名詞", "動詞")) for tok in text.toks
-    ):
-        votes.append((len(text.toks), False))  # "ないです", "なし", "違います": a plain no
+    toks = text.toks  # a repeated negator is one ("no no")
+    negators = [
+        x
+        for i, x in enumerate(toks)
+        if _is_negator(x) and (i == 0 or toks[i - 1].surface != x.surface)
+    ]
+    plain_no = any(t.pos in _grammar()["plain_no_pos"] for t in negators)
+    if not votes and len(negators) % 2 and plain_no:
+        votes.append((len(text.toks), False))  # "none", "that's wrong" (not "not wrong")
     said = _interjection(text)
     if not votes and said is None:
         return Reading("invalid")
@@ -249,34 +268,56 @@ def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("value", said, sure=not _hedged(text))
     values = {v for _, v in votes}
     value = max(votes)[1]  # two clauses that disagree: the last one, read back
-    sure = len(values) == 1 and not doubled and not _hedged(text) and said in (None, value)
+    vague = any(m.weak for m in used)  # "fine": no trouble, read back
+    sure = len(values) == 1 and not (doubled or vague or _hedged(text)) and said in (None, value)
     return Reading("value", value, sure=sure, note=note)
 
 
 @cache
 def _proposition(qid: str) -> Lexicon:
     prop = _data()["propositions"][qid]
-    words = {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
+    words = {norm(w): ("anti", True) for w in prop.get("vague_anti", [])}
+    words |= {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
     if qid == "site_in_tochigi":
         for w, pref in _places().items():
             words.setdefault(w, ("anti" if pref else "key", False))
     return _lexicon(words)
 
 
+def _distracted(text: Text, qid: str, m: Mention) -> bool:
+    """A bare verb's clause names something else: a distractor of the question (a tax return
+    of no colour) or another question's words ("no ties to gangs" typed for tax arrears)."""
+    toks = text.toks
+    first, last = m.first, m.last
+    while first > 0 and not _is_boundary(toks[first - 1]):
+        first -= 1
+    while last + 1 < len(toks) and not _is_boundary(toks[last + 1]):
+        last += 1
+    clause = text.raw[toks[first].start : toks[last].end]
+    props = _data()["propositions"]
+    own = sorted((norm(w) for g in ("key", "anti") for w in props[qid][g]), key=len, reverse=True)
+    for w in own:
+        clause = clause.replace(w, "")
+    others = [w for o, p in props.items() if o != qid for w in p["names"]]
+    return any(norm(w) in clause for w in props[qid].get("distractors", []) + others)
+
+
 def _other_nouns(text: Text) -> bool:
     """Nouns of its own in a message that names none of the question's words."""
     plain = _data()["plain_nouns"]
     return any(
-        tok.pos == "名詞" and tok.pos2 in ("普通名詞", "固有名詞") and tok.surface not in plain
+        tok.pos == _grammar()["noun_pos"]
+        and tok.pos2 in _grammar()["noun_kinds"]
+        and tok.surface not in plain
         for tok in text.toks
     )
 
 
 def _interjection(text: Text) -> bool | None:
-    """A yes or no word opening the message (はい, いいえ)."""
+    """A yes or no word opening the message."""
     words = _data()["interjections"]
     for tok in text.toks:
-        if tok.pos == "補助記号":
+        if _is_punctuation(tok):
             continue
         if tok.surface in words["yes"]:
             return True
@@ -314,7 +355,7 @@ def _options(qid: str, lang: str) -> Lexicon:
 
 
 def _named_as_main(text: Text, m: Mention) -> bool:
-    before = text.raw[: text.toks[m.first].start].rstrip("はがでの、")
+    before = text.raw[: text.toks[m.first].start].rstrip(_grammar()["before_main"])
     return before.endswith(tuple(_data()["main_markers"]))
 
 
@@ -325,19 +366,25 @@ def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
     for m in mentions:
         stops = {o.first for o in mentions if o.group != m.group and o.first > m.last}
         n, _ = _scope(text, m, stops)
-        for group in m.group.split("|"):  # a word may leave two options open (組合)
+        for group in m.group.split("|"):  # a word may leave two options open
             if n % 2:
                 negated.add(group)
             else:
                 positive.setdefault(group, []).append(m)
-    positive.pop("_", None)  # words that name no option (会社員)
+    positive.pop("_", None)  # words that name no option
     main = [v for v, ms in positive.items() if any(_named_as_main(text, m) for m in ms)]
-    if len(main) == 1:  # 製造と卸、主は製造: the main business decides (第2 2 の主たる事業)
+    if len(main) == 1:  # the main business named decides (the guideline's 2 2: main business)
         positive = {main[0]: positive[main[0]]}
     strong = [v for v, ms in positive.items() if any(not m.weak for m in ms)]
-    fits = _data()["choices"].get(q.id, {}).get("compatible", {})
-    rivals = [v for v in positive if v not in strong and not set(strong) <= set(fits.get(v, []))]
-    chosen = strong + rivals if strong else list(positive)
+    extra = _data()["choices"].get(q.id, {})
+    named = list(positive)
+    for general, kinds in extra.get("general", {}).items():  # making rubber hoses: rubber
+        if general in named and set(named) - {general} and set(named) - {general} <= set(kinds):
+            named.remove(general)
+    strong = [v for v in strong if v in named]
+    fits = extra.get("compatible", {})  # "renewing the lights": a weak word of no rival
+    rivals = [v for v in named if v not in strong and not set(strong) <= set(fits.get(v, []))]
+    chosen = strong + rivals if strong else named
     order = list(q.choices)
     if not chosen:
         rest = [v for v in order if v not in negated]
@@ -399,15 +446,15 @@ def _figures(q: Question, s: str) -> list[tuple[int, int, Any, str | None]]:
 
 
 def _topic(s: str, start: int, qid: str) -> bool:
-    """The figure at `start` is introduced by one of the question's words: 従業員は20名,
-    更新後12トン (a particle or a colon between them at most)."""
-    before = s[:start].rstrip(" :は、がも")
+    """The figure at `start` is introduced by one of the question's words ("employees: 20",
+    "after: 12 t"; a particle or a colon between them at most)."""
+    before = s[:start].rstrip(_grammar()["before_figure"])
     return any(before.endswith(norm(w)) for w in _data()["topics"].get(qid, []))
 
 
 def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     d = _data()
-    # the plain parser takes 削減量 for a filler: a reduction is no emission figure
+    # the plain parser takes "reduction" for a filler: a reduction is no emission figure
     reduction = q.kind == "tonnes" and re.search(d["reduction_named"], text.raw)
     if not strict and not reduction:
         parsed = q.parse(text.raw, "ja")
@@ -421,34 +468,38 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     figures = _figures(q, s)
     if len(figures) == 2 and q.id in ("co2_before_t", "co2_after_t"):
         between = s[figures[0][1] : figures[1][0]]
-        if between in d["transitions"] or between[:-1] in d["transitions"]:  # 20トンから12トンに
+        if between in d["transitions"] or between[:-1] in d["transitions"]:  # "from 20 t to 12 t"
             return Reading("value", figures[q.id == "co2_after_t"][2])
     others = [o for o in d["topics"] if o not in questions() or questions()[o].kind == q.kind]
     if q.kind == "tonnes":
         figures = [f for f in figures if not s[f[1] :].startswith(tuple(d["reductions"]))]
     figures = [f for f in figures if not any(_topic(s, f[0], o) for o in others if o != q.id)]
-    if strict:  # another question's figure only when named as such (従業員は20名)
+    if strict:  # another question's figure only when named as such
         figures = [f for f in figures if _topic(s, f[0], q.id)]
     if not figures:
         return Reading("invalid")
     first = figures[0][0]
     if re.search(r"[0-9]\s*(?:" + "|".join(map(re.escape, d["ranges"])) + r")\s*$", s[:first]):
-        return Reading("invalid")  # a range, "15~20人": which figure is meant?
+        return Reading("invalid")  # a range ("15-20 people"): which figure is meant?
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
         text.has(d["hedges"])
     )
+    exact = [f for f in figures if not f[3]]
+    hedged = len(exact) == 1 < len(figures)  # "over 300, regularly 250": the figure, read back
+    if hedged:
+        figures = exact
     if len(figures) == 1:
         _, _, value, op = figures[0]
         if op:
             return Reading("bound", bound=(op, value)) if not strict else Reading("invalid")
-        return Reading("value", value, approx=approx)
+        return Reading("value", value, approx=approx, sure=not hedged)
     if strict:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
-    if between.strip() in d["ranges"] or q.kind != "count" or d["subset"] in between:
-        return Reading("ambiguous", candidates=values)  # 10人か20人; 約50名（うち正社員30名）
-    # two head counts (正社員30名とパート20名): the first alone, or all of them
+    if between.strip() in d["ranges"] or q.kind != "count" or text.has(d["subset"]):
+        return Reading("ambiguous", candidates=values)  # "10 or 20"; "50, of whom 30 ..."
+    # two head counts ("30 full-time and 20 part-time"): the first alone, or all of them
     note = ("reading.two_counts", {})
     return Reading("ambiguous", candidates=(values[0], sum(values)), note=note)
 
@@ -474,6 +525,8 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     prepared = _prepare(text)
     if not _JAPANESE.search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
         reading = _read(q, prepared, lang) if q.kind == "choice" else Reading("invalid")
+        if reading.outcome == "value" and re.search(d["english_negation"], prepared.raw):
+            return Reading("invalid")  # "we don't lease": which option is left is not said
         if reading.outcome != "invalid":
             return reading
         parsed = q.parse(text, lang)
@@ -488,7 +541,7 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     rest = s
     for w in sorted(map(norm, d["fillers"] + d["hedges"]), key=len, reverse=True):
         rest = rest.replace(w, "")
-    if not rest.strip(parsing._PUNCT + "~-ー ねよ"):
+    if not rest.strip(parsing._PUNCT + _grammar()["trailing"]):
         return Reading("hedge")
     reading = _read(q, prepared, lang)
     if reading.outcome != "value":

@@ -10,27 +10,24 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 from pydantic_core import PydanticCustomError
 
-from rules.ruleset import ruleset_for
+from rules.ruleset import Strict, ruleset_for
 
 FuelId = Literal["a_heavy_oil", "kerosene", "diesel", "lpg", "lng", "city_gas"]
 ELECTRICITY = "electricity"
 
 
 # --- the dated factor data ---------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Factor(_Strict):
+class Factor(Strict):
     value: Decimal = Field(gt=0)
     unit: str  # "t-CO2/<amount unit>"
     source: str
@@ -42,7 +39,7 @@ class Factor(_Strict):
         return self.unit.split("/", 1)[1]
 
 
-class ElectricityFactors(_Strict):
+class ElectricityFactors(Strict):
     default: str
     factors: dict[str, Factor]
 
@@ -53,7 +50,7 @@ class ElectricityFactors(_Strict):
         return self
 
 
-class FactorSet(_Strict):
+class FactorSet(Strict):
     effective_from: dt.date
     electricity: ElectricityFactors
     fuels: dict[FuelId, Factor]
@@ -61,12 +58,8 @@ class FactorSet(_Strict):
 
 @cache
 def all_factor_sets() -> tuple[FactorSet, ...]:
-    files = resources.files("rules") / "emission_factors"
-    loaded = [
-        FactorSet.model_validate(yaml.safe_load(f.read_text(encoding="utf-8")))
-        for f in files.iterdir()
-        if f.name.endswith(".yaml")
-    ]
+    files = sorted(Path(str(resources.files("rules") / "emission_factors")).glob("*.yaml"))
+    loaded = (FactorSet.model_validate(yaml.safe_load(f.read_text("utf-8"))) for f in files)
     return tuple(sorted(loaded, key=lambda s: s.effective_from))
 
 
@@ -102,7 +95,7 @@ def _conflict(field_name: str, way: str) -> PydanticCustomError:
     )
 
 
-class _Input(_Strict):
+class _Input(Strict):
     factor: OwnFactor | None = None  # t-CO2/kWh: the supplier's own electricity factor
 
     def _one_way(self, *ways: list[str], optional: tuple[str, ...] = ()) -> None:
@@ -289,7 +282,8 @@ def _kwh_electricity(w: _Working, x: Electricity) -> tuple[Decimal, Decimal]:
         days=x.days_per_year,
         kwh=before,
     )
-    after = before * x.cop_before / x.cop_after  # same heat or cold delivered, better COP
+    with localcontext(Context(prec=28)):  # same heat or cold delivered, better COP: inexact
+        after = before * x.cop_before / x.cop_after
     cops = {"cop_before": x.cop_before, "cop_after": x.cop_after}
     w.step("cop_after", kwh_before=before, kwh=after, **cops)
     return before, after
@@ -299,11 +293,25 @@ def estimate(data: Lighting | Electricity | Fuel | dict, on: dt.date) -> Estimat
     """The estimate for one piece of equipment. A dict is validated first (pydantic
     ValidationError on bad input: the caller names the field)."""
     x = INPUT.validate_python(data) if isinstance(data, dict) else data
+    given = [v for v in x.model_dump().values() if isinstance(v, Decimal)]
+    with localcontext(_wide(given)):
+        return _estimate(x, on)
+
+
+def _wide(values: list[Decimal]) -> Context:
+    """Enough digits for every product of the inputs to stay exact (28 could round a long one);
+    only the divisions by an efficiency or COP ratio are rounded, at 28 significant digits."""
+    digits = sum(len(v.as_tuple().digits) + abs(v.as_tuple().exponent) for v in values)
+    return Context(prec=max(28, digits + 20))
+
+
+def _estimate(x: Lighting | Electricity | Fuel, on: dt.date) -> Estimate:
     w = _Working(factor_set(on), x.factor)
     if isinstance(x, Fuel):
         before = w.tonnes("before", x.amount_before, x.fuel)
         if x.efficiency_before is not None:
-            amount_after = x.amount_before * x.efficiency_before / x.efficiency_after
+            with localcontext(Context(prec=28)):  # the one inexact step
+                amount_after = x.amount_before * x.efficiency_before / x.efficiency_after
             w.step(
                 "efficiency_after",
                 amount_before=x.amount_before,

@@ -11,6 +11,8 @@ from rules.clock import today
 from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
+KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
+
 
 @dataclass
 class Check:
@@ -243,7 +245,9 @@ def _co2(a: Answers, rs: Ruleset) -> Check:
     with localcontext(exact_for(before, after)):
         cut = before - after
         percent = (cut * 100 / before).quantize(Decimal("0.1"), "ROUND_DOWN") if cut >= 0 else None
+    target = p.target_after_t(before).quantize(KG, "ROUND_DOWN")  # never shown too generous
     params = limits | {"before": before, "after": after, "cut": cut, "percent": percent}
+    params |= {"target": target, "short": (after - target).quantize(KG, "ROUND_UP")}
     if by_tonnes or by_ratio:
         key = "reason.co2.by_tonnes" if by_tonnes else "reason.co2.by_ratio"
     elif cut < 0:

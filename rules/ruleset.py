@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from rules.model import Answers, Delivery, EntityType, Equipment, Industry, ProjectType
 
@@ -199,9 +199,17 @@ class Ruleset(Strict):
         return self
 
 
+class RulesetError(ValueError):
+    """A data file that does not validate: the message names the file and every bad key."""
+
+
 def load(path: Path | str) -> Ruleset:
-    """One data file, validated (raises pydantic.ValidationError naming the bad key)."""
-    return Ruleset.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    """One data file, validated."""
+    path = Path(path)
+    try:
+        return Ruleset.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        raise RulesetError(f"{path}: {exc}") from None
 
 
 def data_files() -> list[Path]:

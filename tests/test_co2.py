@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.co2_cli import run_one
 from bot.rules_cli import InputError
-from rules.co2 import all_factor_sets, estimate, factor_set
+from rules import evaluate
+from rules.co2 import all_factor_sets, estimate, factor_set, meets
 from rules.ruleset import ruleset_for
 
 TABLE = yaml.safe_load(
@@ -133,3 +136,54 @@ def test_command_jsonl_and_bad_line():
     assert bad.stderr.count("\n") == 1 and "amount_after" in bad.stderr and "4" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert co2("{}", "--date", "tomorrow").returncode == 2
+
+
+TONNES = st.decimals(min_value=0, max_value=10**5, places=3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=TONNES, after=TONNES)
+def test_meets_agrees_with_the_verdict(before, after):
+    """The command's `meets` and the rules engine decide the same, on the same exact figures."""
+    answers = {"project_type": "led", "co2_before_t": before, "co2_after_t": after}
+    for project, ok in meets(before, after, ON).items():
+        reasons = evaluate(answers | {"project_type": project}, on=ON).reasons
+        co2 = next(r for r in reasons if r.criterion == "co2")
+        assert ok == (co2.status == "met"), (project, before, after)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=TONNES.filter(lambda d: d > 0))
+def test_the_target_shown_passes_and_a_kilogram_more_fails(before):
+    """The figure the question after names (cut to the kilogram) meets the test; 1 kg above the
+    exact target does not."""
+    rs, _ = ruleset_for(ON)
+    for p in (rs.projects["led"], rs.projects["equipment_replacement"]):
+        exact = p.target_after_t(before)
+        shown = exact.quantize(Decimal("0.001"), "ROUND_DOWN")
+        assert any(p.reduction_tests(before, shown))
+        assert not any(p.reduction_tests(before, exact + Decimal("0.001")))
+
+
+def test_long_inputs_are_multiplied_exactly():
+    """28 significant digits would round this product; the estimate keeps every digit."""
+    from fractions import Fraction
+
+    data = {
+        "kind": "lighting",
+        "fixtures": 999999,
+        "watts_before": Decimal("99999.123456789"),
+        "watts_after": Decimal("1.000000001"),
+        "hours_per_day": Decimal("23.999999"),
+        "days_per_year": Decimal("365.123456"),
+    }
+    factor = factor_set(ON).electricity.factors["substitute"].value
+    exact = (
+        Fraction(999999)
+        * Fraction(data["watts_before"])
+        * Fraction(data["hours_per_day"])
+        * Fraction(data["days_per_year"])
+        / 1000
+        * Fraction(factor)
+    )
+    assert Fraction(estimate(data, ON).before_t) == exact

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialogs import co2_dialog
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from dialogs.machine import STATES
@@ -103,10 +104,12 @@ def path_to(qid):
 def test_every_validation_fires(qid):
     s = path_to(qid)
     kind = questions()[qid].kind
+    estimated = qid in co2_dialog.FIELDS and co2_dialog.kind_for(s.answers)
     cases = [
         ("たくさん", "reask", "すみません"),
         ("", "reask", "すみません"),
-        ("わからない", "help", "分からない場合のご案内"),
+        # at a CO2 question, "don't know" opens the estimate for the equipment already known
+        ("わからない", "help", "トン数が分からなくても" if estimated else "分からない場合のご案内"),
     ]
     if kind in ("money", "count", "tonnes"):
         cases += [("-5", "reask", "マイナス"), ("999999999999999", "reask", "大きすぎる")]
@@ -256,6 +259,13 @@ def test_state_is_plain_json_and_replays():
                 + [
                     "はい",
                     "いいえ",
+                    "そのとおり",
+                    "違う",
+                    "/confirm",
+                    "/deny",
+                    "県外です",
+                    "リースです",
+                    "はい、県内です",
                     "1",
                     "3億円",
                     "約80名",
@@ -499,6 +509,14 @@ def test_a_reply_to_a_read_back_that_answers_the_question_is_that_answer():
     assert "site_in_tochigi" not in denied.answers and denied.confirming is None
     tax = send(at("tax_arrears", "医療法人"), "滞納があります")[0]
     assert send(tax, "はい、お願いします")[0].answers["tax_arrears"] is True
+
+
+def test_an_old_question_button_during_a_read_back_leaves_it_standing():
+    s = send(at("tax_arrears", "医療法人"), "はい")[0]
+    new, replies = send(s, choice="entity_type:company")
+    assert new.confirming == s.confirming and new.phase == "confirming"
+    assert new.answers == s.answers and new.last.outcome == "ignored"
+    assert [c.label for c in replies[-1].choices] == ["そのとおり", "違う"]
 
 
 def test_a_read_back_button_pressed_later_changes_nothing():

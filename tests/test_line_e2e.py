@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 
@@ -193,6 +194,9 @@ def test_missing_or_wrong_signature_is_refused_and_nothing_happens(bot, emu):
     assert conversations(bot.db, u.id) == [] and u.messages == []
     assert emu.deliver([event]) == 200  # the same event, signed as LINE signs it
     assert emu.deliver([]) == 200  # the console's "Verify": no events, signed
+    health = f"http://127.0.0.1:{bot.port}/health"
+    with urllib.request.urlopen(health, timeout=10) as answer:
+        assert answer.status == 200 and json.loads(answer.read()) == {"status": "ok"}
 
 
 def test_redelivered_event_changes_nothing(bot, emu, user):
@@ -290,6 +294,7 @@ def test_privacy_and_delete_in_words_with_a_confirmation(bot, emu, user):
 
 def test_admin_commands_for_line_admins_only(bot, emu):
     admin, other = LineUser(emu, ADMIN), LineUser(emu)
+    other.follow()  # at least one conversation to report on, whatever ran before
     [report] = admin.say("/stats")
     assert t("admin.stats.total", "ja", n=0).split("0")[0] in report["text"]
     [recent] = admin.say("/recent 5")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from rules.clock import today
-from rules.ruleset import Ruleset, data_files, in_force, load
+from rules.ruleset import Ruleset, RulesetError, data_files, in_force, load
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -62,6 +62,17 @@ def test_a_misspelt_key_fails_loudly(path):
     led["min_reduction_tonnes"] = led.pop("min_reduction_t")
     with pytest.raises(ValidationError, match="min_reduction_tonnes"):
         Ruleset.model_validate(data)
+
+
+def test_loading_a_misspelt_file_names_the_file_and_the_key(tmp_path):
+    data = raw(FILES[-1])
+    data["projects"]["led"]["min_reduction_tonnes"] = data["projects"]["led"].pop("min_reduction_t")
+    bad = tmp_path / "2099-04-01.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RulesetError) as caught:
+        load(bad)
+    assert "2099-04-01.yaml" in str(caught.value)
+    assert "projects.led.min_reduction_tonnes" in str(caught.value)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])

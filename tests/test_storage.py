@@ -330,6 +330,14 @@ def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clo
         assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
 
 
+def test_a_transaction_without_fsync_is_committed_and_the_next_one_is_full(store):
+    with store.transaction(fsync=False) as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        db.execute("CREATE TABLE t (x)")
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
+    assert "t" in store.db.table_names()
+
+
 def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):
     path = tmp_path / "bot.db"
     db = Database(path)

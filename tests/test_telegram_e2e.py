@@ -582,6 +582,37 @@ def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):
     assert query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid) == [(1,)]
 
 
+def test_an_update_whose_commit_fails_is_not_confirmed_and_answered_later(emu, bot, chat):
+    """Issue 13.4: the database locked for longer than the bot waits (10 s busy timeout; disk
+    full fails the same way): the commit fails, so the update must stay unconfirmed, come
+    again and be answered once the database is back, and nobody is told "send that again"."""
+    wait_done(bot.db, chat.id, chat.last_update)  # /start's "sent" mark written: none in flight
+    target, early = emu._next_update_id + 1, []
+    uid = f"{emu.bot_user['id']}:{target}"
+
+    def check(confirmed: list[int]) -> None:
+        if target in confirmed and not query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid):
+            early.append(target)
+
+    emu.on_confirm = check
+    lock = sqlite3.connect(bot.db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        emu.send_text(chat.id, "1")
+        emu.wait_until(lambda: f"update {target} " in bot.output, 20)  # its commit failed
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        [reply] = emu.wait_for_bot_messages(chat.id, 2, 15)[1:]
+        emu.wait_until(lambda: emu.pending_update_count == 0)
+    finally:
+        emu.on_confirm = None
+    assert early == [] and "主な業種" in reply["text"]
+    sql = "SELECT count(*) FROM events WHERE input_uid = ? AND direction = 'in'"
+    assert query(bot.db, sql, uid) == [(1,)]
+
+
 def test_webhook_answers_telegram_only_once_stored(own_emu, tmp_path):
     """Telegram redelivers a webhook update until it gets 200: the bot must answer only after
     the commit. The test holds the database's write lock; the request must wait for it."""

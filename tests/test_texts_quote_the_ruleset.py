@@ -8,7 +8,8 @@ text must have come from the ruleset.
 What counts as a number:
 - a run of digits, ASCII or full-width, with its separators and any kanji numerals glued to it
   (10, 12.5, 300,000,000, 5千万, ３億, FY2025), except the 2 of CO2 (a name, not a figure);
-- kanji numerals followed by a unit or counter (三億円, 五十人, 二か月);
+- kanji numerals followed by a unit or counter (三億円, 五十人, 二か月), and English number
+  words followed by one (two months, ten tonnes);
 - circled numbers (別表①), which name rows of the 別表;
 - so clause numbers (第4, 第2 2 (6), 第20条) are numbers too.
 Not policy figures, and therefore allowed where they are typed:
@@ -37,6 +38,8 @@ NUMBER = re.compile(
     rf"(?<!CO)(?<![0-9０-９])[0-9０-９](?:[0-9０-９]|[,，.](?=[0-9０-９]))*[{KANJI_DIGITS}]*"
     rf"|[{KANJI_DIGITS}]+(?={UNITS})"
     r"|[①-⑳]"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twenty|fifty|hundred|thousand"
+    r"|million)\b(?=[- ](?:months?|years?|people|employees|persons|tonnes?|t\b|percent|kinds?))"
 )
 EXAMPLE = re.compile(r"(?:例[:：]|例えば|e\.g\.|for example)[^）)\n。]*")
 HOLE = "‹›"  # stands for a value only known at run time: no digit in it
@@ -163,6 +166,7 @@ def test_the_rule_is_sharp():
         "別表①の基準": ["①"],
         "補助率1/3以内": ["1", "3"],
         "FY2025, then": ["2025"],
+        "contracts of two months or less": ["two"],
     }
     for text, want in caught.items():
         assert typed_numbers("x", text, figs) == want, text

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialogs.questions import questions
 from dialogs.understanding import Reading, understand
@@ -86,22 +88,26 @@ def test_figures():
 
 
 def _negated(text: str) -> list[str]:
-    """Negated forms of an affirmative answer (the verb or copula at its end turned round)."""
+    """The answer turned round at its end: the verb or copula negated (or, for an answer already
+    negative, un-negated); a bare noun or place gets ではありません."""
+    text = text.removesuffix("よ")
     swaps = [
+        ("ません", "ます"),
+        ("ではない", "です"),
         ("あります", "ありません"),
         ("しています", "していません"),
         ("します", "しません"),
         ("です", "ではありません"),
         ("ます", "ません"),
-        ("はい", "いいえ"),
+        ("だっぺ", "ではありません"),
+        ("だべ", "ではありません"),
     ]
-    out = []
+    if text == "はい":
+        return ["いいえ"]
     for a, b in swaps:
         if text.endswith(a):
             return [text[: -len(a)] + b]
-        if text == a:
-            out.append(b)
-    return out
+    return [text + "ではありません"]
 
 
 YES_NO = [
@@ -136,3 +142,57 @@ def test_the_analyser_loads_on_the_first_typed_answer_only():
         cwd=Path(__file__).parent.parent,
     ).stdout.split("\n")
     assert out[:2] == ["False", f"True {CASES['industry'][9]['value']}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    qid=st.sampled_from(sorted(questions())),
+    text=st.text(
+        alphabet=st.sampled_from(
+            list("はいいえないませんず県内外滞納リース購入0123456789万億円人名トン、。？! ーa")
+        ),
+        max_size=30,
+    )
+    | st.text(max_size=30),
+)
+def test_any_text_gets_a_reading(qid, text):
+    r = understand(qid, text, {}, "ja")
+    assert isinstance(r, Reading)
+    if r.outcome == "value":
+        assert questions()[qid].fits_model(r.value)
+
+
+@pytest.mark.parametrize(
+    ("qid", "text", "outcome", "value"),
+    [
+        ("delivery", "purchase", "value", "purchase"),
+        ("delivery", "We don't lease", "invalid", None),
+        ("delivery", "not ESCO", "invalid", None),
+        ("entity_type", "We are a company", "value", "company"),
+        ("tax_arrears", "no", "value", False),
+        ("employees", "80 people", "value", 80),
+    ],
+)
+def test_english_answers(qid, text, outcome, value):
+    r = understand(qid, text, {}, "en")
+    assert (r.outcome, r.value) == (outcome, value)
+
+
+def test_places_hold_tochigi_and_the_other_46_prefectures():
+    places = yaml.safe_load((DATA.parents[2] / "dialogs" / "places.yaml").read_text("utf-8"))
+    municipalities = places["tochigi"]["municipalities"]
+    assert len(set(municipalities)) == 25  # 14 cities and 11 towns
+    prefectures = [p for p in places["outside"] if p.endswith(("都", "道", "府", "県"))]
+    assert len(prefectures) == 46
+    for place in ("宇都宮", "日光", *municipalities):
+        assert understand("site_in_tochigi", f"{place}です", {}, "ja").value is True, place
+    for pref in prefectures:
+        r = understand("site_in_tochigi", f"{pref}の工場です", {}, "ja")
+        assert (r.outcome, r.value) == ("value", False), pref
+
+
+def test_an_industry_reading_says_which_row_and_why():
+    r = understand("industry", "美容室", {}, "ja")
+    key, params = r.note
+    assert key == "reading.industry_note" and params["row"] == "④"
+    assert params["jsic"].startswith("78 ")

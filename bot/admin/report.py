@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from functools import cache
 
 from sqlite_utils import Database
@@ -21,9 +21,10 @@ from bot.storage import normalize_reference
 from dialogs.questions import questions
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import TOKYO
 
-JST = timezone(timedelta(hours=9))
-SQL_JST = "'+9 hours'"
+JST = TOKYO  # the bot's one clock (rules.clock)
+SQL_JST = "'+9 hours'"  # SQLite has no zones; Japan keeps UTC+9 all year
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
 CHANNELS = ("telegram", "line", "console")
@@ -136,8 +137,8 @@ def asking_order() -> tuple[str, ...]:
 def questions_sql(days: int = 7) -> str:
     """Per question: reached (asked at least once), answered, stopped (the last question of a
     conversation abandoned there: see `abandoned`; one still in progress is not counted),
-    re-asks, "I don't know" answers (help) and skips (accepted ones: a question that cannot be
-    skipped refuses, and that is not a skip)."""
+    re-asks, "I don't know" answers (help), skips (accepted ones: a question that cannot be
+    skipped refuses, and that is not a skip) and typed answers read back before recording."""
     values = ", ".join(f"({i}, {sql_literal(q)})" for i, q in enumerate(asking_order()))
     return f"""{SELECTED},
 q(ord, question) AS (VALUES {values}),
@@ -148,7 +149,8 @@ per AS (
     sum(outcome = 'reask') AS reasks,
     count(DISTINCT CASE WHEN outcome = 'reask' THEN conversation_id END) AS reask_conversations,
     sum(outcome = 'help') AS unknown,
-    sum(command = 'skip' AND outcome = 'command') AS skipped
+    sum(command = 'skip' AND outcome = 'command') AS skipped,
+    sum(outcome = 'confirm') AS read_backs
   FROM events WHERE conversation_id IN (SELECT id FROM sel) GROUP BY question),
 stop AS (
   SELECT question, count(*) AS stopped
@@ -157,7 +159,7 @@ stop AS (
 SELECT q.question, coalesce(reached, 0) AS reached, coalesce(answered, 0) AS answered,
   coalesce(stopped, 0) AS stopped, coalesce(reasks, 0) AS reasks,
   coalesce(reask_conversations, 0) AS reask_conversations, coalesce(unknown, 0) AS unknown,
-  coalesce(skipped, 0) AS skipped
+  coalesce(skipped, 0) AS skipped, coalesce(read_backs, 0) AS read_backs
 FROM q LEFT JOIN per USING (question) LEFT JOIN stop USING (question) ORDER BY q.ord"""
 
 
@@ -287,7 +289,7 @@ LIST_COLUMNS = [
 DAY_COLUMNS = ["day", "total", "eligible", "ineligible", "undetermined", "none"]
 CHANNEL_COLUMNS = ["channel", *DAY_COLUMNS[1:]]
 FUNNEL_COLUMNS = ["question", "reached", "answered", "stopped"]
-REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped"]
+REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped", "read_backs"]
 
 
 def list_report(db: Database, lang: str | None, filters: Filters = Filters()) -> str:

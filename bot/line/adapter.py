@@ -222,7 +222,8 @@ class LineBot:
 
     async def _in_order(self, event: Event, stored: asyncio.Future) -> None:
         if event.kind == "unfollow":
-            log.info("a user unfollowed (blocked) the account: %s", event.user)
+            # no user id: logs outlive a データ削除 request
+            log.info("a user unfollowed (blocked) the account (event %s)", event.uid)
             return
         if event.kind == "follow":
             return await self._turn(event, UserInput(choice="/start"), stored)

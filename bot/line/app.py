@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
+import sqlite3
 import sys
 
 import aiohttp
@@ -24,6 +24,7 @@ from linebot.v3.webhook import WebhookParser
 from pydantic import ValidationError
 
 from bot import logsafe
+from bot.cli import add_bot_options
 from bot.line.adapter import LineBot
 from bot.settings import Settings
 from bot.storage import Storage
@@ -41,17 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8090, help="port (default 8090)")
     parser.add_argument("--path", default="/callback", help="webhook path (default /callback)")
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="default: LOG_LEVEL, else INFO",
-    )
-    parser.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="evaluate on this date, YYYY-MM-DD (default: today)",
-    )
+    add_bot_options(parser)
 
 
 def _fail(key: str, lang: str, **params: str) -> int:
@@ -113,6 +104,24 @@ def webhook(bot: LineBot, parser: WebhookParser):
     return callback
 
 
+def health(storage: Storage):
+    """GET /health: 200 when the database answers (for the proxy or the process supervisor)."""
+
+    def check() -> None:
+        with storage.lock:
+            storage.db.execute("SELECT count(*) FROM conversations").fetchone()
+
+    async def route(request: web.Request) -> web.Response:
+        try:
+            await asyncio.to_thread(check)
+        except sqlite3.Error as exc:
+            log.error("health check failed: %s", exc)
+            return web.json_response({"status": "database unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    return route
+
+
 async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
     token = settings.line_channel_access_token.get_secret_value()
     secret = settings.line_channel_secret.get_secret_value()
@@ -132,6 +141,7 @@ async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
         bot = LineBot(storage, api, lang, settings.line_admin_user_ids, on=args.date)
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post(args.path, webhook(bot, WebhookParser(secret)))
+        app.router.add_get("/health", health(storage))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -34,6 +34,7 @@ from telegram.ext import (
 from tornado.web import HTTPError  # what PTB's webhook server turns into an HTTP status
 
 from bot import logsafe
+from bot.cli import add_bot_options
 from bot.delivery import ChatLocks
 from bot.settings import Settings
 from bot.storage import Storage
@@ -73,17 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="long polling: seconds a getUpdates call waits (default 10)",
     )
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="default: LOG_LEVEL, else INFO",
-    )
-    parser.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="evaluate on this date, YYYY-MM-DD (default: today)",
-    )
+    add_bot_options(parser)
 
 
 # --- ordering --------------------------------------------------------------------------------
