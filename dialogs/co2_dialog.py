@@ -341,6 +341,11 @@ def _accept(turn: engine.Turn) -> None:
     turn.s.co2 = None
     engine.record(turn, "co2_before_t", _plain(est.before_t), approx=True)
     engine.record(turn, "co2_after_t", _plain(est.after_t), approx=True)
+    turn.s.co2_estimate = {  # the checklist shows the working while these figures stand
+        "before": str(_plain(est.before_t)),
+        "after": str(_plain(est.after_t)),
+        "lines": [*working_lines(est, turn.lang), *factor_lines(est, turn.lang)],
+    }
     echo = t(
         "co2.dialog.accepted",
         turn.lang,
