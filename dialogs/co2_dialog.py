@@ -341,19 +341,14 @@ def _offer(turn: engine.Turn, prefix: str = "") -> None:
 def _accept(turn: engine.Turn) -> None:
     est = _estimate(turn)
     turn.s.co2 = None
-<<<<<<< HEAD
     before, after = _recordable(est.before_t, ROUND_DOWN), _recordable(est.after_t, ROUND_UP)
     engine.record(turn, "co2_before_t", before, approx=True)
     engine.record(turn, "co2_after_t", after, approx=True)
-=======
-    engine.record(turn, "co2_before_t", _plain(est.before_t), approx=True)
-    engine.record(turn, "co2_after_t", _plain(est.after_t), approx=True)
     turn.s.co2_estimate = {  # the checklist shows the working while these figures stand
-        "before": str(_plain(est.before_t)),
-        "after": str(_plain(est.after_t)),
+        "before": str(before),
+        "after": str(after),
         "lines": [*working_lines(est, turn.lang), *factor_lines(est, turn.lang)],
     }
->>>>>>> takeaway
     echo = t(
         "co2.dialog.accepted",
         turn.lang,
