@@ -4,6 +4,7 @@ provides `configure(parser)` (its arguments) and `main(args) -> int` (the work).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import os
 import sqlite3
@@ -13,14 +14,31 @@ from bot.storage import StorageError
 
 COMMANDS = {
     "rules": ("bot.rules_cli", "the rules engine: answers JSON -> verdict JSON"),
+    "co2": ("bot.co2_cli", "CO2 estimate: equipment JSON -> t-CO2 before/after JSON"),
     "console": (
         "bot.console.runner",
         "the dialog in a terminal (staff runner, scenarios)",
     ),
     "dialog": ("bot.diagram", "the dialog machine (diagram)"),
     "run": ("bot.telegram.app", "run the Telegram bot (long polling or webhook)"),
+    "line": ("bot.line.app", "run the LINE bot (Messaging API webhook)"),
     "admin": ("bot.admin.cli", "review stored conversations"),
 }
+
+
+def add_bot_options(parser: argparse.ArgumentParser) -> None:
+    """The options every running bot (Telegram, LINE) shares: log level, evaluation date."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="default: LOG_LEVEL, else INFO",
+    )
+    parser.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="evaluate on this date, YYYY-MM-DD (default: today)",
+    )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -154,6 +154,7 @@ class Delivery:
         self.storage, self.channel, self.step, self.lang = storage, channel, step, lang
         self.locks = ChatLocks()
         self._held: dict[str, tuple[str | None, float]] = {}  # chat -> (unstored uid, until)
+        self._unnoted: dict[int, Sent] = {}  # outbox id -> what went out, its mark not written
 
     # --- commit (synchronous) ---
 
@@ -227,11 +228,11 @@ class Delivery:
                 )
             pending = []
             if replies and self.channel.outbox:
-                db.execute(
+                row_id = db.execute(
                     "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
                     " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [cid, channel, chat, uid, first, last, now],
-                )
+                ).lastrowid
                 marks = self.channel.committed(marks)
                 db.execute(
                     "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
@@ -240,16 +241,22 @@ class Delivery:
                     " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
                     [channel, chat, cid, json.dumps(marks), now],
                 )
-                pending = self._pending(chat)
+                pending = self._pending(chat, {row_id: list(replies)})
             return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 
-    def _pending(self, chat: str) -> list[Pending]:
+    def _pending(self, chat: str, fresh: dict[int, list[Reply]] | None = None) -> list[Pending]:
+        """The chat's unsent outbox rows; `fresh`: rows just written, whose replies are known
+        (the usual case: only this turn's row, read back from no event)."""
+        fresh = fresh or {}
         rows = self.storage.db.execute(
             "SELECT id, conversation_id, input_uid, first_seq + sent, last_seq FROM outbox"
             " WHERE channel = ? AND chat_id = ? AND status = 'pending' ORDER BY id",
             [self.channel.name, chat],
         ).fetchall()
-        return [Pending(i, uid, self.storage.replies(cid, a, b)) for i, cid, uid, a, b in rows]
+        return [
+            Pending(i, uid, fresh[i] if i in fresh else self.storage.replies(cid, a, b))
+            for i, cid, uid, a, b in rows
+        ]
 
     def pending(self, chat: str) -> tuple[list[Pending], Marks]:
         """The chat's unsent replies and its marks (what the flusher sends)."""
@@ -271,9 +278,10 @@ class Delivery:
 
     def mark(self, chat: str, pending: Pending, sent: Sent) -> None:
         """Note what went out of an outbox row, and the chat's new marks, in one transaction.
-        A conversation deleted meanwhile took its rows along: then nothing is noted."""
+        A conversation deleted meanwhile took its rows along: then nothing is noted. Without
+        an fsync: a power cut may undo the note, and the replies are then sent once more."""
         done = sent.count >= len(pending.replies)
-        with self.storage.transaction() as db:
+        with self.storage.transaction(fsync=False) as db:
             now = self.storage.now()
             db.execute(
                 "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
@@ -298,16 +306,19 @@ class Delivery:
         self, chat: str, pending: list[Pending], marks: Marks, uid: str | None, meta: Any
     ) -> None:
         for row in pending:
-            try:
-                live = meta if uid is not None and row.uid == uid else None
-                sent = await self.channel.send(chat, row.replies, marks, live)
-            except Exception:  # a bug in sending: the answer is stored, try again later
-                log.exception("sending to a chat failed; its replies stay in the outbox")
-                sent = Sent(0, marks)
+            sent = self._unnoted.pop(row.outbox_id, None)  # sent before, only not noted
+            if sent is None:
+                try:
+                    live = meta if uid is not None and row.uid == uid else None
+                    sent = await self.channel.send(chat, row.replies, marks, live)
+                except Exception:  # a bug in sending: the answer is stored, try again later
+                    log.exception("sending to a chat failed; its replies stay in the outbox")
+                    sent = Sent(0, marks)
             try:
                 await asyncio.to_thread(self.mark, chat, row, sent)
-            except sqlite3.Error as exc:  # sent but not noted: may be sent once more
-                log.error("could not note replies as sent: %s", exc)
+            except sqlite3.Error as exc:  # noted on the next try instead of sent again
+                self._unnoted[row.outbox_id] = sent
+                log.error("could not note replies as sent (%s); will note it later", exc)
             if sent.count < len(row.replies):
                 return  # later replies wait behind this one: order
             marks = sent.marks
@@ -332,4 +343,6 @@ class Delivery:
                     log.info("sent the unsent replies of %d chat(s)", count)
             except sqlite3.Error as exc:
                 log.error("could not read the outbox: %s", exc)
+            except Exception:  # a bug: keep the flusher alive, the rows stay in the outbox
+                log.exception("flushing the outbox failed")
             await asyncio.sleep(interval)

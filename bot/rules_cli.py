@@ -7,6 +7,7 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from dialogs.render import verdict_json
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import texts_on, today
 
 
 class InputError(Exception):
@@ -33,18 +35,24 @@ def allowed_values(field: str) -> str:
         return ", ".join(m.value for m in inner)
     return {
         bool: "true, false",
-        int: "0, 1, 2, ... (integer >= 0)",
-        Decimal: "0, 12.5, 64.1 ... (number >= 0)",
+        int: "0, 1, 2, ... (integer >= 0, not true/false)",
+        Decimal: "0, 12.5, 12.70710272 ... (exact decimal, 0 <= t <= 10^9, up to 100 places)",
     }.get(inner, str(inner))
 
 
-def parse_answers(text: str, line: int) -> Answers:
+def load_object(text: str, line: int) -> dict:
+    """One JSON object, its decimals exact (64.1 stays 64.1, not a binary float)."""
     try:
-        data = json.loads(text, parse_float=Decimal)  # 64.1 stays 64.1, not a binary float
+        data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise InputError(t("cli.invalid_json", line=line, detail=exc.msg)) from None
     if not isinstance(data, dict):
         raise InputError(t("cli.not_object", line=line))
+    return data
+
+
+def parse_answers(text: str, line: int) -> Answers:
+    data = load_object(text, line)
     for field in data:
         if field not in Answers.model_fields:
             raise InputError(
@@ -82,8 +90,23 @@ def main(args) -> int:
 
 
 def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
+    return run_lines(
+        date,
+        jsonl,
+        lambda text, n, on: json.dumps(
+            verdict_json(evaluate(parse_answers(text, n), on=on), lang), ensure_ascii=False
+        ),
+        lang,
+    )
+
+
+def run_lines(
+    date: str | None, jsonl: bool, handle: Callable[[str, int, dt.date], str], lang=None
+) -> int:
+    """stdin (one JSON object, or one per line) -> `handle(text, line, date)` printed per input;
+    an InputError is one line on stderr and exit status 2."""
     try:
-        on = dt.date.fromisoformat(date) if date else dt.date.today()
+        on = dt.date.fromisoformat(date) if date else today()
     except ValueError:
         print(t("cli.bad_date", lang, value=date), file=sys.stderr)
         return 2
@@ -93,9 +116,9 @@ def check(date: str | None, jsonl: bool, lang: str | None = None) -> int:
         else [(1, sys.stdin.read())]
     )
     try:
-        for n, text in texts:
-            verdict = evaluate(parse_answers(text, n), on=on)
-            print(json.dumps(verdict_json(verdict, lang), ensure_ascii=False), flush=True)
+        with texts_on(on):  # messages quote the ruleset the verdict uses
+            for n, text in texts:
+                print(handle(text, n, on), flush=True)
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -202,11 +203,97 @@ def _m4_delivery(db: Database) -> None:
     db.execute("DROP TABLE telegram_chats")
 
 
+def _m5_line_channel(db: Database) -> None:
+    """Channel 'line' (bot/line/). SQLite cannot alter a CHECK, and rebuilding conversations
+    would cascade-delete its events (foreign keys cannot be switched off inside the migration's
+    transaction), so the CHECK is widened in the stored schema, as SQLite's documentation
+    allows for loosening a constraint: every existing row still satisfies it."""
+    old = "CHECK (channel IN ('telegram', 'console'))"
+    new = "CHECK (channel IN ('telegram', 'console', 'line'))"
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'conversations'"
+    ).fetchone()
+    if old not in sql:
+        raise RuntimeError("conversations.channel CHECK not as created by migration 1")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'conversations'",
+            [sql.replace(old, new)],
+        )
+        db.execute(f"PRAGMA schema_version = {version + 1}")  # other connections reload it
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
+# --- reference numbers ---------------------------------------------------------------------
+# What an owner quotes on the phone: no 0/O, 1/I/L to confuse, no personal data, not a sequence
+# (secrets), unique (a UNIQUE column, retried on a clash) and never reused (the issued numbers
+# stay in `reference_numbers` when their conversation is deleted).
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+REFERENCE_PREFIX = "TC"
+REFERENCE_LENGTH = 6  # 31**6 ≈ 887 million numbers
+REFERENCE_ATTEMPTS = 20
+
+
+def new_reference() -> str:
+    body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{REFERENCE_PREFIX}-{body[:4]}-{body[4:]}"
+
+
+def normalize_reference(text: str) -> str | None:
+    """A reference number as typed or read out (lower case, spaces, dashes or the prefix left
+    out) in its canonical form, or None when it cannot be one."""
+    body = "".join(c for c in text.upper() if c.isalnum())
+    body = body.removeprefix(REFERENCE_PREFIX) if len(body) > REFERENCE_LENGTH else body
+    if len(body) != REFERENCE_LENGTH or any(c not in REFERENCE_ALPHABET for c in body):
+        return None
+    return f"{REFERENCE_PREFIX}-{body[:4]}-{body[4:]}"
+
+
+def _issue_reference(db: Database, at: str) -> str:
+    for _ in range(REFERENCE_ATTEMPTS):
+        reference = new_reference()
+        try:
+            db.execute(
+                "INSERT INTO reference_numbers (reference, issued_at) VALUES (?, ?)",
+                [reference, at],
+            )
+        except sqlite3.IntegrityError:  # issued before (perhaps to a deleted conversation)
+            continue
+        return reference
+    raise RuntimeError("no free reference number found")  # the space is nearly empty: a bug
+
+
+def _m6_references_and_tests(db: Database) -> None:
+    """A reference number per conversation (existing ones get theirs now, in their state too)
+    and a mark for test conversations (scenario runs, console --jsonl), which statistics leave
+    out."""
+    db.executescript(
+        """
+        CREATE TABLE reference_numbers (reference TEXT PRIMARY KEY, issued_at TEXT NOT NULL);
+        ALTER TABLE conversations ADD COLUMN reference TEXT;
+        ALTER TABLE conversations ADD COLUMN is_test INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+    for row in list(db.query("SELECT id, started_at FROM conversations ORDER BY id")):
+        reference = _issue_reference(db, row["started_at"])
+        db.execute(
+            "UPDATE conversations SET reference = ?,"
+            " state_json = json_set(state_json, '$.reference', ?) WHERE id = ?",
+            [reference, reference, row["id"]],
+        )
+    db.execute("CREATE UNIQUE INDEX conversations_reference ON conversations (reference)")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _m1_core,
     _m2_admin_indexes,
     _m3_telegram_chats,
     _m4_delivery,
+    _m5_line_channel,
+    _m6_references_and_tests,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -337,21 +424,30 @@ class Storage:
         return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back."""
+    def transaction(self, fsync: bool = True) -> Iterator[Database]:
+        """BEGIN IMMEDIATE ... COMMIT under the thread lock; any exception rolls back.
+        `fsync=False` (synchronous NORMAL for this commit): safe from a crash of the process,
+        but a power cut may undo it; the next FULL commit makes it durable too."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if not fsync:
+                self.db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield self.db
-                self.db.commit()
-            except BaseException:
-                self.db.rollback()
-                raise
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    self.db.commit()
+                except BaseException:
+                    self.db.rollback()
+                    raise
+            finally:
+                if not fsync:
+                    self.db.execute("PRAGMA synchronous = FULL")
 
     def _latest(self, channel: str, chat_id: str, active_only: bool) -> dict | None:
-        """The chat's latest conversation ('active' only, or 'active'/'finished' when it is
-        the latest of all: a chat whose last conversation was cancelled or abandoned has none)."""
-        where = " AND status = 'active'" if active_only else ""
+        """The chat's latest conversation unless it was abandoned ('active' or 'cancelled'
+        only, with `active_only`). A cancelled one keeps its answers: the next input continues
+        it (the dialog offers to go on, see the summary or start over)."""
+        where = " AND status IN ('active', 'cancelled')" if active_only else ""
         row = next(
             self.db.query(
                 "SELECT id, status, state_json FROM conversations WHERE channel = ?"
@@ -360,13 +456,20 @@ class Storage:
             ),
             None,
         )
-        return row if row is not None and row["status"] in ("active", "finished") else None
+        return row if row is not None and row["status"] != "abandoned" else None
 
-    def _create(self, channel: str, chat_id: str, user_id: str | None, state: State) -> int:
+    def _create(
+        self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
+    ) -> tuple[int, State]:
+        """A new conversation with its reference number (also put in its state, where the
+        dialog reads it)."""
         now = self.now()
+        state = state.model_copy(update={"reference": _issue_reference(self.db, now)})
         table = self.db.table("conversations")
         table.insert(
             {
+                "reference": state.reference,
+                "is_test": int(test),
                 "channel": channel,
                 "chat_id": chat_id,
                 "user_id": user_id,
@@ -381,7 +484,7 @@ class Storage:
             }
         )
         assert table.last_rowid is not None
-        return table.last_rowid
+        return table.last_rowid, state
 
     def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
         """The 'out' events between two seqs of a conversation, as the replies they were."""
@@ -408,8 +511,7 @@ class Storage:
         row = self._latest(channel, chat_id, active_only=False)
         if row is not None:
             return row["id"], State.model_validate_json(row["state_json"])
-        state = State(lang=lang)
-        return self._create(channel, chat_id, user_id, state), state
+        return self._create(channel, chat_id, user_id, State(lang=lang))
 
     def record(
         self,
@@ -478,10 +580,16 @@ class Storage:
         return seq + 2, seq + 1 + len(replies)
 
     def start_new(
-        self, channel: str, chat_id: str | int, user_id: str | int | None, lang: str = "ja"
+        self,
+        channel: str,
+        chat_id: str | int,
+        user_id: str | int | None,
+        lang: str = "ja",
+        test: bool = False,
     ) -> int:
         """Mark the chat's active conversation 'abandoned' (a finished one stays as is) and open
-        a fresh one; returns its id. For console `--new` and Telegram "start over"."""
+        a fresh one; returns its id. For a new console conversation and Telegram "start over".
+        `test`: a conversation run by a program (scenario, console --jsonl), not by an owner."""
         chat_id = str(chat_id)
         with self.transaction() as db:
             db.execute(
@@ -490,21 +598,33 @@ class Storage:
                 [self.now(), channel, chat_id],
             )
             user_id = None if user_id is None else str(user_id)
-            return self._create(channel, chat_id, user_id, State(lang=lang))
+            return self._create(channel, chat_id, user_id, State(lang=lang), test)[0]
 
     # --- reads ---
 
     def current(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest conversation if it is 'active' or 'finished' (what `handle` steps)."""
+        """The chat's latest conversation unless abandoned (what `handle` steps)."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=False)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
 
     def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
-        """The chat's latest 'active' conversation, if any."""
+        """The chat's latest 'active' or 'cancelled' conversation, if any."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=True)
         return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+
+    def find(self, reference: str | None = None, channel: str = "", chat_prefix: str = ""):
+        """The conversation (id, channel, chat_id, status) with this reference number, or
+        without one the latest 'active' one of `channel` whose chat id starts `chat_prefix`."""
+        if reference is not None:
+            where, params = "reference = ?", [reference]
+        else:
+            where = "channel = ? AND status = 'active' AND substr(chat_id, 1, length(?)) = ?"
+            params = [channel, chat_prefix, chat_prefix]
+        sql = f"SELECT id, channel, chat_id, status FROM conversations WHERE {where}"
+        with self.lock:
+            return next(self.db.query(sql + " ORDER BY id DESC LIMIT 1", params), None)
 
     # --- deletion ---
 

@@ -36,8 +36,10 @@ class Interpretation(BaseModel):
     """How `step` understood the last input: what the event log records beside the raw text."""
 
     question: str | None = None  # the question awaited when the input arrived
-    outcome: Literal["answer", "reask", "command", "help", "start", "ignored"] = "ignored"
-    value: Any = None  # the parsed answer value (JSON-ready), when outcome == "answer"
+    outcome: Literal["answer", "confirm", "reask", "command", "help", "start", "ignored"] = (
+        "ignored"  # confirm: a typed reading read back before it is recorded (nothing recorded yet)
+    )
+    value: Any = None  # the parsed answer value (JSON-ready), when outcome is answer or confirm
     command: str | None = None
 
 
@@ -55,3 +57,16 @@ class State(BaseModel):
     # label exactly, or its number, selects it on any channel
     last: Interpretation = Field(default_factory=Interpretation)
     verdict: dict | None = None  # last verdict JSON once decided
+    reference: str | None = None  # the reference number, put here by storage at creation
+    # A typed reading being read back before it is recorded: {"field", "value", "approx",
+    # "note", "bound"}; `awaiting` is its field meanwhile. `pending`: readings from the same
+    # message waiting behind it (several answers in one message), in asking order.
+    confirming: dict | None = None
+    pending: list[dict] = Field(default_factory=list)
+    asked: list[str] = Field(default_factory=list)  # questions shown, in order (progress count)
+    guided: list[str] = Field(default_factory=list)  # questions that got the "don't know" help
+    bounds: dict[str, list] = Field(default_factory=dict)  # answers given as a bound: [op, n]
+    co2: dict | None = None  # the CO2 estimate sub-dialog while open (dialogs/co2_dialog.py)
+    # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
+    # (its working and factors, in the conversation's language)}.
+    co2_estimate: dict | None = None

@@ -7,28 +7,55 @@ import threading
 
 from transitions import Machine, MachineError
 
-STATES = ["start", "asking", "verdict", "cancelled"]
-ACTIVE = ["asking", "verdict"]
+STATES = ["start", "asking", "confirming", "verdict", "cancelled"]
+ACTIVE = ["asking", "confirming", "verdict"]
+QUESTIONING = ["asking", "confirming"]  # a question is open (confirming: its reading read back)
 # Internal triggers (dest None) answer without moving: help, why, summary, offers.
+# Conditions: `reading_back` (a typed reading must be confirmed before it is recorded) is
+# tried before `decided` (nothing left to ask); the first transition whose conditions hold wins.
 TRANSITIONS = [
     {"trigger": "begin", "source": ["start", "cancelled"], "dest": "asking"},
-    {"trigger": "answer", "source": "asking", "dest": "verdict", "conditions": "decided"},
-    {"trigger": "answer", "source": "asking", "dest": "asking"},
-    {"trigger": "skip", "source": "asking", "dest": "verdict", "conditions": "decided"},
-    {"trigger": "skip", "source": "asking", "dest": "asking"},
-    {"trigger": "keep", "source": "asking", "dest": "verdict", "conditions": "decided"},
-    {"trigger": "keep", "source": "asking", "dest": "asking"},
-    {"trigger": "back", "source": ACTIVE, "dest": "asking"},
-    {"trigger": "edit", "source": ACTIVE, "dest": "asking"},
+    *[
+        t
+        for trigger, source, can_read_back in (
+            ("answer", QUESTIONING, True),  # typed while reading back: a new answer
+            ("confirm", "confirming", True),  # "that's right": record it (another may follow)
+            ("skip", QUESTIONING, False),
+            ("keep", "asking", False),
+            ("continue", "cancelled", False),  # resume after a cancel: the answers were kept
+        )
+        for t in (
+            *(
+                [
+                    {
+                        "trigger": trigger,
+                        "source": source,
+                        "dest": "confirming",
+                        "conditions": "reading_back",
+                    }
+                ]
+                if can_read_back
+                else []
+            ),
+            {"trigger": trigger, "source": source, "dest": "verdict", "conditions": "decided"},
+            {"trigger": trigger, "source": source, "dest": "asking"},
+        )
+    ],
+    {"trigger": "deny", "source": "confirming", "dest": "asking"},  # "no": ask again
+    {"trigger": "unclear", "source": "confirming", "dest": None},  # read back once more
+    {"trigger": "back", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
+    {"trigger": "edit", "source": [*ACTIVE, "cancelled"], "dest": "asking"},
     {"trigger": "restart", "source": STATES, "dest": "asking"},
-    {"trigger": "cancel", "source": ["start", "asking"], "dest": "cancelled"},
+    {"trigger": "cancel", "source": ["start", *QUESTIONING], "dest": "cancelled"},
     {"trigger": "cancel", "source": "verdict", "dest": None},  # done anyway: just goodbye
     {"trigger": "help", "source": ACTIVE, "dest": None},
     {"trigger": "why", "source": ACTIVE, "dest": None},
-    {"trigger": "summary", "source": ACTIVE, "dest": None},
-    {"trigger": "start", "source": ACTIVE, "dest": None},  # offer to continue or start over
+    {"trigger": "summary", "source": [*ACTIVE, "cancelled"], "dest": None},
+    {"trigger": "start", "source": [*ACTIVE, "cancelled"], "dest": None},  # continue or start over
     {"trigger": "continue", "source": ACTIVE, "dest": None},
     {"trigger": "chat", "source": "verdict", "dest": None},  # free text after the verdict
+    {"trigger": "checklist", "source": "verdict", "dest": None},  # the adapter sends it
+    {"trigger": "contact", "source": STATES, "dest": None},  # how to reach the prefecture
 ]
 MACHINE_CONFIG = {
     "states": STATES,
@@ -39,22 +66,27 @@ MACHINE_CONFIG = {
 
 
 class _Route:
-    """The model the machine moves for one step: the phase and the one condition it reads."""
+    """The model the machine moves for one step: the phase and the conditions it reads."""
 
-    def __init__(self, phase: str, decided: bool):
-        self.state, self._decided = phase, decided
+    def __init__(self, phase: str, decided: bool, reading_back: bool = False):
+        self.state, self._decided, self._reading_back = phase, decided, reading_back
 
     def decided(self) -> bool:
         return self._decided
+
+    def reading_back(self) -> bool:
+        return self._reading_back
 
 
 MACHINE = Machine(model=None, **MACHINE_CONFIG)
 _lock = threading.Lock()  # add_model/remove_model mutate the shared machine
 
 
-def route(phase: str, trigger: str, decided: bool = False) -> str | None:
+def route(
+    phase: str, trigger: str, decided: bool = False, reading_back: bool = False
+) -> str | None:
     """The phase after `trigger` fires in `phase`, or None when the phase does not accept it."""
-    model = _Route(phase, decided)
+    model = _Route(phase, decided, reading_back)
     with _lock:
         MACHINE.add_model(model, initial=phase)
         try:

@@ -32,6 +32,7 @@ class Parsed:
     ok: bool
     value: Any = None  # int for money/count, Decimal for tonnes, bool for yes/no, str for choice
     approx: bool = False  # the user marked an estimate
+    unit: str | None = None  # the unit named, for readers given units (see measure_reader)
     error: Literal["invalid", "unknown", "negative", "too_large", "empty", None] = None
 
 
@@ -94,15 +95,21 @@ _UNKNOWN = _pattern(_words(_V["unknown"]["contains"]))
 def _kind(name: str) -> tuple[re.Pattern[str], dict[str, str | int]]:
     """Removable words of one number kind -> role: "filler", "approx", "negative" or a unit's
     power of ten."""
-    roles: dict[str, str | int] = {}
-    roles.update(dict.fromkeys(_words(_V["fillers"] + _V[name].get("fillers", [])), "filler"))
-    roles.update(dict.fromkeys(_words(_V["estimate"]), "approx"))
-    roles.update(dict.fromkeys(_words(_V["negative"]), "negative"))
+    roles = _word_roles(_V[name].get("fillers", []))
     roles.update({normalize(str(w)): int(p) for w, p in _V[name]["units"].items()})
     return _pattern(roles), roles
 
 
+def _word_roles(fillers: list[str]) -> dict:
+    """The words every number may carry: fillers, estimate markers, minus signs."""
+    roles: dict = dict.fromkeys(_words(_V["fillers"] + fillers), "filler")
+    roles.update(dict.fromkeys(_words(_V["estimate"]), "approx"))
+    roles.update(dict.fromkeys(_words(_V["negative"]), "negative"))
+    return roles
+
+
 _KINDS = {name: _kind(name) for name in ("money", "count", "tonnes")}
+_Reader = tuple[re.Pattern[str], dict]
 
 
 def _yes_no(how: str) -> dict[str, bool]:
@@ -148,21 +155,35 @@ def _read_number(token: str) -> Decimal | None:
     return None
 
 
-def _quantity(text: str, kind: str) -> Parsed:
+def measure_reader(units: dict[str, tuple[str, int]], fillers: list[str]) -> _Reader:
+    """A reader for one kind of measure: unit word -> (unit, power of ten), e.g. "l" -> ("kl",
+    -3); the unit named comes back in Parsed.unit."""
+    roles = _word_roles(fillers)
+    roles.update({normalize(str(w)): (u, int(p)) for w, (u, p) in units.items()})
+    return _pattern(roles), roles
+
+
+def parse_measure(text: str, reader: _Reader) -> Parsed:
+    """A non-negative exact Decimal in the reader's units (converted), or an error."""
+    return _quantity(text, reader)
+
+
+def _quantity(text: str, kind: str | _Reader) -> Parsed:
     """A non-negative Decimal, capped at MAX_VALUE, with the unit's power of ten applied."""
     t = normalize(text)
     if not t:
         return _EMPTY
     if _is_unknown(t):
         return _UNKNOWN_ANSWER
-    pattern, roles = _KINDS[kind]
-    found: list[str | int] = []
+    pattern, roles = _KINDS[kind] if isinstance(kind, str) else kind
+    found: list = []
     t = pattern.sub(lambda m: found.append(roles[m.group()]) or " ", t)
     # a sentence-final "." is not a decimal point; two numbers left ("3 oku yen and 5 people")
     # make the answer invalid
     tokens = [tok for tok in (tok.rstrip(".") for tok in _drop_topic(t).split()) if tok]
-    powers = {role for role in found if isinstance(role, int)}
-    if len(tokens) != 1 or len(powers) > 1:
+    units = {role for role in found if isinstance(role, tuple)}
+    powers = {role for role in found if isinstance(role, int)} | {p for _, p in units}
+    if len(tokens) != 1 or len(powers) > 1 or len(units) > 1:
         return _INVALID
     value = _read_number(tokens[0])
     if value is None:
@@ -172,7 +193,8 @@ def _quantity(text: str, kind: str) -> Parsed:
         return Parsed(False, error="negative")
     if value > MAX_VALUE:
         return Parsed(False, error="too_large")
-    return Parsed(True, value, approx="approx" in found)
+    unit = next(iter(units))[0] if units else None
+    return Parsed(True, value, approx="approx" in found, unit=unit)
 
 
 def _integral(p: Parsed) -> Parsed:

@@ -3,6 +3,7 @@ and how an understood value is shown back. The wording lives in locales/."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
@@ -85,10 +86,17 @@ class Question:
         return True
 
     def from_button(self, value: str) -> Any:
-        """A button's value as the answer value, or None when it is not one of ours."""
+        """A button's value as the answer value, or None when it is not one of ours (figures
+        come as buttons when a message held several and the user picks one)."""
         if self.kind == "yes_no":
             return {"true": True, "false": False}.get(value)
-        return value if value in self.choices else None
+        if self.kind == "choice":
+            return value if value in self.choices else None
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+            return None
+        number = Decimal(value) if self.kind == "tonnes" else int(Decimal(value))
+        fits = self.fits_model(number) and (self.max is None or number <= self.max)
+        return number if fits and (self.kind == "tonnes" or "." not in value) else None
 
     def text(self, answers: dict, lang: str) -> str:
         key = f"question.{self.id}.text"
@@ -106,7 +114,10 @@ class Question:
             return format_yen(int(value), lang)
         if self.kind == "count":
             return t("units.count", lang, n=int(value))
-        return t("units.tonnes", lang, n=format(Decimal(str(value)).normalize(), "f"))
+        tonnes = Decimal(str(value))  # an estimate keeps every digit: shown to the kilogram
+        if tonnes.as_tuple().exponent < -3:
+            tonnes = tonnes.quantize(KG, ROUND_HALF_UP)
+        return t("units.tonnes", lang, n=format(tonnes.normalize(), "f"))
 
 
 def format_yen(n: int, lang: str) -> str:
@@ -125,7 +136,7 @@ def format_yen(n: int, lang: str) -> str:
 
 
 @cache
-def _load() -> tuple[dict[str, Question], dict[str, list[str]]]:
+def _load() -> tuple[dict[str, Question], dict[str, list[str]], dict[str, list[str]]]:
     data = yaml.safe_load((resources.files("dialogs") / "questions.yaml").read_text("utf-8"))
     qs = {
         qid: Question(
@@ -140,7 +151,7 @@ def _load() -> tuple[dict[str, Question], dict[str, list[str]]]:
         )
         for qid, q in data["questions"].items()
     }
-    return qs, data["commands"]
+    return qs, data["commands"], data["readback"]
 
 
 def questions() -> dict[str, Question]:
@@ -149,3 +160,8 @@ def questions() -> dict[str, Question]:
 
 def command_words() -> dict[str, list[str]]:
     return _load()[1]
+
+
+def readback_words() -> dict[str, list[str]]:
+    """Whole replies that confirm (affirm) or reject (deny) a reading read back."""
+    return _load()[2]

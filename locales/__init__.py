@@ -1,5 +1,7 @@
 """Every word a user reads. Catalogues are YAML (nested keys, flattened to dotted ones);
-`t()` fills str.format placeholders and adds a `<name>_label` for coded values."""
+`t()` fills str.format placeholders and adds a `<name>_label` for coded values. A placeholder
+the caller does not pass is a figure or clause of the ruleset in force (rules.ruleset.figures):
+texts never type a threshold or a clause number themselves."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from functools import cache
 from importlib import resources
 
 import yaml
+
+from rules.clock import texts_date
+from rules.ruleset import all_rulesets, figures, ruleset_for
 
 DEFAULT = "ja"
 LANGS = ("ja", "en")
@@ -50,4 +55,16 @@ def t(key: str, lang: str | None = None, **params) -> str:
     for name in LABELLED:
         if name in params and f"{name}_label" not in params:
             params[f"{name}_label"] = cat.get(f"choices.{name}.{params[name]}", params[name])
+    if "{" in template:
+        params = _figures() | params
     return template.format(**params)
+
+
+def _figures() -> dict:
+    """The figures of the ruleset the texts quote now (rules.clock.texts_on, else today's)."""
+    return _figures_of(ruleset_for(texts_date())[0].id)
+
+
+@cache
+def _figures_of(ruleset_id: str) -> dict:
+    return figures(next(r for r in all_rulesets() if r.id == ruleset_id))

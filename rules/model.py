@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class EntityType(StrEnum):
@@ -38,6 +38,7 @@ class ProjectType(StrEnum):
     led = "led"
     equipment_replacement = "equipment_replacement"
     cogeneration = "cogeneration"
+    other = "other"  # outside 第4 (solar, batteries, EVs, insulation ...): not covered
 
 
 class Equipment(StrEnum):
@@ -54,7 +55,33 @@ class Delivery(StrEnum):
     esco = "esco"
 
 
-Tonnes = Field(default=None, ge=0, max_digits=12, decimal_places=3)
+def _no_bool(value):
+    """JSON `true` is not 1 yen nor 1 person: numbers must be numbers."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    return value
+
+
+def _exact_tonnes(value):
+    """Any exact decimal (an estimate carries many places and is compared exactly); a binary
+    float is read from its shortest repr, so 64.1 stays 64.1."""
+    value = _no_bool(value)
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+Count = Annotated[int | None, BeforeValidator(_no_bool), Field(default=None, ge=0)]
+# Any exact decimal: an estimate (kWh × factor) keeps all its digits. At most 10^9 t (no site
+# emits more) and 100 places, so exact arithmetic stays small.
+Tonnes = Annotated[
+    Decimal | None,
+    BeforeValidator(_exact_tonnes),
+    Field(default=None, ge=0, le=10**9, allow_inf_nan=False),
+    AfterValidator(lambda v: v if v is None or -v.as_tuple().exponent <= 100 else _too_fine()),
+]
+
+
+def _too_fine():
+    raise ValueError("more than 100 decimal places")
 
 
 class Answers(BaseModel):
@@ -65,8 +92,8 @@ class Answers(BaseModel):
     entity_type: EntityType | None = None
     industry: Industry | None = None
     blue_return: bool | None = None
-    capital_yen: int | None = Field(default=None, ge=0)
-    employees: int | None = Field(default=None, ge=0)
+    capital_yen: Count = None
+    employees: Count = None
     tax_arrears: bool | None = None
     antisocial_forces: bool | None = None
     site_in_tochigi: bool | None = None
@@ -74,8 +101,8 @@ class Answers(BaseModel):
     equipment: Equipment | None = None
     replaces_existing: bool | None = None
     delivery: Delivery | None = None
-    co2_before_t: Decimal | None = Tonnes
-    co2_after_t: Decimal | None = Tonnes
+    co2_before_t: Tonnes = None
+    co2_after_t: Tonnes = None
 
     def known(self) -> dict:
         """Only the answered fields (JSON-ready)."""

@@ -12,3 +12,20 @@ def filled_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("admin") / "template.db"
     populate(path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A visible warning (not a failure) when the ruleset in force has passed its stated expiry:
+    tests pinned to a date inside the version never see it, the people running them should."""
+    from rules.clock import today
+    from rules.ruleset import in_force
+
+    rs = in_force(today())
+    if rs and rs.expiry and today() > rs.expiry.date:
+        terminalreporter.write_sep("!", "rule data past its stated expiry", yellow=True)
+        terminalreporter.write_line(
+            f"rules/data/{rs.effective_from}.yaml ({rs.id}) says 「{rs.expiry.text}」"
+            f" ({rs.expiry.clause}); today in Japan is {today()}. Check the current 募集要領 and"
+            " add the new version's data file.",
+            yellow=True,
+        )

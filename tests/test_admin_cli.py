@@ -137,13 +137,14 @@ def test_stats_plot(db, tmp_path, capsys):
 
 
 def test_export_csv_opens_in_excel(db, capsysbinary):
-    assert main(["admin", "export"]) == 0
+    assert main(["admin", "export", "--raw"]) == 0
     data = capsysbinary.readouterr().out
     assert data.startswith(b"\xef\xbb\xbf")  # BOM: Excel then reads UTF-8
     assert b"\r\n" in data
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert list(table[0]) == [
         "id",
+        "reference",
         "channel",
         "chat_id",
         "user_id",
@@ -154,6 +155,7 @@ def test_export_csv_opens_in_excel(db, capsysbinary):
         "verdict_status",
         "ruleset",
         "last_question",
+        "is_test",
         *Answers.model_fields,
     ]
     assert [r["id"] for r in table] == ["1", "2", "3", "4", "5"]
@@ -172,7 +174,15 @@ def test_export_csv_opens_in_excel(db, capsysbinary):
 def test_export_jsonl_to_file(db, tmp_path, capsys):
     out_file = tmp_path / "out.jsonl"
     code, out, err = run(
-        capsys, "export", "--format", "jsonl", "-o", str(out_file), "--outcome", "ineligible"
+        capsys,
+        "export",
+        "--raw",
+        "--format",
+        "jsonl",
+        "-o",
+        str(out_file),
+        "--outcome",
+        "ineligible",
     )
     assert (code, out) == (0, "") and "1行を書き出しました" in err
     (row,) = [json.loads(line) for line in out_file.read_text("utf-8").splitlines()]
@@ -182,7 +192,7 @@ def test_export_jsonl_to_file(db, tmp_path, capsys):
 
 def test_export_events(db, tmp_path, capsys):
     out_file = tmp_path / "events.csv"
-    assert run(capsys, "export", "--events", "-o", str(out_file))[0] == 0
+    assert run(capsys, "export", "--raw", "--events", "-o", str(out_file))[0] == 0
     events = list(csv.DictReader(io.StringIO(out_file.read_text("utf-8-sig"), newline="")))
     n_inputs = sum(len(script[-1]) for script in SCRIPTS)
     assert sum(e["direction"] == "in" for e in events) == n_inputs
@@ -194,7 +204,9 @@ def test_export_events(db, tmp_path, capsys):
     verdicts = [(e["conversation_id"], e["verdict"]) for e in events if e["verdict"]]
     assert verdicts == [("1", "eligible"), ("2", "ineligible"), ("5", "undetermined")]
     assert any("\n" in e["raw_text"] for e in events)  # multi-line messages survive quoting
-    _, out, _ = run(capsys, "export", "--events", "--format", "jsonl", "--channel", "console")
+    _, out, _ = run(
+        capsys, "export", "--raw", "--events", "--format", "jsonl", "--channel", "console"
+    )
     lines = [json.loads(x) for x in out.splitlines()]
     assert {x["conversation_id"] for x in lines} == {3} and len(lines) == 6
     assert lines[2]["value"] == "company" and lines[2]["at"] == "2025-04-02T01:00:03+09:00"
@@ -206,7 +218,7 @@ def test_purge(db, capsys):
     code, out, _ = run(capsys, "purge", "--older-than", str(days))
     assert code == 0
     assert out == (
-        f"最終更新が{days}日より前の会話を削除しました: 会話 3件、記録 42件、入力 20件\n"
+        f"最終更新が{days}日より前の会話を削除しました: 会話 3件、記録 44件、入力 21件\n"
     )
     _, out, _ = run(capsys, "list")
     assert [r[0] for r in rows(out)[2:]] == ["5", "4"]
@@ -217,7 +229,7 @@ def test_purge(db, capsys):
 def test_delete_user(db, capsys):
     code, out, _ = run(capsys, "delete-user", "102")
     assert code == 0
-    assert out == "利用者 102 のデータを削除しました: 会話 1件、記録 11件、入力 5件\n"
+    assert out == "利用者 102 のデータを削除しました: 会話 1件、記録 13件、入力 6件\n"
     _, out, _ = run(capsys, "delete-user", "102")
     assert "会話 0件" in out
     _, out, _ = run(capsys, "stats")
@@ -234,7 +246,7 @@ def test_empty_database(tmp_path, capsysbinary):
 
     assert run_bytes("list") == (0, "該当する会話はありません。\n")
     assert run_bytes("stats") == (0, "該当する会話はありません。\n")
-    code, out = run_bytes("export")
+    code, out = run_bytes("export", "--raw")
     assert code == 0 and out.strip().split(",")[-len(Answers.model_fields) :] == list(
         Answers.model_fields
     )
@@ -256,11 +268,11 @@ def test_console_script(db):
     """The installed `subsidy-bot` runs it too (a real process, stdout as bytes)."""
     exe = shutil.which("subsidy-bot", path=str(Path(sys.executable).parent))
     out = subprocess.run(
-        [exe, "admin", "export", "--format", "csv", "--db", str(db), "--outcome", "eligible"],
+        [exe, "admin", "export", "--raw", "--db", str(db), "--outcome", "eligible"],
         capture_output=True,
         check=True,
     )
-    assert out.stdout.startswith(b"\xef\xbb\xbfid,channel")
+    assert out.stdout.startswith(b"\xef\xbb\xbfid,reference,channel")
     assert out.stdout.count(b"\r\n") == 2
 
 
@@ -274,6 +286,6 @@ def test_funnel_numbers_match_the_report_module(db, capsys):
 def test_english(db, capsys, monkeypatch):
     monkeypatch.setenv("SUBSIDY_LANG", "en")
     _, out, _ = run(capsys, "list", "--limit", "1")
-    assert rows(out)[1][:2] == ["No.", "Started"]
+    assert rows(out)[1][:3] == ["No.", "Reference", "number"]
     _, out, _ = run(capsys, "show", "4", "--lang", "ja")
     assert "〔再質問 事業者の種類〕" in out

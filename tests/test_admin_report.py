@@ -3,6 +3,7 @@ Telegram adapter calls. `populate` is shared with the other test_admin_* files."
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -15,6 +16,7 @@ from bot.delivery import Delivery, Inbound
 from bot.storage import Storage
 from dialogs.engine import step
 from dialogs.io import UserInput
+from locales import t
 
 ELIGIBLE = [
     "/start",
@@ -30,7 +32,7 @@ ELIGIBLE = [
     "30トン",
     "10トン",
 ]
-TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい"]
+TAX_ARREARS = ["/start", "株式会社", "製造業", "3億円", "はい", "そのとおり"]
 STOPS_AT_CAPITAL = ["/start", "会社", "小売業"]
 REASKS_THEN_CANCEL = [
     "/start",
@@ -122,16 +124,16 @@ def test_funnel_counts_in_asking_order(storage):
     got = report.per_question(storage.db)
     assert [r["question"] for r in got] == list(FUNNEL)
     assert {r["question"]: (r["reached"], r["answered"], r["stopped"]) for r in got} == FUNNEL
-    columns = report.REASK_COLUMNS[1:]  # re-asks, conversations, unknown, skipped
+    columns = report.REASK_COLUMNS[1:]  # re-asks, conversations, unknown, read-backs, skipped
     reasks = {
         r["question"]: tuple(r[c] for c in columns) for r in got if any(r[c] for c in columns)
     }
     assert reasks == {
-        "entity_type": (1, 1, 0, 0),
-        "capital_yen": (1, 1, 0, 0),
-        "tax_arrears": (1, 1, 0, 0),
-        "antisocial_forces": (0, 0, 1, 0),
-        "co2_before_t": (0, 0, 1, 1),
+        "entity_type": (1, 1, 0, 0, 0),
+        "capital_yen": (1, 1, 0, 0, 0),
+        "tax_arrears": (1, 1, 0, 1, 0),  # the typed "yes, in arrears" was read back
+        "antisocial_forces": (0, 0, 1, 0, 0),
+        "co2_before_t": (0, 0, 1, 0, 1),
     }
 
 
@@ -210,7 +212,16 @@ def test_display_sql_shows_the_same_words_as_the_text(storage):
         for r in reversed(report.conversations(storage.db))
     ]
     assert [[str(v) for v in w.values()] for w in web] == py
-    assert list(web[0]) == ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"]
+    assert list(web[0]) == [
+        "番号",
+        "受付番号",
+        "開始",
+        "最終更新",
+        "経路",
+        "状態",
+        "判定",
+        "最後の質問",
+    ]
     assert web[3]["状態"] == "中断" and web[3]["最後の質問"] == "県内の事業所"
     assert web[4]["判定"] == "判定不能"
 
@@ -220,7 +231,10 @@ def test_display_sql_shows_the_same_words_as_the_text(storage):
 
 def test_recent_text(storage):
     text = report.recent_text(storage, "ja", limit=4)
-    assert rows(text) == [
+    table = rows(text)
+    assert all(re.fullmatch(r"TC-\w{4}-\w{2}", r.pop(1)) for r in table[2:])  # random
+    assert table[1].pop(1) == "受付番号"
+    assert table == [
         ["会話", "4件（新しい順、時刻は日本時間）"],
         ["番号", "開始", "最終更新", "経路", "状態", "判定", "最後の質問"],
         [
@@ -261,7 +275,7 @@ def test_recent_text(storage):
             "2025-04-01",
             "10:00:01",
             "2025-04-01",
-            "10:00:06",
+            "10:00:07",
             "Telegram",
             "判定済み",
             "対象外",
@@ -284,11 +298,12 @@ def test_stats_text(storage):
     labels = report.labels("question", "ja")
     for q, counts in FUNNEL.items():
         assert [labels[q], *map(str, counts)] in lines
-    # re-asks table: re-asks, conversations with re-asks, "I don't know", skipped
-    assert ["資本金", "1", "1", "0", "0"] in lines
-    assert ["暴力団排除条例", "0", "0", "1", "0"] in lines
-    assert ["更新前のCO2排出量", "0", "0", "1", "1"] in lines
-    assert ["業種", "0", "0", "0", "0"] not in lines  # questions never re-asked are left out
+    # re-asks table: re-asks, conversations with re-asks, "I don't know", read-backs, skipped
+    assert ["資本金", "1", "1", "0", "0", "0"] in lines
+    assert ["暴力団排除条例", "0", "0", "1", "0", "0"] in lines
+    assert ["更新前のCO2排出量", "0", "0", "1", "0", "1"] in lines
+    assert ["県税の滞納", "1", "1", "0", "1", "0"] in lines
+    assert ["業種", "0", "0", "0", "0", "0"] not in lines  # questions never re-asked are left out
 
 
 def test_show_text(storage):
@@ -331,3 +346,17 @@ def test_empty_database(empty_storage):
     assert report.stats_text(empty_storage, "ja") == "該当する会話はありません。"
     assert report.show_text(empty_storage, 1, "ja") is None
     assert all(r["reached"] == r["stopped"] == 0 for r in report.per_question(empty_storage.db))
+
+
+@pytest.mark.parametrize("arg", ["", "abc", "²", "０", "-1", "0"])
+def test_chat_show_without_a_usable_number_asks_for_one(storage, arg):
+    assert report.chat_report(storage, "show", arg, "ja") is None
+
+
+def test_chat_commands_answer_for_any_channel(storage):
+    assert report.chat_report(storage, "stats", "", "ja") == report.stats_text(storage, "ja")
+    assert report.chat_report(storage, "recent", "²", "ja") == report.recent_text(storage, "ja")
+    for huge in ("#999999", "99999999999999999999999"):
+        assert report.chat_report(storage, "show", huge, "ja") == t(
+            "admin.show.not_found", "ja", id=int(huge.lstrip("#"))
+        )

@@ -112,7 +112,15 @@ async def test_admin_sees_japanese_reports(ds):
 async def test_nothing_can_write(ds, db):
     meta = admin_web.metadata(NAME, "ja")
     queries = meta["databases"][NAME]["queries"]
-    assert set(queries) == {"recent", "transcript", "outcomes_by_day", "funnel", "reasks"}
+    assert set(queries) == {
+        "recent",
+        "transcript",
+        "outcomes_by_day",
+        "funnel",
+        "reasks",
+        "by_reference",
+        "outcomes_by_channel",
+    }
     assert not any(q.get("write") for q in queries.values())
     plugins = (await ds.client.get("/-/plugins.json", cookies=cookie(ds))).json()
     assert [p["name"] for p in plugins] == ["datasette-auth-passwords"]

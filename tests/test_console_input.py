@@ -46,11 +46,14 @@ def test_an_endless_line_is_refused_politely_and_not_stored(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     opening, refused, answered = (json.loads(line) for line in out.stdout.splitlines())
-    assert refused == {
-        "messages": [{"text": t("robustness.console.too_long", "ja", max=1000), "choices": []}],
-        "awaiting": "entity_type",
-        "verdict": None,
-    }
+    assert refused["messages"] == [
+        {"text": t("robustness.console.too_long", "ja", max=1000), "choices": []}
+    ]
+    assert (refused["awaiting"], refused["verdict"], refused["answers"]) == (
+        "entity_type",
+        None,
+        {},
+    )
     assert answered["awaiting"] == "industry"
     assert max(len(text) for text in inputs(tmp_path)) <= 1000
 

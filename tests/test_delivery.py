@@ -217,3 +217,18 @@ def test_deleting_a_conversation_takes_its_outbox_and_marks(dlv, store):
     dlv.commit(inbound("a", "1"))
     store.delete_user("u1")
     assert outbox(store) == [] and dlv.marks("c1") == {}
+
+
+async def test_replies_sent_but_not_noted_are_noted_later_not_sent_again(dlv, store, channel):
+    t = dlv.commit(inbound("a", "1"))
+    store.db.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        await dlv.deliver(t)  # sent; the mark cannot be written
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert len(channel.sent) == 2 and outbox(store) == [("c1", "1", 0, "pending")]
+    await dlv.flush()
+    assert len(channel.sent) == 2 and outbox(store) == [("c1", "1", 2, "sent")]

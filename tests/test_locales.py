@@ -352,7 +352,7 @@ def rule_inputs() -> list[tuple[dict, dt.date]]:
         }
         inputs.append(({k: v for k, v in answers.items() if v is not None} | rest, DEFAULT_DATE))
     for project, equipment, replaces, delivery, co2 in itertools.product(
-        ["led", "equipment_replacement", "cogeneration", None],
+        ["led", "equipment_replacement", "cogeneration", "other", None],
         ["boiler", "other", None],
         [True, False, None],
         ["purchase", "lease", None],

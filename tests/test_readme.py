@@ -22,14 +22,20 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_test_command_installs_everything_and_runs_in_parallel():
-    """A fresh Debian machine has neither venv, chromium, its driver nor a Japanese font: the
-    command installs them (the script skips what is there) before the suite, which runs under
-    pytest-xdist."""
+    """A fresh Debian machine has neither venv, chromium, its driver, a Japanese font nor
+    poppler's tools: the command installs them (the script skips what is there) before the
+    suite, which runs under pytest-xdist."""
     command = readme_commands()[1]
     script = "tests/debian-packages.sh"
     assert command.startswith(f"sh {script} && python3 -m venv .venv")
     packages = (ROOT / script).read_text(encoding="utf-8")
-    for package in ("python3-venv", "chromium", "chromium-driver", "fonts-ipafont-gothic"):
+    for package in (
+        "python3-venv",
+        "chromium",
+        "chromium-driver",
+        "fonts-ipafont-gothic",
+        "poppler-utils",  # pdftoppm, pdftotext, pdffonts, pdfinfo: the checklist PDF tests
+    ):
         assert re.search(rf"missing=\"\$missing[^\"]* {package}\b", packages), package
     assert 'sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"' in packages
     assert re.search(r"pytest -q -n (auto|\d+)", command)

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from rules import Answers, evaluate
-from rules.model import EntityType, Industry
+from rules.model import EntityType, Industry, ProjectType
 
 CASES_DIR = Path(__file__).parent / "rules_cases"
-CASE_FILES = ("size_table", "applicants", "projects", "partial", "dates")
+CASE_FILES = ("size_table", "applicants", "associations", "projects", "partial", "dates")
 DEFAULT_DATE = dt.date(2024, 6, 1)
 
 CRITERIA = (
@@ -208,11 +208,7 @@ def test_size_table_covers_every_industry_row():
 
 def test_projects_cover_every_project_equipment_and_delivery():
     answers = [c["answers"] for c in load_file("projects")]
-    assert {a.get("project_type") for a in answers} >= {
-        "led",
-        "equipment_replacement",
-        "cogeneration",
-    }
+    assert {a.get("project_type") for a in answers} >= {p.value for p in ProjectType}
     assert {a.get("equipment") for a in answers} >= {
         "boiler",
         "industrial_furnace",

@@ -39,11 +39,44 @@ def test_jsonl_gives_one_verdict_per_line_in_order():
     assert statuses == ["ineligible", "undetermined", "ineligible"]
 
 
-def test_expired_ruleset_warns_after_2025_03_31():
+def test_expired_ruleset_warns_after_2025_03_31_quoting_the_supplementary_provision():
     out = run("{}", "--date", "2026-11-22")
-    assert "2025-03-31" in json.loads(out.stdout)["warnings"][0]
+    warning = json.loads(out.stdout)["warnings"][0]
+    assert "「令和７（2025）年３月31日をもって、その効力を失う」" in warning
+    assert "2025-03-31" in warning
     out = run("{}", "--date", "2025-03-31")
     assert json.loads(out.stdout)["warnings"] == []
+
+
+def test_tonnes_take_any_exact_decimal():
+    """An estimate's many places are kept and compared exactly: 12.70710272 → 10.165682176 is
+    exactly 20 % (met), one billionth more after is not."""
+    base = '{"project_type": "equipment_replacement", "co2_before_t": 12.70710272, '
+    lines = base + '"co2_after_t": 10.165682176}\n' + base + '"co2_after_t": 10.165682177}\n'
+    out = run(lines, "--jsonl", "--date", "2024-06-01")
+    assert out.returncode == 0, out.stderr
+    co2 = [
+        next(r for r in json.loads(line)["reasons"] if r["criterion"] == "co2")
+        for line in out.stdout.splitlines()
+    ]
+    assert [c["status"] for c in co2] == ["met", "not_met"]
+    assert "12.70710272" in co2[0]["message"] and co2[0]["clause"] == "第4 2 (1)(2)"
+
+
+def test_a_figure_before_of_zero_asks_to_check_it():
+    out = run('{"project_type": "led", "co2_before_t": 0}', "--date", "2024-06-01")
+    co2 = next(r for r in json.loads(out.stdout)["reasons"] if r["criterion"] == "co2")
+    assert co2["status"] == "not_met" and "ご確認ください" in co2["message"]
+
+
+def test_a_project_outside_4_is_accepted_and_ineligible():
+    out = run('{"project_type": "other"}', "--date", "2024-06-01")
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout)
+    project = next(r for r in verdict["reasons"] if r["criterion"] == "project")
+    assert verdict["status"] == "ineligible" and verdict["missing"] == []
+    assert project["status"] == "not_met" and project["clause"] == "第4"
+    assert "LED" in project["message"] and "コージェネレーション" in project["message"]
 
 
 @pytest.mark.parametrize(
@@ -53,6 +86,10 @@ def test_expired_ruleset_warns_after_2025_03_31():
         ('{"colour": 1}', "colour"),
         ('{"capital_yen": -5}', "capital_yen"),
         ('{"co2_before_t": "abc"}', "co2_before_t"),
+        ('{"capital_yen": true}', "not true/false"),
+        ('{"employees": false}', "employees"),
+        ('{"co2_after_t": true}', "co2_after_t"),
+        ('{"co2_before_t": 1e13}', "10^9"),
         ("{x", "JSON"),
         ("[1, 2]", "JSON"),
     ],

@@ -6,13 +6,15 @@ tests/rules_cases/ check by hand are generalised here:
 
 (a) monotone: answering more never changes a decided verdict or a decided criterion, and never
     adds a field to `missing`;
-(b) full answers are decided unless the applicant is `other` (第2 2 (9));
+(b) full answers are decided unless the prefecture must judge the applicant: `other` (第2 2 (9)),
+    or an association whose size the two readings of 第2 2 (6) settle differently;
 (c) `missing` is empty exactly when the verdict is decided, or when the only open point is the
-    governor's judgement under 第2 2 (9) (entity `other`, every other criterion met);
+    prefecture's judgement of the applicant (every other criterion met);
 (d) `missing` holds only unanswered fields, each once, in the ruleset's asking order, and answering
     its first field removes that field without adding another;
 (e) every field in `missing` can still change the outcome: some completion of the other open
-    fields of its criterion makes two of its values give different results;
+    fields of its criterion makes two of its values give different results; and an unknown
+    project type always matters (`other`, outside 第4, makes any open verdict ineligible);
 (f) evaluation never raises and always returns one reason per criterion, consistent with the status;
 (g) on full answers the status equals an independent reading of the guideline written below.
 """
@@ -44,6 +46,19 @@ CRITERIA = [
 FIELDS = list(Answers.model_fields)
 
 # 別表, written out again from the guideline (not read from rules/data) for the reference reading.
+# 中小企業基本法 第2条's employee figure for each industry's group, which 第2 2 (6) cites.
+LAW_HEADS = {
+    "manufacturing": 300,
+    "construction": 300,
+    "transport": 300,
+    "other_industry": 300,
+    "rubber_products": 300,
+    "wholesale": 100,
+    "retail": 50,
+    "services": 100,
+    "software_it": 100,
+    "hotel": 100,
+}
 SIZE = {  # industry: (capital limit in yen, employee limit), both inclusive
     "manufacturing": (300_000_000, 300),
     "construction": (300_000_000, 300),
@@ -57,7 +72,7 @@ SIZE = {  # industry: (capital limit in yen, employee limit), both inclusive
     "hotel": (50_000_000, 200),
 }
 YEN_LIMITS = sorted({c for c, _ in SIZE.values()})
-HEAD_LIMITS = sorted({e for _, e in SIZE.values()})
+HEAD_LIMITS = sorted({e for _, e in SIZE.values()} | set(LAW_HEADS.values()))
 
 PROPS = settings(
     max_examples=300,
@@ -162,14 +177,25 @@ def test_answering_more_never_changes_a_decided_verdict(pair):
 
 @PROPS
 @given(full_answers)
-def test_full_answers_are_decided_unless_applicant_is_other(answers):
+def test_full_answers_are_decided_unless_the_prefecture_judges_the_applicant(answers):
     verdict = run(answers)
     assert verdict.missing == []
-    if answers["entity_type"] != "other":
+    if not prefecture_judges(answers):
         assert verdict.status != "undetermined", answers
     else:
         assert verdict.status != "eligible"
         assert statuses(verdict)["applicant"] == "unknown"
+
+
+def prefecture_judges(a: dict) -> bool:
+    """(9), or (6) with employees between the law's figure and the 別表 row's (both inclusive
+    limits, so strictly above the smaller and at most the larger)."""
+    if a.get("entity_type") == "other":
+        return True
+    if a.get("entity_type") != "general_association" or "industry" not in a:
+        return False
+    low, high = sorted((LAW_HEADS[a["industry"]], SIZE[a["industry"]][1]))
+    return "employees" in a and low < a["employees"] <= high
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,15 +204,15 @@ def test_full_answers_are_decided_unless_applicant_is_other(answers):
 
 @PROPS
 @given(partial_answers)
-def test_missing_is_empty_iff_decided_or_only_governor_judgement_left(answers):
+def test_missing_is_empty_iff_decided_or_only_the_prefectures_judgement_left(answers):
     verdict = run(answers)
     s = statuses(verdict)
-    only_governor_left = answers.get("entity_type") == "other" and all(
+    only_prefecture_left = prefecture_judges(answers) and all(
         s[c] == "met" for c in CRITERIA if c != "applicant"
     )
     decided = verdict.status != "undetermined"
-    assert (verdict.missing == []) == (decided or only_governor_left), (answers, verdict)
-    if only_governor_left:
+    assert (verdict.missing == []) == (decided or only_prefecture_left), (answers, verdict)
+    if only_prefecture_left:
         assert verdict.status == "undetermined" and s["applicant"] == "unknown"
 
 
@@ -307,6 +333,17 @@ def test_missing_fields_can_change_the_outcome(answers):
     assert_every_missing_field_matters(answers)
 
 
+@PROPS
+@given(open_answers)
+def test_an_unknown_project_type_is_always_asked_while_undecided(answers):
+    """A project outside 第4 excludes whatever else was said, so while the verdict is open and
+    the project type unknown, the project type is in `missing`."""
+    verdict = run(answers)
+    if verdict.status == "undetermined" and "project_type" not in answers:
+        assert "project_type" in verdict.missing, (answers, verdict.missing)
+        assert run({**answers, "project_type": "other"}).status == "ineligible"
+
+
 # ---------------------------------------------------------------------------------------------
 # (f) never raises, well-formed verdicts
 
@@ -353,7 +390,10 @@ def reference_status(a: dict) -> str:
     applicant = {
         "company": small or a["capital_yen"] <= capital_max,  # (1)・別表 ※
         "sole_proprietor": a["blue_return"] or small,  # (8) or (1) employees
-        "general_association": small,  # (6)
+        # (6): the law's group and the 別表 row; where they disagree the prefecture decides
+        "general_association": (
+            None if prefecture_judges(a) else a["employees"] <= LAW_HEADS[a["industry"]]
+        ),
         "other": None,  # (9) governor
     }.get(a["entity_type"], True)  # (2)(3)(4)(5)(7)
     before, after = a["co2_before_t"], a["co2_after_t"]
@@ -368,6 +408,7 @@ def reference_status(a: dict) -> str:
             a["equipment"] != "other" and a["replaces_existing"] and reduction("0.2")
         ),
         "cogeneration": True,
+        "other": False,  # 第4 lists only the three above
     }[a["project_type"]]
     others = [
         not a["tax_arrears"],

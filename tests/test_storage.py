@@ -6,7 +6,14 @@ import pytest
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound
-from bot.storage import MIGRATIONS, SCHEMA_VERSION, Storage, StorageError, migrate
+from bot.storage import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Storage,
+    StorageError,
+    _m5_line_channel,
+    migrate,
+)
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 
 VERDICT = {
@@ -168,8 +175,12 @@ def test_verdict_finishes_and_cancel_ends_conversation(store):
 
     send(store, "cancel", "3")
     assert store.db.table("conversations").get(cid)["status"] == "cancelled"
-    assert store.current("telegram", "c1") is None
-    assert send(store, "x", "4").conversation_id != cid  # a new conversation starts
+    assert store.current("telegram", "c1")[0] == cid  # its answers are kept
+    assert store.last_unfinished("telegram", "c1")[0] == cid
+    assert send(store, "x", "4").conversation_id == cid  # the next input continues it
+    assert store.db.table("conversations").get(cid)["status"] == "active"
+    fresh = store.start_new("telegram", "c1", "u1")  # only starting afresh leaves it
+    assert store.current("telegram", "c1")[0] == fresh != cid
 
 
 def test_start_new_abandons_active_keeps_finished(store):
@@ -180,7 +191,8 @@ def test_start_new_abandons_active_keeps_finished(store):
     status = {r["id"]: r["status"] for r in store.db.query("SELECT * FROM conversations")}
     assert status == {finished: "finished", active: "abandoned", fresh: "active"}
     cid, state = store.current("telegram", "c1")
-    assert cid == fresh and state == State(lang="ja")
+    assert cid == fresh and state == State(lang="ja", reference=state.reference)
+    assert state.reference is not None
     assert store.last_unfinished("telegram", "c1")[0] == fresh
     assert store.current("telegram", "other") is None
 
@@ -277,3 +289,79 @@ def test_threads_on_different_chats_lose_nothing(store):
             )
         ]
         assert seqs == list(range(1, 3 * n + 1))
+
+
+def test_migrates_from_version_3_keeping_inputs_and_telegram_marks(tmp_path, clock):
+    """Migration 4 (the delivery core): inputs get their chat, telegram_chats becomes chats."""
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    migrate(db, MIGRATIONS[:3])
+    now = "2025-01-01T00:00:00.000000+00:00"
+    cid = (
+        db.table("conversations")
+        .insert(
+            {
+                "channel": "telegram",
+                "chat_id": "42",
+                "lang": "ja",
+                "started_at": now,
+                "updated_at": now,
+                "phase": "asking",
+                "awaiting": "q1",
+                "state_json": State(phase="asking", awaiting="q1").model_dump_json(),
+            }
+        )
+        .last_pk
+    )
+    db.table("inputs").insert(
+        {"channel": "telegram", "uid": "1:7", "conversation_id": cid, "at": now}
+    )
+    db.table("telegram_chats").insert(
+        {"chat_id": "42", "conversation_id": cid, "keyboard_message_id": 5,
+         "done_update_id": 7, "updated_at": now}
+    )  # fmt: skip
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert "telegram_chats" not in s.db.table_names()
+        row = s.db.execute("SELECT channel, chat_id, uid, tag FROM inputs").fetchall()
+        assert row == [("telegram", "42", "1:7", None)]
+        assert send(s, "again", "1:7", chat="42").status == "duplicate"  # still recognised
+        assert Delivery(s, Named("telegram"), fake_step).marks("42") == {"keyboard": 5}
+        assert s.db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)  # all were sent
+
+
+def test_a_transaction_without_fsync_is_committed_and_the_next_one_is_full(store):
+    with store.transaction(fsync=False) as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        db.execute("CREATE TABLE t (x)")
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
+    assert "t" in store.db.table_names()
+
+
+def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, clock):
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    line = MIGRATIONS.index(_m5_line_channel)
+    migrate(db, MIGRATIONS[:line])
+    row = {
+        "chat_id": "c1",
+        "lang": "ja",
+        "started_at": "2025-01-01T00:00:00.000000+00:00",
+        "updated_at": "2025-01-01T00:00:00.000000+00:00",
+        "phase": "asking",
+        "state_json": State(phase="asking").model_dump_json(),
+    }
+    with pytest.raises(sqlite3.IntegrityError):  # before: LINE could not be stored
+        db.table("conversations").insert(row | {"channel": "line"})
+    cid = db.table("conversations").insert(row | {"channel": "telegram"}).last_rowid
+    event = {"conversation_id": cid, "seq": 1, "at": row["started_at"]}
+    db.table("events").insert(event | {"direction": "in", "raw_text": "x"})
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert s.db.execute("SELECT count(*) FROM events").fetchone() == (1,)  # none cascaded
+        s.db.table("conversations").insert(row | {"channel": "line", "chat_id": "U1"})
+        with pytest.raises(sqlite3.IntegrityError):
+            s.db.table("conversations").insert(row | {"channel": "fax"})

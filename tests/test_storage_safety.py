@@ -11,8 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_storage import Named
 
-from bot.delivery import Channel, Delivery, Inbound
+from bot.delivery import Delivery, Inbound
 from bot.storage import SCHEMA_VERSION, Storage, StorageError
 from dialogs.engine import step
 from dialogs.io import UserInput
@@ -22,16 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER = "秘密のテキスト-7c1e"  # a user's words that /delete must take out of the file
 
 
-class Shown(Channel):
-    """A channel that shows the replies at once (no outbox), named like Telegram."""
-
-    name = "telegram"
-    outbox = False
-
-
-def say(storage: Storage, chat: int, text: str):
-    inbound = Inbound(str(chat), str(chat), None, None, UserInput(text=text))
-    return Delivery(storage, Shown(), step).commit(inbound)
+def say(storage: Storage, chat: int, text: str, uid: str | None = None):
+    delivery = Delivery(storage, Named("telegram"), step)
+    return delivery.commit(Inbound(str(chat), str(chat), uid, None, UserInput(text=text)))
 
 
 def journal_mode(path: Path) -> str:

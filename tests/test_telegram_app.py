@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 from types import SimpleNamespace
 
 import pytest
-from telegram import Chat, Message, Update
+from telegram import Chat, Message, Update, User
+from tornado.web import HTTPError
 
 from bot.cli import build_parser
 from bot.delivery import ChatLocks, Inbound, Sent
 from bot.storage import Storage
 from bot.telegram.adapter import Live, TelegramBot, _command
-from bot.telegram.app import ChatOrder, advance, file_url, main
+from bot.telegram.app import ChatOrder, StoredQueue, advance, file_url, main
 from dialogs.io import UserInput
 from locales import t
 
@@ -214,3 +216,68 @@ async def test_a_failing_update_is_logged_and_the_user_told(tmp_path, caplog):
             await bot.on_error(_update(5, 77), context)
     assert sent == [(77, t("telegram.error", "ja"))]
     assert "update 5 failed" in caplog.text and "database is locked" in caplog.text
+
+
+def _from_user(update_id: int, chat_id: int, text: str) -> Update:
+    chat, user = Chat(chat_id, Chat.PRIVATE), User(chat_id, "Owner", False)
+    message = Message(update_id, dt.datetime.now(dt.UTC), chat, from_user=user, text=text)
+    return Update(update_id, message=message)
+
+
+def _fake_api(bot: TelegramBot, sent: list, fail: Exception | None = None) -> None:
+    async def send_message(chat_id, text, **kwargs):
+        if fail is not None:
+            raise fail
+        sent.append((chat_id, text))
+        return SimpleNamespace(message_id=len(sent))
+
+    bot.app = SimpleNamespace(bot=SimpleNamespace(send_message=send_message, id=1, username="b"))
+
+
+async def test_an_update_not_stored_is_not_confirmed_and_nobody_told(tmp_path):
+    """Issue 13.4: a storage failure (here a lock held beyond the busy timeout; disk full is
+    the same error class) must not confirm the update: Telegram delivers it again."""
+    with Storage(tmp_path / "bot.db") as storage:
+        bot, sent = TelegramBot(storage, "ja", frozenset()), []
+        _fake_api(bot, sent)
+        storage.db.execute("PRAGMA busy_timeout = 50")
+        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            confirm = bot.expect(5)
+            await bot.on_update(_from_user(5, 77, "/start"), None)  # no exception: no "again"
+            assert confirm.result() is False and sent == []
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        confirm = bot.expect(5)  # delivered again: stored and answered now
+        await bot.on_update(_from_user(5, 77, "/start"), None)
+        assert confirm.result() is True and len(sent) == 1
+
+
+async def test_the_webhook_answers_503_for_an_update_not_stored(tmp_path):
+    with Storage(tmp_path / "bot.db") as storage:
+        bot = TelegramBot(storage, "ja", frozenset())
+        queue = StoredQueue(bot)
+        update = _from_user(9, 77, "/start")
+        put = asyncio.create_task(queue.put(update))
+        await asyncio.sleep(0)
+        bot._release(9, stored=False)
+        with pytest.raises(HTTPError) as refused:
+            await put
+        assert refused.value.status_code == 503
+
+
+async def test_a_failure_after_the_commit_never_says_nothing_was_processed(tmp_path):
+    """Issue 13.9: once committed, the input is processed: a failure in sending (here not
+    even a Telegram error) must not reach the error handler ("send that again"); the reply
+    waits in the outbox and goes out later."""
+    with Storage(tmp_path / "bot.db") as storage:
+        bot, sent = TelegramBot(storage, "ja", frozenset()), []
+        _fake_api(bot, sent, fail=RuntimeError("unexpected"))
+        await bot.on_update(_from_user(5, 77, "/start"), None)  # does not raise
+        pending, _ = bot.delivery.pending("77")
+        assert len(pending) == 1
+        _fake_api(bot, sent)
+        assert await bot.delivery.flush() == 1
+        assert len(sent) == 1 and "事業者の種類" in sent[0][1]

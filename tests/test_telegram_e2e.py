@@ -19,62 +19,17 @@ import pytest
 
 try:  # tests/ is not a package: importable either way
     from tests.e2e.botproc import BotProcess, Chat, query, wait_done
+    from tests.e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES, YES
     from tests.emulator import BotApiEmulator
 except ImportError:
     from e2e.botproc import BotProcess, Chat, query, wait_done
+    from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES, YES
     from emulator import BotApiEmulator
 
 from bot.telegram.adapter import SEND_ATTEMPTS
 from locales import t
 
 ADMIN = 5550
-YES, NO = "はい", "いいえ"
-BOILER = "ボイラー・工業炉・空調・自家発電設備の更新"
-PURCHASE = "購入（自社で所有）"
-
-# (action, input, bot messages expected); the last step gives the summary and the verdict.
-BY_BUTTONS = {
-    "eligible": [
-        ("press", "個人事業主", 1),
-        ("press", YES, 1),
-        ("press", NO, 1),
-        ("press", NO, 1),
-        ("press", YES, 1),
-        ("press", BOILER, 1),
-        ("press", "ボイラー", 1),
-        ("press", YES, 1),
-        ("press", PURCHASE, 1),
-        ("say", "8.0", 1),
-        ("say", "6.4", 2),
-    ],
-    "ineligible": [("press", "医療法人", 1), ("press", YES, 2)],
-    "undetermined": [
-        ("press", "その他", 1),
-        ("press", NO, 1),
-        ("press", NO, 1),
-        ("press", YES, 1),
-        ("press", "コージェネレーション設備の設置", 1),
-        ("press", PURCHASE, 2),
-    ],
-}
-BY_TEXT = {
-    "eligible": [
-        "株式会社です",
-        "製造業",
-        "３億円",
-        "ありません",
-        "該当しません",
-        "はい",
-        "LED",
-        "はい",
-        "購入",
-        "64.1トン",
-        "54.1 t-CO2",
-    ],
-    "ineligible": ["合同会社", "小売業", "5,001万円", "約51名", "このまま"],
-    "undetermined": ["NPO法人", "いいえ", "いいえ", "はい", "コージェネレーション", "購入"],
-}
-TITLES = {status: t(f"verdict.title.{status}", "ja") for status in BY_TEXT}
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +94,25 @@ def test_whole_dialog_by_buttons(bot, chat, outcome):
     for action, value, replies in BY_BUTTONS[outcome]:
         got = getattr(chat, action)(value, replies)
     assert got[-1]["text"].startswith(TITLES[outcome])
-    assert set(chat.buttons()) == {"回答確認", "最初から"}
+    assert set(chat.buttons()) == {"チェックリスト", "県に相談", "回答確認", "最初から"}
     assert verdict(bot.db, chat.id) == (1, "finished", outcome)
+    [reference] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", chat.id)[0]
+    assert f"受付番号: {reference}" in got[-1]["text"]
+
+
+def test_checklist_comes_as_a_pdf_document_and_contact_as_text(emu, bot, chat):
+    for action, value, replies in BY_BUTTONS["eligible"]:
+        getattr(chat, action)(value, replies)
+    [reference] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", chat.id)[0]
+    ready, document = chat.press("チェックリスト", 2)
+    assert ready["text"] == t("takeaway.checklist.ready", "ja")
+    assert document["document"]["file_name"] == f"checklist-{reference}.pdf"
+    assert document["document"]["bytes"].startswith(b"%PDF-")
+    assert reference in document["text"]  # the caption
+    assert set(chat.buttons()) == {"チェックリスト", "県に相談", "回答確認", "最初から"}
+    contact, _ = chat.press("県に相談", 2)
+    assert "気候変動対策課" in contact["text"] and reference in contact["text"]
+    assert [c["chat_id"] for c in emu.calls_to("sendDocument")].count(chat.id) == 1
 
 
 @pytest.mark.parametrize("outcome", BY_TEXT)
@@ -183,7 +155,8 @@ def test_start_midway_offers_to_continue_or_start_over(chat):
     assert set(chat.buttons()) == {"続ける", "最初から"}
     assert "回答済み 1問" in offer["text"]
     resumed, again = chat.press("続ける", 2)
-    assert resumed["text"] == t("dialog.resumed", "ja") and "主な業種" in again["text"]
+    assert resumed["text"].startswith(t("dialog.resumed", "ja")) and "主な業種" in again["text"]
+    assert "・事業者の種類: 会社" in resumed["text"]  # the answers so far
 
 
 def test_user_text_is_escaped_and_very_long_input_refused(bot, chat):
@@ -278,6 +251,8 @@ def test_admin_commands_exist_for_admins_only(emu, bot):
     cid = query(bot.db, "SELECT id FROM conversations WHERE chat_id = ?", str(stranger.id))[0][0]
     [shown] = admin.say(f"/show {cid}")
     assert f"#{cid}" in shown["text"] and "/stats" in shown["text"]
+    [ref] = query(bot.db, "SELECT reference FROM conversations WHERE id = ?", cid)[0]
+    assert admin.say(f"/show {ref.lower()}")[0]["text"] == shown["text"]  # as read out
     assert (
         admin.say("/show 999999")[0]["text"]
         == f"<pre>{t('admin.show.not_found', 'ja', id=999999)}</pre>"
@@ -339,6 +314,7 @@ def test_answer_is_kept_when_sending_fails_for_good(emu, bot, chat):
     assert "主な業種" in unsent["text"]
     assert reply["text"].startswith("業種は「製造業」")
     assert verdict(bot.db, chat.id)[0] == 1
+    assert all(m["text"] != t("telegram.error", "ja") for m in chat.messages)  # never "again"
 
 
 def test_two_chats_each_keep_their_order_and_do_not_wait_for_each_other(emu, bot):
@@ -414,6 +390,54 @@ def test_stopped_or_killed_bot_resumes_the_conversation(own_emu, tmp_path):
     assert verdict(db, c.id) == (1, "finished", "eligible")
     texts = [e[1] for e in events(db, c.id) if e[0] == "in"]
     assert texts.count("該当しません") == 1
+
+
+def test_a_reply_lost_in_a_crash_after_confirming_is_sent_on_restart(own_emu, tmp_path):
+    """Issue 13.2: the update is confirmed once stored; if the process dies while its reply
+    is being retried, nothing redelivers it: the outbox must send it on restart."""
+    emu, db = own_emu, tmp_path / "bot.db"
+    c = Chat(emu, 7201)
+    first = BotProcess(emu, tmp_path, db).start()
+    c.say("/start")
+    emu.fail_next("sendMessage", status=502, times=3)
+    calls = len(emu.calls_to("sendMessage"))
+    emu.send_text(c.id, "1")
+    emu.wait_until(lambda: len(emu.calls_to("sendMessage")) >= calls + 2, 10)  # retrying
+    emu.wait_until(lambda: emu.pending_update_count == 0, 10)  # confirmed to Telegram
+    first.kill()
+    assert len(c.messages) == 1
+    with BotProcess(emu, tmp_path, db):
+        [reply] = emu.wait_for_bot_messages(c.id, 2)[1:]
+        assert "主な業種" in reply["text"]
+        assert c.say("製造業")[0]["text"].startswith("業種は「製造業」")
+    assert query(db, "SELECT status FROM outbox WHERE chat_id = ?", str(c.id)) == [("sent",)] * 3
+
+
+def test_reused_update_ids_are_new_inputs_and_never_leak_replies(own_emu, tmp_path):
+    """Issue 13.3: Telegram restarts update ids after a week without updates. The same id
+    from another chat, or from the same chat with another message, is a new input; before,
+    it was taken for a redelivery and the stored chat's replies went to the new one."""
+    emu, db = own_emu, tmp_path / "bot.db"
+    a, b = Chat(emu, 7301), Chat(emu, 7302)
+    with BotProcess(emu, tmp_path, db):
+        a.say("/start")
+        first = a.last_update
+        a.press("会社（株式会社・有限会社・合同会社など）")
+        pressed = a.last_update
+        emu.restart_update_ids(pressed)
+        [welcome] = b.say("/start")  # the update id of a's answer
+        assert b.last_update == pressed
+        refs = {
+            chat.id: query(db, "SELECT reference FROM conversations WHERE chat_id = ?", chat.id)
+            for chat in (a, b)
+        }
+        [[(ref_a,)], [(ref_b,)]] = refs.values()  # each welcome names its own reference number
+        assert welcome["text"] == a.messages[0]["text"].replace(ref_a, ref_b)  # not a's answer
+        emu.restart_update_ids(first)
+        [reply] = a.say("製造業")  # the update id of a's /start, a new message
+        assert a.last_update == first
+        assert reply["text"].startswith("業種は「製造業」")
+    assert verdict(db, a.id)[0] == 1 and verdict(db, b.id)[0] == 1
 
 
 def test_token_never_reaches_debug_logs(tmp_path):
@@ -557,6 +581,37 @@ def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):
         emu.on_confirm = None
     assert early == []
     assert query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid) == [(1,)]
+
+
+def test_an_update_whose_commit_fails_is_not_confirmed_and_answered_later(emu, bot, chat):
+    """Issue 13.4: the database locked for longer than the bot waits (10 s busy timeout; disk
+    full fails the same way): the commit fails, so the update must stay unconfirmed, come
+    again and be answered once the database is back, and nobody is told "send that again"."""
+    wait_done(bot.db, chat.id, chat.last_update)  # /start's "sent" mark written: none in flight
+    target, early = emu._next_update_id + 1, []
+    uid = f"{emu.bot_user['id']}:{target}"
+
+    def check(confirmed: list[int]) -> None:
+        if target in confirmed and not query(bot.db, "SELECT 1 FROM inputs WHERE uid = ?", uid):
+            early.append(target)
+
+    emu.on_confirm = check
+    lock = sqlite3.connect(bot.db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        emu.send_text(chat.id, "1")
+        emu.wait_until(lambda: f"update {target} " in bot.output, 20)  # its commit failed
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        [reply] = emu.wait_for_bot_messages(chat.id, 2, 15)[1:]
+        emu.wait_until(lambda: emu.pending_update_count == 0)
+    finally:
+        emu.on_confirm = None
+    assert early == [] and "主な業種" in reply["text"]
+    sql = "SELECT count(*) FROM events WHERE input_uid = ? AND direction = 'in'"
+    assert query(bot.db, sql, uid) == [(1,)]
 
 
 def test_webhook_answers_telegram_only_once_stored(own_emu, tmp_path):

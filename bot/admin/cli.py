@@ -20,7 +20,8 @@ from sqlite_utils import Database
 from bot.admin import backup, report
 from bot.admin.database import AdminError, open_read_only
 from bot.storage import Storage
-from locales import LANGS, t
+from dialogs.questions import questions
+from locales import LANGS, has, t
 from rules import Answers
 
 
@@ -37,17 +38,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     filters.add_argument("--until", type=_date, help="started on or before (YYYY-MM-DD)")
     filters.add_argument("--outcome", choices=report.OUTCOMES)
     filters.add_argument("--channel", choices=report.CHANNELS)
+    filters.add_argument(
+        "--include-tests",
+        action="store_true",
+        help="count test conversations too (scenario runs, console --jsonl)",
+    )
 
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("list", parents=[common, filters], help="conversations, newest first")
     p.add_argument("--limit", type=int, default=50)
     p = sub.add_parser("show", parents=[common], help="one conversation's transcript")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="ID|REF", help="conversation number or reference number")
     p.add_argument("--full", action="store_true", help="bot messages in full")
     p = sub.add_parser("export", parents=[common, filters], help="conversations as CSV or JSONL")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument("-o", "--output", type=Path, help="file (default: stdout)")
     p.add_argument("--events", action="store_true", help="one row per event")
+    p.add_argument(
+        "--raw", action="store_true", help="codes and field names, for programs (not --lang)"
+    )
     p.add_argument("--limit", type=int)
     p = sub.add_parser("stats", parents=[common, filters], help="outcomes, funnel, re-asks")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the charts")
@@ -81,7 +90,9 @@ def _filters(args, limit=None) -> report.Filters:
     """argparse's None (not given) is the SQL's '' (no filter)."""
     given = {k: getattr(args, k) for k in ("since", "until", "channel", "outcome")}
     return report.Filters(
-        **{k: v or "" for k, v in given.items()}, limit="" if limit is None else limit
+        **{k: v or "" for k, v in given.items()},
+        limit="" if limit is None else limit,
+        tests="1" if args.include_tests else "",
     )
 
 
@@ -93,7 +104,8 @@ def _list(args) -> int:
 
 def _show(args) -> int:
     with open_read_only(args.db, args.lang) as db:
-        text = report.transcript_report(db, args.id, args.lang, full=args.full)
+        found = report.find_conversation(db, args.id)
+        text = found and report.transcript_report(db, found, args.lang, full=args.full)
     if text is None:
         raise AdminError(t("admin.show.not_found", args.lang, id=args.id))
     print(text)
@@ -103,6 +115,7 @@ def _show(args) -> int:
 # --- export -------------------------------------------------------------------------------
 CONVERSATION_FIELDS = [
     "id",
+    "reference",
     "channel",
     "chat_id",
     "user_id",
@@ -113,6 +126,7 @@ CONVERSATION_FIELDS = [
     "verdict_status",
     "ruleset",
     "last_question",
+    "is_test",
 ]
 ANSWER_FIELDS = list(Answers.model_fields)
 EVENT_FIELDS = [
@@ -136,7 +150,8 @@ def _iso_jst(iso: str | None) -> str | None:
 
 
 def export_rows(db: Database, filters: report.Filters, events: bool) -> tuple[list, list[dict]]:
-    """(columns, rows), oldest first; every answer field has its own column."""
+    """(columns, rows), oldest first; every answer field has its own column. Codes and field
+    names as stored (`export --raw`); `in_words` turns them into an admin's words."""
     if events:
         rows = [
             r | {"at": _iso_jst(r["at"]), "value": json.loads(r["value_json"] or "null")}
@@ -152,9 +167,38 @@ def export_rows(db: Database, filters: report.Filters, events: bool) -> tuple[li
     return CONVERSATION_FIELDS + ANSWER_FIELDS, rows
 
 
+def in_words(columns: list[str], rows: list[dict], lang: str | None) -> tuple[list, list[dict]]:
+    """Headers and coded values in the admin's language (業種: 製造業, 県税の滞納: 滞納はない);
+    numbers stay numbers, so a spreadsheet can still add them up."""
+    qs = questions()
+
+    def header(column: str) -> str:
+        return t(f"question.{column}.short" if column in qs else f"admin.col.{column}", lang)
+
+    def cell(column: str, value, row: dict):
+        if value is None:
+            return None
+        if column in ("value", *qs):  # an answer: words for choices and yes/no
+            q = qs.get(row.get("question") if column == "value" else column)
+            return q.show(value, lang) if q and q.kind in ("choice", "yes_no") else value
+        if column == "is_test":
+            return t("takeaway.admin.test_yes" if value else "takeaway.admin.test_no", lang)
+        if column in ("lang", "command") and has(f"takeaway.admin.{column}.{value}", lang):
+            return t(f"takeaway.admin.{column}.{value}", lang)
+        column = "verdict_status" if column == "verdict" else column  # the events' verdict
+        if column in report.KINDS and report.KINDS[column] != "time":
+            return report.shown(column, value, lang)
+        return value
+
+    heads = [header(c) for c in columns]
+    return heads, [{h: cell(c, r[c], r) for h, c in zip(heads, columns, strict=True)} for r in rows]
+
+
 def _export(args) -> int:
     with open_read_only(args.db, args.lang) as db:
         columns, rows = export_rows(db, _filters(args, args.limit), args.events)
+    if not args.raw:
+        columns, rows = in_words(columns, rows, args.lang)
     # The BOM makes Excel read the CSV as UTF-8; csv's own \r\n line ends suit it too.
     encoding = "utf-8-sig" if args.format == "csv" else "utf-8"
     sys.stdout.flush()  # we write to its buffer below

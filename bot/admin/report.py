@@ -12,26 +12,29 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from functools import cache
 
 from sqlite_utils import Database
 
+from bot.storage import normalize_reference
 from dialogs.questions import questions
 from locales import t
 from rules import Answers, evaluate
+from rules.clock import TOKYO
 
-JST = timezone(timedelta(hours=9))
-SQL_JST = "'+9 hours'"
+JST = TOKYO  # the bot's one clock (rules.clock)
+SQL_JST = "'+9 hours'"  # SQLite has no zones; Japan keeps UTC+9 all year
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # for strftime in Python and in SQLite alike
 OUTCOMES = ("eligible", "ineligible", "undetermined", "none")  # "none": no verdict (yet)
-CHANNELS = ("telegram", "console")
+CHANNELS = ("telegram", "line", "console")
+SQLITE_MAX_INT = 2**63 - 1  # no row id beyond it
 CODES = {  # coded column values an admin reads as words (locale admin.<kind>.<code>)
     "channel": CHANNELS,
     "status": ("active", "finished", "cancelled", "abandoned"),
     "verdict": OUTCOMES,
     "direction": ("in", "out"),
-    "outcome": ("answer", "reask", "command", "help", "start", "ignored"),
+    "outcome": ("answer", "confirm", "reask", "command", "help", "start", "ignored"),
 }
 KINDS = {
     "channel": "channel",
@@ -54,6 +57,7 @@ class Filters:
     channel: str = ""
     outcome: str = ""  # one of OUTCOMES
     limit: int | str = ""
+    tests: str = ""  # anything but '': include test conversations (scenarios, console --jsonl)
 
     def params(self) -> dict:
         return asdict(self)
@@ -66,16 +70,46 @@ SELECTED = f"""WITH sel AS (
   WHERE (:since = '' OR date(started_at, {SQL_JST}) >= :since)
     AND (:until = '' OR date(started_at, {SQL_JST}) <= :until)
     AND (:channel = '' OR channel = :channel)
-    AND (:outcome = '' OR outcome = :outcome))"""
+    AND (:outcome = '' OR outcome = :outcome)
+    AND (:tests != '' OR NOT is_test))"""
+
+
+def abandoned(days: int) -> str:
+    """SQL: a conversation of `sel` that people gave up: no verdict, and cancelled, replaced by
+    a new one, or idle for more than `days` days (ABANDON_AFTER_DAYS)."""
+    return f"""(outcome = 'none' AND (status IN ('cancelled', 'abandoned')
+    OR julianday(updated_at) < julianday('now') - {int(days)}))"""
+
+
+def abandon_days() -> int:
+    from bot.settings import load
+
+    return load().abandon_after_days
+
 
 # The question a conversation was last at: `awaiting` is cleared by a cancel, so read the log.
 LAST_QUESTION = """(SELECT e.question FROM events e WHERE e.conversation_id = sel.id
    AND e.question IS NOT NULL ORDER BY e.seq DESC LIMIT 1)"""
 
 CONVERSATIONS_SQL = f"""{SELECTED}
-SELECT id, channel, chat_id, user_id, lang, started_at, updated_at, status, verdict_status,
-  ruleset, {LAST_QUESTION} AS last_question, answers_json
+SELECT id, reference, channel, chat_id, user_id, lang, started_at, updated_at, status,
+  verdict_status, ruleset, {LAST_QUESTION} AS last_question, is_test, answers_json
 FROM sel ORDER BY id DESC LIMIT coalesce(nullif(:limit, ''), -1)"""
+
+# One conversation by its reference number, as typed (the web view's search form).
+# Spaces, dashes, lower case and a missing "TC" are forgiven, as storage.normalize_reference.
+BY_REFERENCE_SQL = """WITH k AS (
+  SELECT replace(replace(upper(trim(:reference)), ' ', ''), '-', '') AS key)
+SELECT id, reference, started_at, updated_at, channel, status, verdict_status,
+  (SELECT e.question FROM events e WHERE e.conversation_id = c.id
+   AND e.question IS NOT NULL ORDER BY e.seq DESC LIMIT 1) AS last_question
+FROM conversations c, k WHERE replace(c.reference, '-', '') IN (k.key, 'TC' || k.key)"""
+
+BY_CHANNEL_SQL = f"""{SELECTED}
+SELECT channel, count(*) AS total,
+  sum(outcome = 'eligible') AS eligible, sum(outcome = 'ineligible') AS ineligible,
+  sum(outcome = 'undetermined') AS undetermined, sum(outcome = 'none') AS none
+FROM sel GROUP BY channel ORDER BY total DESC, channel"""
 
 BY_DAY_SQL = f"""{SELECTED}
 SELECT date(started_at, {SQL_JST}) AS day, count(*) AS total,
@@ -100,10 +134,11 @@ def asking_order() -> tuple[str, ...]:
 
 
 @cache
-def questions_sql() -> str:
+def questions_sql(days: int = 7) -> str:
     """Per question: reached (asked at least once), answered, stopped (the last question of a
-    conversation that got no verdict: left, cancelled, or still in progress), re-asks,
-    "I don't know" answers (help) and skips."""
+    conversation abandoned there: see `abandoned`; one still in progress is not counted),
+    re-asks, "I don't know" answers (help), skips (accepted ones: a question that cannot be
+    skipped refuses, and that is not a skip) and typed answers read back before recording."""
     values = ", ".join(f"({i}, {sql_literal(q)})" for i, q in enumerate(asking_order()))
     return f"""{SELECTED},
 q(ord, question) AS (VALUES {values}),
@@ -114,16 +149,17 @@ per AS (
     sum(outcome = 'reask') AS reasks,
     count(DISTINCT CASE WHEN outcome = 'reask' THEN conversation_id END) AS reask_conversations,
     sum(outcome = 'help') AS unknown,
-    sum(command = 'skip') AS skipped
+    sum(command = 'skip' AND outcome = 'command') AS skipped,
+    sum(outcome = 'confirm') AS read_backs
   FROM events WHERE conversation_id IN (SELECT id FROM sel) GROUP BY question),
 stop AS (
   SELECT question, count(*) AS stopped
-  FROM (SELECT {LAST_QUESTION} AS question FROM sel WHERE outcome = 'none')
+  FROM (SELECT {LAST_QUESTION} AS question FROM sel WHERE {abandoned(days)})
   GROUP BY question)
 SELECT q.question, coalesce(reached, 0) AS reached, coalesce(answered, 0) AS answered,
   coalesce(stopped, 0) AS stopped, coalesce(reasks, 0) AS reasks,
   coalesce(reask_conversations, 0) AS reask_conversations, coalesce(unknown, 0) AS unknown,
-  coalesce(skipped, 0) AS skipped
+  coalesce(skipped, 0) AS skipped, coalesce(read_backs, 0) AS read_backs
 FROM q LEFT JOIN per USING (question) LEFT JOIN stop USING (question) ORDER BY q.ord"""
 
 
@@ -192,8 +228,29 @@ def by_day(db: Database, filters: Filters = Filters()) -> list[dict]:
     return list(db.query(BY_DAY_SQL, filters.params()))
 
 
-def per_question(db: Database, filters: Filters = Filters()) -> list[dict]:
-    return list(db.query(questions_sql(), filters.params()))
+def per_question(db: Database, filters: Filters = Filters(), days: int | None = None) -> list[dict]:
+    return list(db.query(questions_sql(abandon_days() if days is None else days), filters.params()))
+
+
+def by_channel(db: Database, filters: Filters = Filters()) -> list[dict]:
+    return list(db.query(BY_CHANNEL_SQL, filters.params()))
+
+
+def no_verdict(db: Database, filters: Filters, days: int) -> dict:
+    """Of the conversations without a verdict: how many were abandoned, how many go on."""
+    sql = f"""{SELECTED} SELECT coalesce(sum({abandoned(days)}), 0) AS abandoned,
+      coalesce(sum(outcome = 'none' AND NOT {abandoned(days)}), 0) AS in_progress FROM sel"""
+    return next(db.query(sql, filters.params()))
+
+
+def find_conversation(db: Database, key: str | int) -> int | None:
+    """A conversation's id from its number or its reference number (as typed or read out)."""
+    key = str(key).strip().lstrip("#")
+    if key.isascii() and key.isdigit():
+        return int(key) if int(key) <= SQLITE_MAX_INT else None  # no row has a bigger id
+    reference = normalize_reference(key)
+    row = next(db.query("SELECT id FROM conversations WHERE reference = ?", [reference]), None)
+    return row and row["id"]
 
 
 # --- plain text ---------------------------------------------------------------------------
@@ -221,6 +278,7 @@ def table(columns: list[str], rows: list[dict], lang: str | None) -> str:
 
 LIST_COLUMNS = [
     "id",
+    "reference",
     "started_at",
     "updated_at",
     "channel",
@@ -229,8 +287,9 @@ LIST_COLUMNS = [
     "last_question",
 ]
 DAY_COLUMNS = ["day", "total", "eligible", "ineligible", "undetermined", "none"]
+CHANNEL_COLUMNS = ["channel", *DAY_COLUMNS[1:]]
 FUNNEL_COLUMNS = ["question", "reached", "answered", "stopped"]
-REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped"]
+REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "read_backs", "skipped"]
 
 
 def list_report(db: Database, lang: str | None, filters: Filters = Filters()) -> str:
@@ -240,16 +299,29 @@ def list_report(db: Database, lang: str | None, filters: Filters = Filters()) ->
     return "\n".join([t("admin.list.title", lang, n=len(rows)), table(LIST_COLUMNS, rows, lang)])
 
 
-def stats_report(db: Database, lang: str | None, filters: Filters = Filters()) -> str:
+def stats_report(
+    db: Database, lang: str | None, filters: Filters = Filters(), idle_days: int | None = None
+) -> str:
     days = by_day(db, filters)
     if not days:
         return t("admin.list.empty", lang)
-    per_q = per_question(db, filters)
+    idle_days = abandon_days() if idle_days is None else idle_days
+    per_q = per_question(db, filters, idle_days)
     totals = {k: sum(d[k] for d in days) for k in DAY_COLUMNS[1:]}
     outcomes = [
         t("admin.stats.outcome_line", lang, label=labels("verdict", lang)[k], n=totals[k])
         for k in OUTCOMES
     ]
+    left = no_verdict(db, filters, idle_days)
+    outcomes.append(
+        t(
+            "takeaway.admin.no_verdict",
+            lang,
+            days=idle_days,
+            abandoned=left["abandoned"],
+            in_progress=left["in_progress"],
+        )
+    )
     reasked = [r for r in per_q if any(r[c] for c in REASK_COLUMNS[1:])]
     parts = [
         t("admin.stats.total", lang, n=totals["total"]),
@@ -258,9 +330,12 @@ def stats_report(db: Database, lang: str | None, filters: Filters = Filters()) -
         t("admin.stats.by_day", lang),
         table(DAY_COLUMNS, days, lang),
         "",
+        t("takeaway.admin.by_channel", lang),
+        table(CHANNEL_COLUMNS, by_channel(db, filters), lang),
+        "",
         t("admin.stats.funnel", lang),
         table(FUNNEL_COLUMNS, per_q, lang),
-        t("admin.stats.funnel_note", lang),
+        t("admin.stats.funnel_note", lang, days=idle_days),
         "",
         t("admin.stats.reasks", lang),
         table(REASK_COLUMNS, reasked, lang) if reasked else t("admin.stats.no_reasks", lang),
@@ -282,7 +357,7 @@ def _mark(e: dict, lang: str | None) -> str:
         "command": e["command"] or "",
         "value": "",
     }
-    if e["outcome"] == "answer" and q is not None and e["value_json"] is not None:
+    if e["outcome"] in ("answer", "confirm") and q is not None and e["value_json"] is not None:
         params["value"] = q.show(json.loads(e["value_json"]), lang)
     kind = (
         e["outcome"]
@@ -318,6 +393,7 @@ def transcript_report(
             updated=fmt_time(conv["updated_at"]),
             status=shown("status", conv["status"], lang),
         ),
+        t("takeaway.admin.reference", lang, reference=conv["reference"] or "-"),
         "",
     ]
     for e in db.query(TRANSCRIPT_SQL, {"id": conversation_id}):
@@ -376,6 +452,27 @@ def recent_text(storage, lang, limit=10) -> str:
         return list_report(storage.db, lang, Filters(limit=limit))
 
 
-def show_text(storage, conversation_id: int, lang) -> str | None:
+def show_text(storage, key: str | int, lang) -> str | None:
+    """The transcript of the conversation with this number or reference number."""
     with storage.lock:
-        return transcript_report(storage.db, conversation_id, lang)
+        found = find_conversation(storage.db, key)
+        return None if found is None else transcript_report(storage.db, found, lang)
+
+
+def chat_report(storage, command: str, arg: str, lang) -> str | None:
+    """The text for an admin's chat command (stats; recent [N]; show ID or reference number)
+    on any channel. None: show without a usable number (the channel says how to use it). Only
+    positive numbers in ASCII digits count (str.isdigit also takes ², ①, full-width digits)."""
+
+    def number(text: str) -> int | None:
+        text = text.strip().lstrip("#")
+        return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+
+    if command == "stats":
+        return stats_text(storage, lang)
+    if command == "recent":
+        return recent_text(storage, lang, min(number(arg) or 10, 50))
+    key = arg.strip().lstrip("#")
+    if number(key) is None and normalize_reference(key) is None:
+        return None
+    return show_text(storage, key, lang) or t("admin.show.not_found", lang, id=key)

@@ -42,6 +42,8 @@ CONVERSATION_COLUMNS = [
     "awaiting",
     "verdict_status",
     "ruleset",
+    "reference",
+    "is_test",
     "state_json",
     "answers_json",
 ]
@@ -81,7 +83,7 @@ def metadata(db_name: str, lang: str | None) -> dict:
             "columns": {c: t(f"admin.col.{c}", lang) for c in columns},
         }
 
-    questions = report.questions_sql()
+    questions = report.questions_sql(report.abandon_days())
     return {
         "title": t("admin.web.title", lang),
         "description": t("admin.web.description", lang),
@@ -102,6 +104,7 @@ def metadata(db_name: str, lang: str | None) -> dict:
                     "inputs": {"hidden": True},
                     "outbox": {"hidden": True},
                     "chats": {"hidden": True},
+                    "reference_numbers": {"hidden": True},  # issued numbers, never reused
                 },
                 "queries": {
                     "recent": query(
@@ -118,6 +121,12 @@ def metadata(db_name: str, lang: str | None) -> dict:
                     ),
                     "funnel": query("funnel", questions, report.FUNNEL_COLUMNS),
                     "reasks": query("reasks", questions, report.REASK_COLUMNS),
+                    "by_reference": query(
+                        "by_reference", report.BY_REFERENCE_SQL, report.LIST_COLUMNS
+                    ),
+                    "outcomes_by_channel": query(
+                        "outcomes_by_channel", report.BY_CHANNEL_SQL, report.CHANNEL_COLUMNS
+                    ),
                 },
             }
         },

@@ -1,7 +1,8 @@
 """`subsidy-bot console`: the dialog in a terminal, for staff. The same engine, wording and
-database as Telegram (channel "console"). Three modes: interactive (numbered choices; resumes
-the last unfinished conversation unless --new), --jsonl (one JSON object per bot turn, for
-programs), and --script FILE (a scenario with expectations, reported pass/fail)."""
+database as Telegram (channel "console"). Three modes: interactive (numbered choices; a new
+conversation unless --resume [REF]), --jsonl (one JSON object per bot turn, for programs), and
+--script FILE (a scenario with expectations, reported pass/fail). Conversations run by programs
+(--jsonl, scenarios) are marked as tests, which statistics leave out."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import datetime as dt
 import getpass
 import json
 import sys
-import uuid
 from pathlib import Path
 
-from bot.console.session import Session, render, turn_json
+from bot.console.session import ResumeError, Session, render, turn_json
 from bot.settings import MAX_INPUT_CHARS, load
 from bot.storage import Storage
 from dialogs.io import Reply, State, UserInput
@@ -20,13 +20,22 @@ from locales import default_lang, t
 
 
 def configure(parser) -> None:
-    parser.add_argument("--new", action="store_true", help="start a fresh conversation")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="REF",
+        help="continue your last unfinished conversation, or the one with reference number REF",
+    )
     parser.add_argument(
         "--jsonl",
         action="store_true",
         help="read one message per stdin line, write one JSON object per turn",
     )
     parser.add_argument("--script", type=Path, help="run a scenario YAML file and report")
+    parser.add_argument(
+        "--pdf", type=Path, metavar="FILE", help="on leaving, write the checklist PDF there"
+    )
     parser.add_argument("--db", type=Path, help="SQLite file (default: SUBSIDY_DB)")
     parser.add_argument(
         "--date", type=dt.date.fromisoformat, help="evaluation date YYYY-MM-DD (default: today)"
@@ -47,10 +56,21 @@ def main(args) -> int:
     sys.stdin.reconfigure(errors="replace")
     if args.jsonl:
         try:
-            return _jsonl(storage, lang, args.date)
+            state = _jsonl(storage, lang, args.date)
         except KeyboardInterrupt:  # Ctrl-C: every line so far is stored; no traceback
             return 130
-    session = Session(storage, f"staff-{getpass.getuser()}", lang, args.date, new=args.new)
+        return write_pdf(state, args.pdf, lang)
+    who = f"staff-{getpass.getuser()}"
+    session = None
+    if args.resume is not None:
+        try:
+            session = Session.resume(storage, who, lang, args.date, args.resume or None)
+        except ResumeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if session is None:
+            print(t("takeaway.console.resumed_none", lang))
+    session = session or Session.new(storage, who, lang, args.date)
     state, replies = session.send(UserInput(text=session.opening))
     print(render(state, replies))
     while True:
@@ -58,7 +78,7 @@ def main(args) -> int:
             line = input(t("console.prompt", lang))
         except (EOFError, KeyboardInterrupt):
             print("\n" + t("console.bye", lang))
-            return 0
+            return write_pdf(state, args.pdf, lang)
         state, replies = _send(session, state, line)
         print(render(state, replies))
 
@@ -71,11 +91,28 @@ def _send(session: Session, state: State, line: str) -> tuple[State, list[Reply]
     return session.send(UserInput(text=line))
 
 
-def _jsonl(storage: Storage, lang: str, on: dt.date | None) -> int:
-    session = Session(storage, f"jsonl-{uuid.uuid4().hex[:12]}", lang, on, new=True)
+def _jsonl(storage: Storage, lang: str, on: dt.date | None) -> State:
+    """A conversation run by a program (marked as a test); returns its last state."""
+    session = Session.new(storage, "jsonl", lang, on, test=True)
     state, replies = session.send(UserInput(text=session.opening))
     print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
     for line in sys.stdin:
         state, replies = _send(session, state, line.rstrip("\r\n"))
         print(json.dumps(turn_json(state, replies), ensure_ascii=False), flush=True)
+    return state
+
+
+def write_pdf(state: State, path: Path | None, lang: str) -> int:
+    """--pdf FILE: the checklist of the conversation just finished (status 1 without a
+    verdict: there is nothing to check off yet)."""
+    if path is None:
+        return 0
+    from bot.checklist_pdf import checklist_pdf, today
+
+    data = checklist_pdf(state, today())
+    if data is None:
+        print(t("takeaway.console.pdf_no_verdict", lang, path=path), file=sys.stderr)
+        return 1
+    path.write_bytes(data)
+    print(t("takeaway.console.pdf_written", lang, path=path), file=sys.stderr)
     return 0

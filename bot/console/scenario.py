@@ -6,7 +6,8 @@ Format (see tests/scenarios/*.yaml and the README): `name`, an optional evaluati
 and `steps`; the first step without `say`/`press` checks the opening turn; each later step
 types text (`say:`) or presses the button with a label (`press:`), and `expect` may check
 `awaiting` (question id or null), `verdict` (status), `contains` / `not_contains` (text of the
-turn) and `choices` (button labels).
+turn), `choices` (button labels), `confirming` ({field, value} being read back, or null) and
+`answers` (field: value pairs the answers so far must hold; null for an absent field).
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ def check(expect: dict, out: dict) -> list[str]:
     for label in _as_list(expect.get("choices", [])):
         if label not in labels:
             problems.append(f"no button {label!r}")
+    if "confirming" in expect:
+        want = expect["confirming"]
+        got = out["confirming"]
+        if want is None and got is not None or want is not None and got != want:
+            problems.append(f"confirming {got!r} != {want!r}")
+    for field, value in (expect.get("answers") or {}).items():
+        got = out["answers"].get(field, None)
+        if got != value:
+            problems.append(f"answers.{field} {got!r} != {value!r}")
     return problems
 
 
@@ -55,7 +65,7 @@ def run(
 ) -> list[tuple[int, str, list[str]]]:
     """Run every step; returns (step number, input, problems) per step."""
     on = date or scenario.get("date")
-    session = Session(storage, f"scenario-{id(scenario)}", lang, on, new=True)
+    session = Session.new(storage, "scenario", lang, on, test=True)
     results, offered = [], []
     for n, stp in enumerate(scenario["steps"]):
         if n == 0 and "say" not in stp and "press" not in stp:

@@ -16,6 +16,7 @@ itself is set in both languages and Telegram shows the one matching the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -28,11 +29,13 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
 from bot.telegram import render
-from dialogs.engine import step
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
 
@@ -56,7 +59,6 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-SQLITE_MAX_INT = 2**63 - 1
 
 
 def _command(text: str, username: str) -> tuple[str | None, str, str]:
@@ -69,11 +71,6 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
         return None, "", text  # addressed to another bot
     arg = arg.strip()
     return name.lower(), arg, f"/{name} {arg}".rstrip()
-
-
-def _number(text: str) -> int | None:
-    """A positive number in ASCII digits (str.isdigit also takes ², ①, full-width digits)."""
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -115,6 +112,8 @@ class TelegramChannel(Channel):
             await self.bot._remove_keyboard(int(chat), message_id)
         keyboard_id, failed, final = await self.bot._send(int(chat), render.messages(replies))
         count = len(replies) if failed is None else failed
+        if any(r.key == CHECKLIST_KEY for r in replies[:count]):  # "here it is": the document
+            await self.bot._send_checklist(int(chat))
         return Sent(count, {"keyboard": keyboard_id, "remove": []}, final)
 
 
@@ -148,6 +147,14 @@ class TelegramBot:
         log.info("bot @%s ready; resuming from %s", app.bot.username, self.storage.path)
         if self._flusher is None:  # unsent replies now (a crash may have left some) and later
             self._flusher = asyncio.create_task(self.delivery.run_flusher())
+
+    async def on_stop(self, app: Application) -> None:
+        """Stop the outbox flusher (what it has not sent is still in the outbox)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A bug: log it, and tell the user rather than go silent. Such failures come before
@@ -314,21 +321,11 @@ class TelegramBot:
     async def _admin(self, chat_id: int, command: str, arg: str) -> None:
         from bot.admin import report as admin_report  # lazily: only admins need it
 
-        if command == "stats":
-            text = await asyncio.to_thread(admin_report.stats_text, self.storage, self.lang)
-        elif command == "recent":
-            limit = min(_number(arg) or 10, 50)
-            text = await asyncio.to_thread(admin_report.recent_text, self.storage, self.lang, limit)
-        else:
-            number = _number(arg.lstrip("#"))
-            if number is None:
-                return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
-            text = None
-            if number <= SQLITE_MAX_INT:  # beyond it no row can have that id
-                text = await asyncio.to_thread(
-                    admin_report.show_text, self.storage, number, self.lang
-                )
-            text = text or t("admin.show.not_found", self.lang, id=number)
+        text = await asyncio.to_thread(
+            admin_report.chat_report, self.storage, command, arg, self.lang
+        )
+        if text is None:
+            return await self._say(chat_id, t("telegram.admin.show_usage", self.lang))
         await self._send(chat_id, render.preformatted(text))
 
     # --- Bot API calls ---
@@ -397,6 +394,30 @@ class TelegramBot:
             if msg.keyboard is not None:
                 keyboard_id = sent.message_id
         return keyboard_id, None, False
+
+    async def _send_checklist(self, chat_id: int) -> None:
+        """The checklist PDF of the chat's conversation, as a document. Best effort: if it
+        cannot be sent, the owner can ask for it again (the reply before it said how)."""
+        current = await asyncio.to_thread(self.storage.current, CHANNEL, chat_id)
+        data = current and await asyncio.to_thread(checklist_pdf, current[1], today())
+        if not data:
+            return
+        state = current[1]
+        try:
+            await self._call(
+                "sendDocument",
+                functools.partial(
+                    self.bot.send_document,
+                    chat_id,
+                    data,
+                    filename=checklist_filename(state),
+                    caption=t(
+                        "takeaway.checklist.pdf_caption", self.lang, reference=state.reference
+                    ),
+                ),
+            )
+        except TelegramError as exc:
+            log.error("checklist not sent (it can be asked for again): %s", exc)
 
     async def _say(self, chat_id: int, text: str) -> None:
         await self._send(chat_id, render.messages([Reply(key="telegram", text=text)]))

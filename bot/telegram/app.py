@@ -35,6 +35,7 @@ from telegram.ext import (
 from tornado.web import HTTPError  # what PTB's webhook server turns into an HTTP status
 
 from bot import logsafe
+from bot.cli import add_bot_options
 from bot.delivery import ChatLocks
 from bot.lock import Busy, ProcessLock
 from bot.settings import Settings
@@ -78,17 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="long polling: seconds a getUpdates call waits (default 10)",
     )
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="default: LOG_LEVEL, else INFO",
-    )
-    parser.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="evaluate on this date, YYYY-MM-DD (default: today)",
-    )
+    add_bot_options(parser)
 
 
 # --- ordering --------------------------------------------------------------------------------
@@ -296,6 +287,7 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
             if offset is not None:
                 with contextlib.suppress(TelegramError):  # confirm the last batch
                     await app.bot.get_updates(offset=offset, timeout=0)
+            await bot.on_stop(app)
             await app.stop()
 
 
@@ -331,6 +323,7 @@ async def serve_webhook(
             await stop.wait()
         finally:
             http.stop()
+            await bot.on_stop(app)
             if app.running:
                 await app.stop()
 

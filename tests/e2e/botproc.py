@@ -26,6 +26,10 @@ OURS = (
     "SUBSIDY_DB",
     "SUBSIDY_LANG",
     "LOG_LEVEL",
+    "LINE_CHANNEL_SECRET",
+    "LINE_CHANNEL_ACCESS_TOKEN",
+    "LINE_API_URL",
+    "LINE_ADMIN_USER_IDS",
 )  # from the test, never from the caller
 
 

@@ -184,6 +184,7 @@ def parse_params(content_type: str, body: bytes, query: str) -> dict[str, Any]:
                 continue
             if part.get_filename():
                 params[name] = part.get_payload(decode=True)  # uploaded file: raw bytes
+                params[f"{name}_filename"] = part.get_filename()
             else:
                 params[name] = _decode_value(name, part.get_content().strip("\r\n"))
     else:  # PTB's default: application/x-www-form-urlencoded
@@ -231,6 +232,7 @@ class BotApiEmulator:
 
     def _reset_state(self) -> None:
         self._next_update_id = 100_000
+        self._reused_up_to = 0  # ids up to this were handed out before (restart_update_ids)
         self._pending: list[dict] = []  # unconfirmed updates, in update_id order
         self._forced: list[dict] = []  # redelivered copies, returned regardless of offset
         self._history: dict[int, dict] = {}  # every update ever injected, by update_id
@@ -346,7 +348,8 @@ class BotApiEmulator:
             self._next_update_id += 1
             update = {**copy.deepcopy(update), "update_id": self._next_update_id}
             self._history[update["update_id"]] = update
-            self._pending.append(update)
+            reused = update["update_id"] <= self._reused_up_to  # whatever the bot's offset
+            (self._forced if reused else self._pending).append(update)
             self._cond.notify_all()
             return update["update_id"]
 
@@ -403,6 +406,13 @@ class BotApiEmulator:
                     }
                 }
             )
+
+    def restart_update_ids(self, next_id: int) -> None:
+        """Like Telegram after a week without updates: the next update gets `next_id` again,
+        an id already handed out (to any chat). It is delivered whatever the bot's offset."""
+        with self._cond:
+            self._reused_up_to = max(self._reused_up_to, self._next_update_id)
+            self._next_update_id = next_id - 1
 
     def redeliver(self, update_id: int) -> None:
         """Deliver an already injected update again, with the same update_id, on the next
@@ -614,25 +624,50 @@ class BotApiEmulator:
             raise _bad_request("chat not found" if chat_id else "chat_id is empty")
         return chat_id
 
-    def _api_sendmessage(self, params: dict) -> dict:
-        chat_id = self._chat_id(params)
-        _check_text(params.get("text"), params.get("parse_mode"))
-        markup = _check_markup(params.get("reply_markup"))
+    def _store_bot_message(self, chat_id: int, text: str, params: dict, **extra: Any) -> dict:
         record = {
             "message_id": self._new_message_id(chat_id),
             "chat_id": chat_id,
             "from_bot": True,
-            "text": params["text"],
+            "text": text,
             "parse_mode": params.get("parse_mode"),
-            "reply_markup": markup,
+            "reply_markup": _check_markup(params.get("reply_markup")),
             "date": int(time.time()),
             "edited": False,
             "edit_date": None,
             "history": [],
             "deleted": False,
+            **extra,
         }
         self._messages.setdefault(chat_id, {})[record["message_id"]] = record
-        return self._message_object(record)
+        return record
+
+    def _api_sendmessage(self, params: dict) -> dict:
+        chat_id = self._chat_id(params)
+        _check_text(params.get("text"), params.get("parse_mode"))
+        return self._message_object(self._store_bot_message(chat_id, params["text"], params))
+
+    def _api_senddocument(self, params: dict) -> dict:
+        """A file uploaded with the request (multipart): kept as ``document`` (file_name, bytes)
+        on the message record; the caption is its text."""
+        chat_id = self._chat_id(params)
+        upload = params.get("document")
+        if not isinstance(upload, bytes) or not upload:
+            raise _bad_request("there is no document in the request")
+        caption = params.get("caption") or ""
+        document = {"file_name": params.get("document_filename"), "bytes": upload}
+        record = self._store_bot_message(chat_id, caption, params, document=document)
+        message = self._message_object(record)
+        del message["text"]
+        message["caption"] = plain_text(caption, record["parse_mode"])
+        message["document"] = {
+            "file_id": f"doc-{record['message_id']}",
+            "file_unique_id": f"u-doc-{record['message_id']}",
+            "file_name": record["document"]["file_name"],
+            "mime_type": "application/pdf",
+            "file_size": len(upload),
+        }
+        return message
 
     def _editable(self, params: dict) -> dict:
         if "inline_message_id" in params:

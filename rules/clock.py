@@ -1,0 +1,34 @@
+"""The programme's calendar: "today" is the date in Tochigi (Asia/Tokyo) wherever the server
+runs, so on a UTC server the evening of 31 March is already 1 April. Every face uses this.
+
+`texts_on(date)` says which day's ruleset the texts being rendered should quote (a dialog run
+with `--date`); outside it, texts quote the ruleset in force today."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from zoneinfo import ZoneInfo
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+_texts_on: ContextVar[dt.date | None] = ContextVar("texts_on", default=None)
+
+
+def today(now: dt.datetime | None = None) -> dt.date:
+    """The date in Tochigi at `now` (an aware datetime; default: this instant)."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(TOKYO).date()
+
+
+@contextmanager
+def texts_on(on: dt.date | None) -> Iterator[None]:
+    token = _texts_on.set(on)
+    try:
+        yield
+    finally:
+        _texts_on.reset(token)
+
+
+def texts_date() -> dt.date:
+    return _texts_on.get() or today()
