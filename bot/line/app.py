@@ -107,13 +107,9 @@ def webhook(bot: LineBot, parser: WebhookParser):
 def health(storage: Storage):
     """GET /health: 200 when the database answers (for the proxy or the process supervisor)."""
 
-    def check() -> None:
-        with storage.lock:
-            storage.db.execute("SELECT count(*) FROM conversations").fetchone()
-
     async def route(request: web.Request) -> web.Response:
         try:
-            await asyncio.to_thread(check)
+            await asyncio.to_thread(storage.ping)
         except sqlite3.Error as exc:
             log.error("health check failed: %s", exc)
             return web.json_response({"status": "database unavailable"}, status=503)

@@ -28,7 +28,7 @@ from bot.storage import Storage
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = "/health"  # as the LINE webhook's
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
