@@ -168,3 +168,26 @@ def test_a_refused_input_redelivered_after_a_crash_is_not_read_out_of_order(tmp_
         assert delivery.commit(inbound(2, "医療法人")).status == "duplicate"
         sql = "SELECT raw_text FROM events WHERE direction = 'in'"
         assert [r[0] for r in storage.db.execute(sql)] == ["/start", "会社"]
+
+
+def test_a_second_line_process_for_the_same_channel_refuses_to_start(tmp_path):
+    """Item 7 for LINE: the same lock, named for the channel (a hash of its token)."""
+    try:
+        from tests.e2e.lineproc import LineProcess
+        from tests.line_emulator import LineEmulator
+    except ImportError:
+        from e2e.lineproc import LineProcess
+        from line_emulator import LineEmulator
+
+    db = tmp_path / "bot.db"
+    with LineEmulator() as line, LineProcess(line, tmp_path, db) as first:
+        second = LineProcess(line, tmp_path, db, SUBSIDY_LANG="en")
+        second.start(ready=None)
+        try:
+            assert second.proc.wait(30) == 1
+        finally:
+            second.kill()
+            line.webhook_url = first.url
+        lines = second.output.strip().splitlines()
+        assert len(lines) == 1 and f"(process {first.proc.pid}, lock " in lines[0], lines
+        assert line.access_token not in second.output
