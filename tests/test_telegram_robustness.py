@@ -35,16 +35,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def refused(second: BotProcess) -> list[str]:
+    """Start a second process; it must exit with status 1. Its output lines."""
+    second.start(ready=None)
+    try:
+        assert second.proc.wait(30) == 1
+    finally:
+        second.kill()  # never left behind
+    return second.output.strip().splitlines()
+
+
 def test_a_second_process_for_the_same_bot_refuses_to_start(emu, tmp_path):
     db = tmp_path / "bot.db"
     with BotProcess(emu, tmp_path, db) as first:
         second = BotProcess(emu, tmp_path, db, SUBSIDY_LANG="en")
-        second.start(ready=None)
-        try:
-            assert second.proc.wait(30) == 1
-        finally:
-            second.kill()
-        lines = second.output.strip().splitlines()
+        lines = refused(second)
         assert len(lines) == 1, second.output
         bot_id = emu.token.partition(":")[0]
         lock = db.with_name(f"bot.db.telegram-{bot_id}.lock")
@@ -182,12 +187,7 @@ def test_a_second_line_process_for_the_same_channel_refuses_to_start(tmp_path):
     db = tmp_path / "bot.db"
     with LineEmulator() as line, LineProcess(line, tmp_path, db) as first:
         second = LineProcess(line, tmp_path, db, SUBSIDY_LANG="en")
-        second.start(ready=None)
-        try:
-            assert second.proc.wait(30) == 1
-        finally:
-            second.kill()
-            line.webhook_url = first.url
-        lines = second.output.strip().splitlines()
+        lines = refused(second)
+        line.webhook_url = first.url  # the second one pointed the emulator at itself
         assert len(lines) == 1 and f"(process {first.proc.pid}, lock " in lines[0], lines
         assert line.access_token not in second.output
