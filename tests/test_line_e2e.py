@@ -383,3 +383,24 @@ def test_a_rejected_access_token_is_one_line_and_exit_2(own_emu, tmp_path):
     process._reader.join(5)
     assert "LINE_CHANNEL_ACCESS_TOKEN" in process.output.strip().splitlines()[-1]
     assert "not-the-token" not in process.output
+
+
+def test_the_checklist_comes_as_text_with_the_reference_number(bot, user):
+    """LINE sends no file without a public URL: after the verdict, チェックリスト brings the
+    same checklist as a text message (dialogs.checklist), with the reference number."""
+    script = BY_TEXT["eligible"]
+    for n, text in enumerate(script, 1):
+        user.say(text, 2 if n == len(script) else 1)
+    [(ref,)] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", user.id)
+    [checklist] = user.say("チェックリスト")
+    assert checklist["text"].startswith(t("takeaway.checklist.ready", "ja"))
+    for needle in [
+        "申請準備チェックリスト",
+        f"受付番号: {ref}",
+        "□ 交付申請書",
+        "県が申請書類を審査",
+    ]:
+        assert needle in checklist["text"], needle
+    contact, again = user.say("県の担当者に相談したい", 2)  # then what can be done now
+    assert "気候変動対策課" in contact["text"] and ref in contact["text"]
+    assert again["text"].startswith(t("dialog.after_verdict", "ja"))

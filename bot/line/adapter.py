@@ -43,10 +43,12 @@ from linebot.v3.webhooks import (
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.line import render
 from bot.storage import Storage
-from dialogs.engine import step
+from dialogs.checklist import with_checklist
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from dialogs.parsing import normalize
 from locales import t
+from rules.clock import today
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +131,15 @@ class LineChannel(Channel):
     name = CHANNEL
     outbox = True
 
-    def __init__(self, api: AsyncMessagingApi, lang: str) -> None:
-        self.api, self.lang = api, lang
+    def __init__(self, api: AsyncMessagingApi, lang: str, storage: Storage | None = None) -> None:
+        self.api, self.lang, self.storage = api, lang, storage
 
     async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: Any) -> Sent:
         done, token = 0, meta
+        if self.storage and any(r.key == CHECKLIST_KEY for r in replies):
+            # LINE sends no file without a public URL: the checklist comes as text
+            current = await asyncio.to_thread(self.storage.current, CHANNEL, chat)
+            replies = with_checklist(current[1], replies, today()) if current else replies
         for batch, completes in render.calls(replies, self.lang):
             outcome = await self.post(chat, batch, token)
             if outcome != SENT:
@@ -186,7 +192,7 @@ class LineBot:
         on: dt.date | None = None,
     ) -> None:
         self.storage, self.api, self.lang, self.admins = storage, api, lang, admins
-        self.channel = LineChannel(api, lang)
+        self.channel = LineChannel(api, lang, storage)
         self.delivery = Delivery(storage, self.channel, functools.partial(step, on=on), lang)
         self._tasks: set[asyncio.Task] = set()
 
