@@ -29,9 +29,11 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES
     from line_emulator import LineEmulator
 
+from dialogs.checklist import checklist_text
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from locales import t
+from rules.clock import today
 
 ADMIN = "U" + "ad" * 16
 EVAL = __import__("datetime").date(2024, 6, 1)  # the bot runs with --date 2024-06-01
@@ -121,7 +123,8 @@ def test_follow_gives_the_welcome_and_the_first_question(bot, emu):
 @pytest.mark.parametrize("outcome", BY_TEXT)
 def test_whole_dialog_by_typed_text(bot, user, outcome):
     script = BY_TEXT[outcome]
-    expected = console_texts([UserInput(choice="/start")] + [UserInput(text=s) for s in script])
+    inputs = [UserInput(choice="/start")] + [UserInput(text=s) for s in script]
+    expected = console_texts(bot.db, user.id, inputs)
     for n, text in enumerate(script, 1):
         got = user.say(text, 2 if n == len(script) else 1)
         assert_same_texts(got, expected[n])
@@ -143,10 +146,23 @@ def test_whole_dialog_by_quick_reply_postbacks(bot, user, outcome):
         else:
             got = user.say(value, count)
             taken.append(UserInput(text=value))
-        assert_same_texts(got, console_texts(taken)[-1])
+        assert_same_texts(got, console_texts(bot.db, user.id, taken)[-1])
     assert got[-1]["text"].startswith(TITLES[outcome])
     assert {"回答確認", "最初から", "戻る", "ヘルプ"} <= set(user.quick())
     assert conversations(bot.db, user.id) == [("line", "finished", outcome)]
+
+
+def test_the_checklist_comes_as_text_with_the_verdicts_quick_reply_kept(bot, user):
+    script = BY_TEXT["ineligible"]
+    for n, text in enumerate(script, 1):
+        user.say(text, 2 if n == len(script) else 1)
+    got = user.tap(t("takeaway.buttons.checklist", "ja"))
+    [(stored,)] = query(bot.db, "SELECT state_json FROM conversations WHERE chat_id = ?", user.id)
+    state = State.model_validate_json(stored)
+    text = "\n".join(m["text"] for m in got)
+    assert text.startswith(t("takeaway.checklist.ready", "ja"))
+    assert checklist_text(state, today()) in text and state.reference in text
+    assert "quickReply" in got[-1] and t("dialog.buttons.restart", "ja") in user.quick()
 
 
 def test_commands_from_the_quick_reply_are_words_the_dialog_knows(user):
@@ -385,22 +401,9 @@ def test_a_rejected_access_token_is_one_line_and_exit_2(own_emu, tmp_path):
     assert "not-the-token" not in process.output
 
 
-def test_the_checklist_comes_as_text_with_the_reference_number(bot, user):
-    """LINE sends no file without a public URL: after the verdict, チェックリスト brings the
-    same checklist as a text message (dialogs.checklist), with the reference number."""
-    script = BY_TEXT["eligible"]
-    for n, text in enumerate(script, 1):
-        user.say(text, 2 if n == len(script) else 1)
+def test_contact_names_the_office_and_the_reference_number(bot, user):
+    """「県の担当者に相談したい」: how to reach the office, the number to quote, nothing sent."""
     [(ref,)] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", user.id)
-    [checklist] = user.say("チェックリスト")
-    assert checklist["text"].startswith(t("takeaway.checklist.ready", "ja"))
-    for needle in [
-        "申請準備チェックリスト",
-        f"受付番号: {ref}",
-        "□ 交付申請書",
-        "県が申請書類を審査",
-    ]:
-        assert needle in checklist["text"], needle
-    contact, again = user.say("県の担当者に相談したい", 2)  # then what can be done now
+    contact, again = user.say("県の担当者に相談したい", 2)  # then the question again
     assert "気候変動対策課" in contact["text"] and ref in contact["text"]
-    assert again["text"].startswith(t("dialog.after_verdict", "ja"))
+    assert "送ることはありません" in contact["text"] and "事業者の種類" in again["text"]
