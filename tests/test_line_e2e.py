@@ -86,9 +86,10 @@ def inputs(db, user_id: str) -> list[str]:
     return [r[0] for r in query(db, sql, user_id)]
 
 
-def console_texts(inputs: list[UserInput], reference: str | None = None) -> list[list[str]]:
+def console_texts(db, user_id: str, inputs: list[UserInput]) -> list[list[str]]:
     """What the console (the same pure step) answers to these inputs, turn by turn, in a
-    conversation with this reference number."""
+    conversation with the same reference number as the user's (storage draws it at random)."""
+    [(reference,)] = query(db, "SELECT reference FROM conversations WHERE chat_id = ?", user_id)
     state, turns = State(lang="ja", reference=reference), []
     for inp in inputs:
         state, replies = step(state, inp, on=EVAL)
@@ -281,9 +282,8 @@ def test_two_users_at_once_never_get_each_others_replies(bot, emu):
         th.join(60)
     assert errors == []
     for u, script, outcome in zip(users, scripts, ("eligible", "ineligible"), strict=True):
-        [(ref,)] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", u.id)
         inputs = [UserInput(choice="/start")] + [UserInput(text=s) for s in script]
-        expected = console_texts(inputs, ref)
+        expected = console_texts(bot.db, u.id, inputs)
         flat = [text for turn in expected for text in turn]
         assert_same_texts(u.messages, flat)
         assert conversations(bot.db, u.id) == [("line", "finished", outcome)]
