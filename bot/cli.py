@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import importlib
 import os
+import sqlite3
 import sys
 
 from bot.storage import StorageError
@@ -60,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(COMMANDS[args.command][0]).main(args)
     except StorageError as exc:  # a damaged or newer database: one line, no traceback
         print(exc.text(getattr(args, "lang", None)), file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage found while reading (admin tools)
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            raise
+        path = getattr(args, "db", None) or "?"
+        problem = StorageError("damaged", path=path, problem=exc)
+        print(problem.text(getattr(args, "lang", None)), file=sys.stderr)
         return 1
     except BrokenPipeError:  # `... | head` stopped reading: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

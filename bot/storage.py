@@ -399,6 +399,11 @@ class Storage:
         if version > SCHEMA_VERSION:
             raise StorageError("newer", version=version, ours=SCHEMA_VERSION)
 
+    def ping(self) -> None:
+        """Raises unless the database answers (the webhook's health endpoint)."""
+        with self.lock:
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
     def close(self) -> None:
         with self.lock:
             self.db.close()

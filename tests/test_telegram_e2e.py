@@ -453,8 +453,9 @@ def test_token_never_reaches_debug_logs(tmp_path):
             emu.fail_next("answerCallbackQuery", status=400)
             c.press(YES, 2)
     out = process.output
-    assert "DEBUG" in out and "getUpdates" in out and "Retrying" in out, out[-2000:]
+    assert "DEBUG" in out and "Retrying" in out, out[-2000:]
     assert token not in out and token.split(":")[1] not in out
+    assert "医療法人" not in out  # nor what users said (PTB's payload loggers stay at INFO)
 
 
 @pytest.mark.parametrize(
@@ -531,7 +532,7 @@ def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
         str(port),
         TELEGRAM_WEBHOOK_SECRET=secret,
         LOG_LEVEL="DEBUG",
-    )  # PTB logs setWebhook's parameters at DEBUG
+    )  # DEBUG: the most that is ever logged
     with process.start(ready="setWebhook"):
         hook = emu.webhook
         assert hook["url"] == url and hook["allowed_updates"] == ["message", "callback_query"]
@@ -544,7 +545,7 @@ def test_webhook_needs_the_secret_token(own_emu, tmp_path, secret):
         assert "事業者の種類" in welcome["text"]
     assert process.proc.returncode == 0
     assert emu.bot_messages(8001) == []  # the rejected updates never got in
-    assert used not in process.output and "'secret_token': '[REDACTED]'" in process.output
+    assert used not in process.output and "DEBUG" in process.output
 
 
 def test_updates_are_confirmed_to_telegram_only_once_stored(emu, bot, chat):
