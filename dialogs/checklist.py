@@ -34,16 +34,11 @@ class Checklist:
 
 
 def _co2_working(state: State) -> list[str]:
-    """An estimate's working, when one was made (kept in the verdict or the answers as
-    `co2_estimate`: a text, a list of lines, or a mapping of labelled figures)."""
-    found = (state.verdict or {}).get("co2_estimate") or state.answers.get("co2_estimate")
-    if not found:
-        return []
-    if isinstance(found, str):
-        return found.splitlines()
-    if isinstance(found, dict):
-        return [f"{k}: {v}" for k, v in found.items()]
-    return [str(line) for line in found]
+    """The working of the CO2 estimate the owner accepted (dialogs/co2_dialog.py), while the
+    figures recorded are still the estimate's (an answer typed later replaces it)."""
+    est = state.co2_estimate
+    figures = [str(state.answers.get(f)) for f in ("co2_before_t", "co2_after_t")]
+    return list(est["lines"]) if est and figures == [est["before"], est["after"]] else []
 
 
 def _lines(text: str) -> list[str]:
