@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from dialogs.engine import Turn, next_steps, verdict_keys
-from dialogs.io import State
+from dialogs.engine import CHECKLIST_KEY, Turn, next_steps, verdict_keys
+from dialogs.io import Reply, State
 from locales import t
 
 
@@ -126,3 +126,15 @@ def checklist_text(state: State, issued: dt.date) -> str | None:
         out += ["", heading, *(mark(section, lang) + line for line in section.lines)]
     out += ["", doc.footer]
     return "\n".join(out)
+
+
+def with_checklist(state: State, replies: list[Reply], issued: dt.date) -> list[Reply]:
+    """The replies with the checklist's text added to the dialog's "here it is", for faces
+    that show text only (the console, LINE). As many replies as before: a face's count of
+    replies sent stays right."""
+    return [
+        r.model_copy(update={"text": f"{r.text}\n\n{text}"})
+        if r.key == CHECKLIST_KEY and (text := checklist_text(state, issued))
+        else r
+        for r in replies
+    ]

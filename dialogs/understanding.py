@@ -394,8 +394,23 @@ def _choice(
     mentions = [m for m in _find(text, _options(q.id, lang)) if not _overlaps(m, taken)]
     positive: dict[str, list[Mention]] = {}
     negated = set()
+    coordinated = {  # "A や B ではない": A's clause goes on through B
+        o.first
+        for m in mentions
+        for o in mentions
+        if o.first == m.last + 2 and text.toks[m.last + 1].surface in _grammar()["coordinators"]
+    }
+    if text.has(_data()["undecided"]):  # "購入かリースかまだ決めていません"
+        named = [v for v in q.choices if any(v in m.group.split("|") for m in mentions)]
+        if len(named) > 1 and not strict:
+            return Reading("ambiguous", candidates=tuple(named))
+        return Reading("invalid" if strict or named else "unknown")
     for m in mentions:
-        stops = {o.first for o in mentions if o.group != m.group and o.first > m.last}
+        stops = {
+            o.first
+            for o in mentions
+            if o.group != m.group and o.first > m.last and o.first not in coordinated
+        }
         n, _ = _scope(text, m, stops)
         for group in m.group.split("|"):  # a word may leave two options open
             if n % 2:
@@ -529,7 +544,8 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         _, _, value, op = figures[0]
         if op:
             return Reading("bound", bound=(op, value)) if not strict else Reading("invalid")
-        return Reading("value", value, approx=approx, sure=not hedged)
+        family = q.kind == "count" and text.has(d["family"])  # the owner's family: read back
+        return Reading("value", value, approx=approx, sure=not (hedged or family))
     if strict:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)

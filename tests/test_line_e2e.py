@@ -29,11 +29,11 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES
     from line_emulator import LineEmulator
 
-from bot.checklist_pdf import today
 from dialogs.checklist import checklist_text
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from locales import t
+from rules.clock import today
 
 ADMIN = "U" + "ad" * 16
 EVAL = __import__("datetime").date(2024, 6, 1)  # the bot runs with --date 2024-06-01
@@ -399,3 +399,11 @@ def test_a_rejected_access_token_is_one_line_and_exit_2(own_emu, tmp_path):
     process._reader.join(5)
     assert "LINE_CHANNEL_ACCESS_TOKEN" in process.output.strip().splitlines()[-1]
     assert "not-the-token" not in process.output
+
+
+def test_contact_names_the_office_and_the_reference_number(bot, user):
+    """「県の担当者に相談したい」: how to reach the office, the number to quote, nothing sent."""
+    [(ref,)] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", user.id)
+    contact, again = user.say("県の担当者に相談したい", 2)  # then the question again
+    assert "気候変動対策課" in contact["text"] and ref in contact["text"]
+    assert "送ることはありません" in contact["text"] and "事業者の種類" in again["text"]

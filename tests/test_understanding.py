@@ -90,7 +90,7 @@ def test_figures():
 def _negated(text: str) -> list[str]:
     """The answer turned round at its end: the verb or copula negated (or, for an answer already
     negative, un-negated); a bare noun or place gets ではありません."""
-    text = text.removesuffix("よ")
+    text = text.rstrip("。!！").removesuffix("よ")
     swaps = [
         ("ません", "ます"),
         ("ではない", "です"),

@@ -40,15 +40,15 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from bot.checklist_pdf import today
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.line import render
 from bot.storage import Storage
-from dialogs.checklist import checklist_text
+from dialogs.checklist import with_checklist
 from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from dialogs.parsing import normalize
 from locales import t
+from rules.clock import today
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +150,7 @@ class LineChannel(Channel):
         """LINE cannot send a file: the checklist goes as text inside the reply that announces
         it (before its quick reply, which only the last message shows)."""
         current = self.storage.current(CHANNEL, chat)
-        text = current and checklist_text(current[1], today())
-        if not text:
-            return replies
-        return [
-            r.model_copy(update={"text": f"{r.text}\n\n{text}"}) if r.key == CHECKLIST_KEY else r
-            for r in replies
-        ]
+        return with_checklist(current[1], replies, today()) if current else replies
 
     async def post(self, user: str, batch: list[render.Message], token: str | None) -> str:
         """One call's messages: by reply with `token`, else (or when that fails) by push.

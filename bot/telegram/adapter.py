@@ -29,7 +29,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import checklist_pdf
 from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.settings import MAX_INPUT_CHARS
@@ -38,6 +38,7 @@ from bot.telegram import render
 from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
+from rules.clock import today
 
 log = logging.getLogger(__name__)
 
