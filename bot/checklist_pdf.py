@@ -28,14 +28,6 @@ PT_MM = 25.4 / 72
 MISSING_GLYPHS = str.maketrans({"\u2082": "2"})  # IPAexGothic has no subscript two (CO₂)
 
 
-JST = dt.timezone(dt.timedelta(hours=9))  # Japan has no DST: a fixed offset is exact
-
-
-def today() -> dt.date:
-    """The date printed on a checklist: today in Japan, where the owners are."""
-    return dt.datetime.now(JST).date()
-
-
 @cache
 def font_path() -> Path:
     spec = importlib.util.find_spec("matplotlib_fontja")

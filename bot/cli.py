@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import importlib
 import os
+import sqlite3
 import sys
 
 COMMANDS = {
@@ -60,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `... | head` stopped reading: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except sqlite3.DatabaseError as exc:  # damage found while reading (admin tools)
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            raise
+        from bot.storage import StorageError
+
+        path = getattr(args, "db", None) or "?"
+        problem = StorageError("damaged", path=path, problem=exc)
+        print(problem.text(getattr(args, "lang", None)), file=sys.stderr)
+        return 1
     except Exception as exc:
         # bot.storage is not imported here: commands without a database start faster. One
         # that raised a StorageError has imported it.

@@ -176,6 +176,24 @@ class Delivery:
             self._held.pop(chat, None)
         return turn
 
+    def refuse(self, inbound: Inbound) -> None:
+        """Note a refused input (flow control: its chat had too many waiting) as handled, without
+        stepping: if its confirmation is lost in a crash, its redelivery is a duplicate, never
+        an input read after later ones. Raises NotStored when that cannot be written."""
+        if inbound.uid is None:
+            return
+        storage, channel = self.storage, self.channel.name
+        try:
+            with storage.transaction() as db:
+                cid, _ = storage.load(channel, inbound.chat, inbound.user, self.lang)
+                db.execute(
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
+                    [channel, inbound.chat, inbound.uid, inbound.tag, cid, storage.now()],
+                )
+        except sqlite3.OperationalError as exc:
+            raise NotStored(str(exc)) from exc
+
     def _commit(self, inbound: Inbound) -> Turn:
         storage, channel, chat, uid = self.storage, self.channel.name, inbound.chat, inbound.uid
         with storage.transaction() as db:

@@ -440,6 +440,11 @@ class Storage:
 
         return Database(self.conn)
 
+    def ping(self) -> None:
+        """Raises unless the database answers (the webhook's health endpoint)."""
+        with self.lock:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
     def close(self) -> None:
         with self.lock:
             self.conn.close()

@@ -18,6 +18,7 @@ class Token:
     norm: str  # normalised form: spelling variants unified (kana or kanji)
     pos: str  # part of speech (the dictionary's Japanese names, see understanding.yaml)
     pos2: str  # its subdivision
+    form: str  # conjugation form of an inflected word, e.g. the conditional
     start: int  # character offsets in the analysed text
     end: int
 
@@ -41,6 +42,7 @@ def tokens(text: str) -> tuple[Token, ...]:
                 m.normalized_form(),
                 pos[0],
                 pos[1],
+                pos[5],
                 m.begin(),
                 m.end(),
             )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from dialogs.engine import Turn, next_steps, verdict_keys
-from dialogs.io import State
+from dialogs.engine import CHECKLIST_KEY, Turn, next_steps, verdict_keys
+from dialogs.io import Reply, State
 from locales import t
 
 
@@ -34,16 +34,11 @@ class Checklist:
 
 
 def _co2_working(state: State) -> list[str]:
-    """An estimate's working, when one was made (kept in the verdict or the answers as
-    `co2_estimate`: a text, a list of lines, or a mapping of labelled figures)."""
-    found = (state.verdict or {}).get("co2_estimate") or state.answers.get("co2_estimate")
-    if not found:
-        return []
-    if isinstance(found, str):
-        return found.splitlines()
-    if isinstance(found, dict):
-        return [f"{k}: {v}" for k, v in found.items()]
-    return [str(line) for line in found]
+    """The working of the CO2 estimate the owner accepted (dialogs/co2_dialog.py), while the
+    figures recorded are still the estimate's (an answer typed later replaces it)."""
+    est = state.co2_estimate
+    figures = [str(state.answers.get(f)) for f in ("co2_before_t", "co2_after_t")]
+    return list(est["lines"]) if est and figures == [est["before"], est["after"]] else []
 
 
 def _lines(text: str) -> list[str]:
@@ -131,3 +126,15 @@ def checklist_text(state: State, issued: dt.date) -> str | None:
         out += ["", heading, *(mark(section, lang) + line for line in section.lines)]
     out += ["", doc.footer]
     return "\n".join(out)
+
+
+def with_checklist(state: State, replies: list[Reply], issued: dt.date) -> list[Reply]:
+    """The replies with the checklist's text added to the dialog's "here it is", for faces
+    that show text only (the console, LINE). As many replies as before: a face's count of
+    replies sent stays right."""
+    return [
+        r.model_copy(update={"text": f"{r.text}\n\n{text}"})
+        if r.key == CHECKLIST_KEY and (text := checklist_text(state, issued))
+        else r
+        for r in replies
+    ]

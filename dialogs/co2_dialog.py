@@ -11,7 +11,7 @@ edit leave it, summary/help/why show it again afterwards."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from functools import cache
 from importlib import resources
 from typing import Annotated
@@ -39,6 +39,8 @@ FIELDS = ("co2_before_t", "co2_after_t")
 MODELS = {"lighting": Lighting, "electricity": Electricity, "fuel": Fuel}
 ESTIMATOR_KIND = {"electricity_rated": "electricity"}  # other kinds are the estimator's own
 KG = Decimal("0.001")
+GRAM = Decimal("0.000001")
+INEXACT_PLACES = 12  # products of typed figures and factors stay well within; quotients do not
 
 
 @cache
@@ -339,8 +341,14 @@ def _offer(turn: engine.Turn, prefix: str = "") -> None:
 def _accept(turn: engine.Turn) -> None:
     est = _estimate(turn)
     turn.s.co2 = None
-    engine.record(turn, "co2_before_t", _plain(est.before_t), approx=True)
-    engine.record(turn, "co2_after_t", _plain(est.after_t), approx=True)
+    before, after = _recordable(est.before_t, ROUND_DOWN), _recordable(est.after_t, ROUND_UP)
+    engine.record(turn, "co2_before_t", before, approx=True)
+    engine.record(turn, "co2_after_t", after, approx=True)
+    turn.s.co2_estimate = {  # the checklist shows the working while these figures stand
+        "before": str(before),
+        "after": str(after),
+        "lines": [*working_lines(est, turn.lang), *factor_lines(est, turn.lang)],
+    }
     echo = t(
         "co2.dialog.accepted",
         turn.lang,
@@ -380,6 +388,14 @@ def _convert(turn: engine.Turn, source: str) -> None:
 
 def _accept_words() -> list[tuple[str, list[str]]]:
     return list(_data()["accept"].items())
+
+
+def _recordable(d: Decimal, rounding: str) -> Decimal:
+    """An exact product as it is; a quotient (a COP or efficiency ratio, 28 digits) to the gram,
+    before rounded down and after up so that the cut the verdict quotes is never overstated."""
+    if -d.normalize().as_tuple().exponent > INEXACT_PLACES:
+        d = d.quantize(GRAM, rounding)
+    return _plain(d)
 
 
 def _plain(d: Decimal) -> Decimal:

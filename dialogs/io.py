@@ -67,3 +67,6 @@ class State(BaseModel):
     guided: list[str] = Field(default_factory=list)  # questions that got the "don't know" help
     bounds: dict[str, list] = Field(default_factory=dict)  # answers given as a bound: [op, n]
     co2: dict | None = None  # the CO2 estimate sub-dialog while open (dialogs/co2_dialog.py)
+    # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
+    # (its working and factors, in the conversation's language)}.
+    co2_estimate: dict | None = None

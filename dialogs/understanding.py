@@ -201,33 +201,62 @@ def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
     return sorted(kept, key=lambda m: m.first)
 
 
+def _overlaps(m: Mention, taken: frozenset) -> bool:
+    """Part of a longer word the question awaited was answered with: another question may not
+    read it again (a farmers' cooperative names a cooperative, not the farming industry)."""
+    return any(m.first <= t.last and t.first <= m.last and len(m.word) < len(t.word) for t in taken)
+
+
+def _words_of(q: Question, text: Text, lang: str) -> frozenset:
+    if q.kind == "yes_no":
+        return frozenset(_find(text, _proposition(q.id)))
+    if q.kind == "choice":
+        return frozenset(_find(text, _options(q.id, lang)))
+    return frozenset()
+
+
 def _latin_at(s: str, i: int) -> bool:
     return 0 <= i < len(s) and s[i].isascii() and s[i].isalnum()
 
 
-def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool]:
+def _scope(text: Text, m: Mention, stops: set[int]) -> tuple[int, bool | str]:
     """(negations, asked) in the mention's clause: after it, up to a boundary or a word that
     starts another reading ("not air conditioning but a furnace": the negation stops before
     the furnace). A clause closed by a question mark only repeats the question ("arrears? no,
-    no")."""
-    n = 0
-    for j in range(m.last + 1, len(text.toks)):
-        tok = text.toks[j]
-        if j in stops or _is_boundary(tok):
-            return n, tok.surface == "?"
-        n += _is_negator(tok)
+    no"), and one that supposes ("if there were ...", "even if ...") answers nothing."""
+    n, toks = 0, text.toks
+    for j in range(m.last + 1, len(toks)):
+        tok = toks[j]
+        after_topic = toks[j - 1].surface in _grammar()["topic_particles"]
+        if j in stops or (_is_boundary(tok) and not (after_topic and tok.surface == "、")):
+            return n, tok.surface == "?"  # a comma right after a topic does not end it
+        if _is_conditional(tok, toks[j + 1] if j + 1 < len(toks) else None):
+            return n, "if"  # "if there were arrears, ...": a supposition, not an answer
+        n += _is_negator(tok) + (tok.surface in _grammar()["only"])
     return n, False
 
 
+def _is_conditional(tok: Token, following: Token | None) -> bool:
+    g = _grammar()
+    concessive = (
+        following is not None
+        and tok.pos2 == g["conjunction_pos"]
+        and tok.surface + following.surface in g["concessive"]
+    )
+    return tok.form.startswith(g["conditional_form"]) or concessive
+
+
 # --- the kinds of question --------------------------------------------------------------------
-def _yes_no(q: Question, text: Text, strict: bool) -> Reading:
+def _yes_no(q: Question, text: Text, strict: bool, taken: frozenset = frozenset()) -> Reading:
     note = None
-    mentions = _find(text, _proposition(q.id))
+    mentions = [m for m in _find(text, _proposition(q.id)) if not _overlaps(m, taken)]
     scopes = {}
     for m in mentions:
         other = {"key": "anti", "anti": "key"}.get(m.group)
         stops = {o.first for o in mentions if o.group == other and o.first > m.last}
         scopes[m] = _scope(text, m, stops)
+    if any(scopes[m][1] == "if" for m in mentions):
+        return Reading("invalid")  # "even with arrears, is it fine": a supposition, ask again
     mentions = [m for m in mentions if not scopes[m][1]]  # the question repeated back
     content = [m for m in mentions if m.group != "generic" and not (strict and m.weak)]
     generic = [m for m in mentions if m.group == "generic" and not _distracted(text, q.id, m)]
@@ -358,12 +387,29 @@ def _named_as_main(text: Text, m: Mention) -> bool:
     return before.endswith(tuple(_data()["main_markers"]))
 
 
-def _choice(q: Question, text: Text, lang: str, strict: bool) -> Reading:
-    mentions = _find(text, _options(q.id, lang))
+def _choice(
+    q: Question, text: Text, lang: str, strict: bool, taken: frozenset = frozenset()
+) -> Reading:
+    mentions = [m for m in _find(text, _options(q.id, lang)) if not _overlaps(m, taken)]
     positive: dict[str, list[Mention]] = {}
     negated = set()
+    coordinated = {  # "A や B ではない": A's clause goes on through B
+        o.first
+        for m in mentions
+        for o in mentions
+        if o.first == m.last + 2 and text.toks[m.last + 1].surface in _grammar()["coordinators"]
+    }
+    if text.has(_data()["undecided"]):  # "購入かリースかまだ決めていません"
+        named = [v for v in q.choices if any(v in m.group.split("|") for m in mentions)]
+        if len(named) > 1 and not strict:
+            return Reading("ambiguous", candidates=tuple(named))
+        return Reading("invalid" if strict or named else "unknown")
     for m in mentions:
-        stops = {o.first for o in mentions if o.group != m.group and o.first > m.last}
+        stops = {
+            o.first
+            for o in mentions
+            if o.group != m.group and o.first > m.last and o.first not in coordinated
+        }
         n, _ = _scope(text, m, stops)
         for group in m.group.split("|"):  # a word may leave two options open
             if n % 2:
@@ -433,13 +479,14 @@ def _figure_pattern(kind: str) -> re.Pattern[str]:
 def _figures(q: Question, s: str) -> list[tuple[int, int, Any, str | None]]:
     """(start, end, value, bound op) for each figure of the question's kind in `s`."""
     out = []
-    bounds = _data()["bounds"]
+    d = _data()
+    bounds = d["bounds"]
     for m in _figure_pattern(q.kind).finditer(s):
         parsed = q.parse(m.group(), "ja")
         if not parsed.ok:
             continue
-        after = s[m.end() :]
-        op = next((op for op, ws in bounds.items() for w in ws if after.startswith(w)), None)
+        after = re.split(r"[、。,]", s[m.end() :], maxsplit=1)[0][: d["bound_reach"]]
+        op = next((op for op, ws in bounds.items() for w in ws if w in after), None)
         out.append((m.start(), m.end(), parsed.value, op))
     return out
 
@@ -481,9 +528,14 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     if re.search(r"[0-9]\s*(?:" + "|".join(map(re.escape, d["ranges"])) + r")\s*$", s[:first]):
         return Reading("invalid")  # a range ("15-20 people"): which figure is meant?
     approx = any(r == "approx" for w, r in parsing._KINDS[q.kind][1].items() if w in s) or (
-        text.has(d["hedges"])
+        text.has(d["hedges"] + d["approx"])
     )
+    if q.kind != "count":  # the same amount said twice is one (two groups of 10 are 20 people)
+        seen: set = set()
+        figures = [f for f in figures if not (f[2:] in seen or seen.add(f[2:]))]
     exact = [f for f in figures if not f[3]]
+    if len(figures) > 1 and not exact:
+        return Reading("invalid")  # "over 10 million and under 100 million": ask for the figure
     hedged = len(exact) == 1 < len(figures)  # "over 300, regularly 250": the figure, read back
     if hedged:
         figures = exact
@@ -491,7 +543,8 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         _, _, value, op = figures[0]
         if op:
             return Reading("bound", bound=(op, value)) if not strict else Reading("invalid")
-        return Reading("value", value, approx=approx, sure=not hedged)
+        family = q.kind == "count" and text.has(d["family"])  # the owner's family: read back
+        return Reading("value", value, approx=approx, sure=not (hedged or family))
     if strict:
         return Reading("invalid")
     values = tuple(v for _, _, v, _ in figures)
@@ -504,11 +557,13 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
 
 
 # --- the entry point ---------------------------------------------------------------------------
-def _read(q: Question, text: Text, lang: str, strict: bool = False) -> Reading:
+def _read(
+    q: Question, text: Text, lang: str, strict: bool = False, taken: frozenset = frozenset()
+) -> Reading:
     if q.kind == "yes_no":
-        return _yes_no(q, text, strict)
+        return _yes_no(q, text, strict, taken)
     if q.kind == "choice":
-        return _choice(q, text, lang, strict)
+        return _choice(q, text, lang, strict, taken)
     return _quantity(q, text, strict)
 
 
@@ -545,11 +600,12 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
     reading = _read(q, prepared, lang)
     if reading.outcome != "value":
         return reading
-    also = []
+    also, taken = [], _words_of(q, prepared, lang)
     for other in d["also"].get(qid, []):
         if other in answers or prepared.has(d["not_also"]):
             continue
-        r = _read(questions()[other], prepared, lang, strict=True)
+        apart = other in d["apart"].get(qid, [])  # their words may not share ours
+        r = _read(questions()[other], prepared, lang, True, taken if apart else frozenset())
         if r.outcome == "value" and r.sure:
             also.append((other, r.value))
     if also:

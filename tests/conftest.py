@@ -1,6 +1,12 @@
 """Fixtures shared by several test modules."""
 
 import pytest
+from hypothesis import settings
+
+# Property tests check what is computed, never how fast: on a shared, busy machine a deadline
+# only produces flaky failures (speed is measured in bench/).
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuratio
 from linebot.v3.webhook import WebhookParser
 
 from bot.line.adapter import SEND_ATTEMPTS, LineChannel, event_of, request_of
+from bot.storage import Storage
 from dialogs.io import Choice, Reply
 
 try:  # tests/ is not a package: importable either way
@@ -28,11 +29,12 @@ def emu():
 
 
 @pytest.fixture
-async def channel(emu, monkeypatch):
+async def channel(emu, monkeypatch, tmp_path):
     monkeypatch.setattr("bot.line.adapter.BACKOFF_S", 0)  # retries without waiting
     config = Configuration(host=emu.api_url, access_token=emu.access_token)
     async with AsyncApiClient(config) as client:
-        yield LineChannel(AsyncMessagingApi(client), "ja")
+        with Storage(tmp_path / "bot.db") as storage:
+            yield LineChannel(AsyncMessagingApi(client), "ja", storage)
 
 
 def parsed(emu, *events: dict) -> list:

@@ -29,9 +29,11 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES
     from line_emulator import LineEmulator
 
+from dialogs.checklist import checklist_text
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from locales import t
+from rules.clock import today
 
 ADMIN = "U" + "ad" * 16
 EVAL = __import__("datetime").date(2024, 6, 1)  # the bot runs with --date 2024-06-01
@@ -84,9 +86,11 @@ def inputs(db, user_id: str) -> list[str]:
     return [r[0] for r in query(db, sql, user_id)]
 
 
-def console_texts(inputs: list[UserInput]) -> list[list[str]]:
-    """What the console (the same pure step) answers to these inputs, turn by turn."""
-    state, turns = State(lang="ja"), []
+def console_texts(db, user_id: str, inputs: list[UserInput]) -> list[list[str]]:
+    """What the console (the same pure step) answers to these inputs, turn by turn, in a
+    conversation with the same reference number as the user's (storage draws it at random)."""
+    [(reference,)] = query(db, "SELECT reference FROM conversations WHERE chat_id = ?", user_id)
+    state, turns = State(lang="ja", reference=reference), []
     for inp in inputs:
         state, replies = step(state, inp, on=EVAL)
         turns.append([r.text for r in replies])
@@ -120,7 +124,8 @@ def test_follow_gives_the_welcome_and_the_first_question(bot, emu):
 @pytest.mark.parametrize("outcome", BY_TEXT)
 def test_whole_dialog_by_typed_text(bot, user, outcome):
     script = BY_TEXT[outcome]
-    expected = console_texts([UserInput(choice="/start")] + [UserInput(text=s) for s in script])
+    inputs = [UserInput(choice="/start")] + [UserInput(text=s) for s in script]
+    expected = console_texts(bot.db, user.id, inputs)
     for n, text in enumerate(script, 1):
         got = user.say(text, 2 if n == len(script) else 1)
         assert_same_texts(got, expected[n])
@@ -142,10 +147,23 @@ def test_whole_dialog_by_quick_reply_postbacks(bot, user, outcome):
         else:
             got = user.say(value, count)
             taken.append(UserInput(text=value))
-        assert_same_texts(got, console_texts(taken)[-1])
+        assert_same_texts(got, console_texts(bot.db, user.id, taken)[-1])
     assert got[-1]["text"].startswith(TITLES[outcome])
     assert {"回答確認", "最初から", "戻る", "ヘルプ"} <= set(user.quick())
     assert conversations(bot.db, user.id) == [("line", "finished", outcome)]
+
+
+def test_the_checklist_comes_as_text_with_the_verdicts_quick_reply_kept(bot, user):
+    script = BY_TEXT["ineligible"]
+    for n, text in enumerate(script, 1):
+        user.say(text, 2 if n == len(script) else 1)
+    got = user.tap(t("takeaway.buttons.checklist", "ja"))
+    [(stored,)] = query(bot.db, "SELECT state_json FROM conversations WHERE chat_id = ?", user.id)
+    state = State.model_validate_json(stored)
+    text = "\n".join(m["text"] for m in got)
+    assert text.startswith(t("takeaway.checklist.ready", "ja"))
+    assert checklist_text(state, today()) in text and state.reference in text
+    assert "quickReply" in got[-1] and t("dialog.buttons.restart", "ja") in user.quick()
 
 
 def test_commands_from_the_quick_reply_are_words_the_dialog_knows(user):
@@ -153,7 +171,7 @@ def test_commands_from_the_quick_reply_are_words_the_dialog_knows(user):
     [back] = user.tap("戻る")
     assert "事業者の種類" in back["text"]
     [summary] = user.tap("回答確認")
-    assert summary["text"] == t("dialog.summary_empty", "ja")
+    assert summary["text"].startswith(t("dialog.summary_empty", "ja"))  # and the reference
 
 
 def test_an_old_postback_changes_nothing(bot, emu, user):
@@ -264,7 +282,8 @@ def test_two_users_at_once_never_get_each_others_replies(bot, emu):
         th.join(60)
     assert errors == []
     for u, script, outcome in zip(users, scripts, ("eligible", "ineligible"), strict=True):
-        expected = console_texts([UserInput(choice="/start")] + [UserInput(text=s) for s in script])
+        inputs = [UserInput(choice="/start")] + [UserInput(text=s) for s in script]
+        expected = console_texts(bot.db, u.id, inputs)
         flat = [text for turn in expected for text in turn]
         assert_same_texts(u.messages, flat)
         assert conversations(bot.db, u.id) == [("line", "finished", outcome)]
@@ -315,7 +334,8 @@ def test_admin_tools_see_line_conversations_by_user_id(bot, user):
     listed = admin(bot.db, "list", "--channel", "line")
     assert "LINE" in listed and "Telegram" not in listed
     exported = [
-        json.loads(line) for line in admin(bot.db, "export", "--format", "jsonl").splitlines()
+        json.loads(line)
+        for line in admin(bot.db, "export", "--raw", "--format", "jsonl").splitlines()
     ]
     assert any(row.get("channel") == "line" for row in exported)
     assert "1" in admin(bot.db, "delete-user", user.id)  # the id as LINE sent it
@@ -379,3 +399,11 @@ def test_a_rejected_access_token_is_one_line_and_exit_2(own_emu, tmp_path):
     process._reader.join(5)
     assert "LINE_CHANNEL_ACCESS_TOKEN" in process.output.strip().splitlines()[-1]
     assert "not-the-token" not in process.output
+
+
+def test_contact_names_the_office_and_the_reference_number(bot, user):
+    """「県の担当者に相談したい」: how to reach the office, the number to quote, nothing sent."""
+    [(ref,)] = query(bot.db, "SELECT reference FROM conversations WHERE chat_id = ?", user.id)
+    contact, again = user.say("県の担当者に相談したい", 2)  # then the question again
+    assert "気候変動対策課" in contact["text"] and ref in contact["text"]
+    assert "送ることはありません" in contact["text"] and "事業者の種類" in again["text"]

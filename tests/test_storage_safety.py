@@ -101,10 +101,22 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
     assert path.read_bytes() == b"this is not a database at all " * 200
 
 
-@pytest.mark.parametrize("problem", [newer, damaged])
+def not_sqlite(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not a database at all " * 200)
+    return path
+
+
+@pytest.mark.parametrize("problem", [newer, damaged, not_sqlite])
 @pytest.mark.parametrize(
     "command",
-    [("console", "--jsonl"), ("admin", "purge", "--older-than", "30"), ("run",)],
+    [
+        ("console", "--jsonl"),
+        ("admin", "purge", "--older-than", "30"),
+        ("admin", "list"),
+        ("admin", "backup", "copy.db"),
+        ("run",),
+    ],
 )
 def test_every_face_says_it_in_one_line_without_a_traceback(tmp_path, problem, command):
     path = problem(tmp_path)
@@ -114,7 +126,7 @@ def test_every_face_says_it_in_one_line_without_a_traceback(tmp_path, problem, c
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert ("damaged" in lines[0]) if problem is damaged else ("newer" in lines[0])
+    assert ("newer" in lines[0]) if problem is newer else ("damaged" in lines[0])
     assert path.read_bytes() == before  # nothing written
 
 

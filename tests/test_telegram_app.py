@@ -17,7 +17,7 @@ from bot.cli import build_parser
 from bot.delivery import ChatLocks, Inbound, Sent
 from bot.storage import Storage
 from bot.telegram.adapter import Live, TelegramBot, _command
-from bot.telegram.app import ChatOrder, StoredQueue, confirm_up_to, file_url, main
+from bot.telegram.app import ChatOrder, StoredQueue, advance, file_url, main
 from dialogs.io import UserInput
 from locales import t
 
@@ -180,12 +180,25 @@ def channel_sent(turn, keyboard):
     return Sent(len(turn.pending[0].replies), {"keyboard": keyboard, "remove": []})
 
 
-def test_the_poller_confirms_up_to_the_first_update_not_stored():
-    updates = [_update(i, 1) for i in (5, 6, 7)]
-    assert confirm_up_to(updates, [True, True, True], None) == 8
-    assert confirm_up_to(updates, [True, False, True], None) == 6  # 6 and 7 come again
-    assert confirm_up_to(updates, [False, True, True], 5) == 5
-    assert confirm_up_to([], [], 5) == 5
+async def test_the_poller_confirms_up_to_the_first_update_not_stored():
+    loop = asyncio.get_running_loop()
+
+    def futures(**results: bool | None) -> dict[int, asyncio.Future]:
+        made = {}
+        for name, result in results.items():
+            made[int(name[1:])] = future = loop.create_future()
+            if result is not None:
+                future.set_result(result)
+        return made
+
+    inflight = futures(u5=True, u6=False, u7=True, u8=None)
+    assert advance(inflight, None) == (6, True)
+    assert set(inflight) == {7, 8}  # 6 is fetched and handled again; 7 is skipped when it comes
+    inflight = futures(u5=True, u6=None, u7=True)
+    assert advance(inflight, 4) == (6, False) and set(inflight) == {6, 7}
+    inflight[6].set_result(True)
+    assert advance(inflight, 6) == (8, False) and inflight == {}
+    assert advance({}, 5) == (5, False)
 
 
 async def test_a_failing_update_is_logged_and_the_user_told(tmp_path, caplog):

@@ -90,7 +90,7 @@ def test_figures():
 def _negated(text: str) -> list[str]:
     """The answer turned round at its end: the verb or copula negated (or, for an answer already
     negative, un-negated); a bare noun or place gets ではありません."""
-    text = text.removesuffix("よ")
+    text = text.rstrip("。!！").removesuffix("よ")
     swaps = [
         ("ません", "ます"),
         ("ではない", "です"),
@@ -107,7 +107,7 @@ def _negated(text: str) -> list[str]:
     for a, b in swaps:
         if text.endswith(a):
             return [text[: -len(a)] + b]
-    return [text + "ではありません"]
+    return [] if "、" in text else [text + "ではありません"]  # a noun, not a clause among others
 
 
 YES_NO = [
@@ -196,3 +196,16 @@ def test_an_industry_reading_says_which_row_and_why():
     key, params = r.note
     assert key == "reading.industry_note" and params["row"] == "④"
     assert params["jsic"].startswith("78 ")
+
+
+def test_a_row_named_without_its_trade_is_not_read_as_one_division_of_it():
+    # "製造業" is every manufacturer, not JSIC 32 その他の製造業 (a food maker typing it too)
+    for text, jsic in [
+        ("製造業です", "大分類E"),
+        ("小売業", "中分類56〜61"),
+        ("卸売業です", "中分類50〜55"),
+        ("サービス業", "大分類L"),
+    ]:
+        key, params = understand("industry", text, {}, "ja").note
+        assert key == "reading.industry_note" and params["jsic"].startswith(jsic), (text, params)
+    assert understand("industry", "スーパー", {}, "ja").note[1]["jsic"].startswith("56 ")

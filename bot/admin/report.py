@@ -289,7 +289,7 @@ LIST_COLUMNS = [
 DAY_COLUMNS = ["day", "total", "eligible", "ineligible", "undetermined", "none"]
 CHANNEL_COLUMNS = ["channel", *DAY_COLUMNS[1:]]
 FUNNEL_COLUMNS = ["question", "reached", "answered", "stopped"]
-REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "skipped", "read_backs"]
+REASK_COLUMNS = ["question", "reasks", "reask_conversations", "unknown", "read_backs", "skipped"]
 
 
 def list_report(db: Database, lang: str | None, filters: Filters = Filters()) -> str:

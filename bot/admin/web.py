@@ -21,6 +21,7 @@ from string import Template
 
 from bot.admin import report
 from bot.admin.database import AdminError
+from bot.admin.guard import Guard
 from locales import t
 
 ACTOR = "admin"
@@ -204,7 +205,8 @@ def serve(db_path: Path, host: str, port: int, lang: str | None) -> int:
         import uvicorn
 
         print(t("admin.cli.serving", lang, host=host, port=port, user=ACTOR), flush=True)
-        uvicorn.run(ds.app(), host=host, port=port, lifespan="on", log_level="warning")
+        app = Guard(ds.app(), lang)
+        uvicorn.run(app, host=host, port=port, lifespan="on", log_level="warning")
     return 0
 
 

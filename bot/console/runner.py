@@ -17,6 +17,7 @@ from bot.settings import MAX_INPUT_CHARS, load
 from bot.storage import Storage
 from dialogs.io import Reply, State, UserInput
 from locales import default_lang, t
+from rules.clock import today
 
 
 def configure(parser) -> None:
@@ -107,7 +108,7 @@ def write_pdf(state: State, path: Path | None, lang: str) -> int:
     verdict: there is nothing to check off yet)."""
     if path is None:
         return 0
-    from bot.checklist_pdf import checklist_pdf, today
+    from bot.checklist_pdf import checklist_pdf
 
     data = checklist_pdf(state, today())
     if data is None:

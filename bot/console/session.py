@@ -13,10 +13,11 @@ import uuid
 
 from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import Storage, normalize_reference
-from dialogs.checklist import checklist_text
-from dialogs.engine import CHECKLIST_KEY, numbers_select, step
+from dialogs.checklist import with_checklist
+from dialogs.engine import numbers_select, step
 from dialogs.io import Reply, State, UserInput
 from locales import t
+from rules.clock import today
 
 CHANNEL = "console"
 
@@ -68,22 +69,7 @@ class Session:
 
     def send(self, inp: UserInput) -> tuple[State, list[Reply]]:
         turn = self.delivery.commit(Inbound(self.chat_id, None, uuid.uuid4().hex, None, inp))
-        return turn.state, with_checklist(turn.state, turn.replies)
-
-
-def with_checklist(state: State, replies: list[Reply]) -> list[Reply]:
-    """The replies, with the checklist as text after the dialog's "here it is" (a terminal
-    shows text; `console --pdf FILE` writes the PDF too)."""
-    out = []
-    for reply in replies:
-        out.append(reply)
-        if reply.key != CHECKLIST_KEY:
-            continue
-        from bot.checklist_pdf import today  # only here: fpdf2 takes a second to import
-
-        if text := checklist_text(state, today()):
-            out.append(Reply(key="takeaway.checklist.title", text=text))
-    return out
+        return turn.state, with_checklist(turn.state, turn.replies, today())
 
 
 def turn_json(state: State, replies: list[Reply]) -> dict:

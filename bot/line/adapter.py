@@ -42,11 +42,13 @@ from linebot.v3.webhooks import (
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.line import render
 from bot.storage import Storage
-from dialogs.engine import step
+from dialogs.checklist import with_checklist
+from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from dialogs.parsing import normalize
 from locales import t
 from rules import yaml_data
+from rules.clock import today
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ CHANNEL = "line"
 MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
 SEND_ATTEMPTS = 4  # push: network errors, 429 and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
 BACKOFF_S = 0.5
+CALL_TIMEOUT_S = 10  # a Messaging API call (the SDK's default is 5 minutes)
 LOADING_S = 5  # the shortest loading animation LINE shows; the next message ends it anyway
 DELETE_YES, DELETE_NO = "line:delete:yes", "line:delete:no"  # "line:" never starts a dialog value
 ADMIN_COMMANDS = ("stats", "recent", "show")
@@ -129,10 +132,12 @@ class LineChannel(Channel):
     name = CHANNEL
     outbox = True
 
-    def __init__(self, api: AsyncMessagingApi, lang: str) -> None:
-        self.api, self.lang = api, lang
+    def __init__(self, api: AsyncMessagingApi, lang: str, storage: Storage) -> None:
+        self.api, self.lang, self.storage = api, lang, storage
 
     async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: Any) -> Sent:
+        if any(r.key == CHECKLIST_KEY for r in replies):
+            replies = await asyncio.to_thread(self._with_checklist, chat, replies)
         done, token = 0, meta
         for batch, completes in render.calls(replies, self.lang):
             outcome = await self.post(chat, batch, token)
@@ -141,6 +146,12 @@ class LineChannel(Channel):
             token, done = None, completes
         return Sent(done, marks)
 
+    def _with_checklist(self, chat: str, replies: list[Reply]) -> list[Reply]:
+        """LINE cannot send a file: the checklist goes as text inside the reply that announces
+        it (before its quick reply, which only the last message shows)."""
+        current = self.storage.current(CHANNEL, chat)
+        return with_checklist(current[1], replies, today()) if current else replies
+
     async def post(self, user: str, batch: list[render.Message], token: str | None) -> str:
         """One call's messages: by reply with `token`, else (or when that fails) by push.
         SENT, FAILED (may work later) or REFUSED (LINE refuses the push: it never will)."""
@@ -148,7 +159,7 @@ class LineChannel(Channel):
         if token:
             try:
                 request = ReplyMessageRequest(reply_token=token, messages=messages)
-                await self.api.reply_message(request)
+                await self.api.reply_message(request, _request_timeout=CALL_TIMEOUT_S)
                 return SENT
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
                 log.info("reply failed (%s); sending by push", _why(exc))
@@ -157,7 +168,9 @@ class LineChannel(Channel):
         request = PushMessageRequest(to=user, messages=messages)
         for attempt in range(SEND_ATTEMPTS):
             try:
-                await self.api.push_message(request, x_line_retry_key=key)
+                await self.api.push_message(
+                    request, x_line_retry_key=key, _request_timeout=CALL_TIMEOUT_S
+                )
                 return SENT
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
                 if isinstance(exc, ApiException) and exc.status == 409:
@@ -186,7 +199,7 @@ class LineBot:
         on: dt.date | None = None,
     ) -> None:
         self.storage, self.api, self.lang, self.admins = storage, api, lang, admins
-        self.channel = LineChannel(api, lang)
+        self.channel = LineChannel(api, lang, storage)
         self.delivery = Delivery(storage, self.channel, functools.partial(step, on=on), lang)
         self._tasks: set[asyncio.Task] = set()
 
@@ -282,7 +295,10 @@ class LineBot:
     async def _loading(self, user: str) -> None:
         """Best effort: the loading animation while the step runs."""
         request = ShowLoadingAnimationRequest(chat_id=user, loading_seconds=LOADING_S)
-        await self._try("loading", functools.partial(self.api.show_loading_animation, request))
+        call = functools.partial(
+            self.api.show_loading_animation, request, _request_timeout=CALL_TIMEOUT_S
+        )
+        await self._try("loading", call)
 
     async def _on_delete(self, event: Event, erase: bool) -> None:
         if erase:

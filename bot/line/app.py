@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import sqlite3
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from bot import logsafe
 from bot.cli import add_bot_options
 from bot.line.adapter import LineBot
+from bot.lock import Busy, ProcessLock
 from bot.settings import Settings
 from bot.storage import Storage
 from locales import DEFAULT, LANGS, default_lang, t
@@ -73,10 +75,21 @@ def main(args: argparse.Namespace) -> int:
     if logging.getLogger().level > logging.DEBUG:  # a line per call or per step: not worth it
         for chatty in ("aiohttp.access", "transitions"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    # One process per LINE channel on a database (bot/lock.py); the channel is named by a hash
+    # of its token, which never appears in the lock file's name.
+    channel = hashlib.sha256(token.get_secret_value().strip().encode()).hexdigest()[:12]
+    lock = ProcessLock(settings.subsidy_db, "line", channel)
+    try:
+        lock.acquire()
+    except Busy as busy:
+        log.error("%s", t("robustness.lock.busy", lang, pid=busy.pid or "?", path=busy.path))
+        return 1
     try:
         return asyncio.run(serve(settings, args, lang))
     except KeyboardInterrupt:
         return 0
+    finally:
+        lock.release()
 
 
 def webhook(bot: LineBot, parser: WebhookParser):
@@ -107,13 +120,9 @@ def webhook(bot: LineBot, parser: WebhookParser):
 def health(storage: Storage):
     """GET /health: 200 when the database answers (for the proxy or the process supervisor)."""
 
-    def check() -> None:
-        with storage.lock:
-            storage.db.execute("SELECT count(*) FROM conversations").fetchone()
-
     async def route(request: web.Request) -> web.Response:
         try:
-            await asyncio.to_thread(check)
+            await asyncio.to_thread(storage.ping)
         except sqlite3.Error as exc:
             log.error("health check failed: %s", exc)
             return web.json_response({"status": "database unavailable"}, status=503)

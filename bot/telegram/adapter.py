@@ -30,7 +30,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot.checklist_pdf import checklist_pdf, today
+from bot.checklist_pdf import checklist_pdf
 from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.settings import MAX_INPUT_CHARS
@@ -39,6 +39,7 @@ from bot.telegram import render
 from dialogs.engine import CHECKLIST_KEY, step
 from dialogs.io import Choice, Reply, UserInput
 from locales import LANGS, t
+from rules.clock import today
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class TelegramBot:
         return self.app.bot
 
     async def on_start(self, app: Application) -> None:
-        """post_init: the command menu in each language (the default in SUBSIDY_LANG)."""
+        """At start-up: the command menu in each language (the default in SUBSIDY_LANG)."""
         self.app = app
         for code in ("", *LANGS):
             menu = [BotCommand(c, t(f"telegram.commands.{c}", code or self.lang)) for c in COMMANDS]
@@ -180,6 +181,32 @@ class TelegramBot:
         future = self._stored.pop(update_id, None)
         if future is not None and not future.done():
             future.set_result(stored)
+
+    async def refuse(self, update: Update, first: bool) -> None:
+        """Flow control (ChatOrder): the chat already has several updates waiting. This one is
+        not read; it is confirmed to Telegram, and the first refusal of a burst asks the user
+        to wait for the reply and send it again then (a pressed button hears it too)."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type != ChatType.PRIVATE:
+            return self._release(update.update_id)
+        query = update.callback_query
+        tag = f"q:{query.id}" if query is not None else f"m:{update.message.message_id}"
+        uid = f"{self.bot.id}:{update.update_id}"
+        inbound = Inbound(str(chat.id), str(user.id), uid, tag, UserInput(text=""))
+        try:  # noted as handled first: a redelivery after a crash is not read out of order
+            await asyncio.to_thread(self.delivery.refuse, inbound)
+        except NotStored as exc:
+            log.warning("update %s not noted (%s); Telegram will deliver it again", uid, exc)
+            return self._release(update.update_id, stored=False)
+        self._release(update.update_id)
+        log.info("update %s not read: its chat has too many waiting", update.update_id)
+        text = t("robustness.flood.wait", self.lang)
+        if update.callback_query is not None:
+            await self._try(
+                "answerCallbackQuery", functools.partial(update.callback_query.answer, text)
+            )
+        if first:
+            await self._say(chat.id, text)
 
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:

@@ -16,7 +16,8 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,8 +38,10 @@ from tornado.web import HTTPError  # what PTB's webhook server turns into an HTT
 from bot import logsafe
 from bot.cli import add_bot_options
 from bot.delivery import ChatLocks
+from bot.lock import Busy, ProcessLock
 from bot.settings import Settings
-from bot.storage import Storage
+from bot.storage import Storage, StorageError
+from bot.telegram import startup, webhook
 from bot.telegram.adapter import TelegramBot
 from locales import DEFAULT, LANGS, default_lang, t
 
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 3  # 429: AIORateLimiter waits retry_after, then tries again
 MAX_CONCURRENT_UPDATES = 256
+MAX_QUEUED_PER_CHAT = 5  # a person typing fast stays under it; a flood does not
+BUSY_WAIT_S = 0.2  # poller: nothing new, updates under way: look again after this
 WEBHOOK_STORE_TIMEOUT = 50  # seconds; Telegram gives a webhook about a minute
 ALLOWED_UPDATES = ["message", "callback_query"]
 TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]{10,}")
@@ -85,19 +90,46 @@ class ChatOrder(BaseUpdateProcessor):
     """Updates of different chats run concurrently, those of one chat one at a time, in order,
     under the delivery core's chat locks (which its outbox flusher takes too). PTB starts one
     task per update in update order and nothing yields before the lock is requested; asyncio
-    locks serve waiters first come, first served."""
+    locks serve waiters first come, first served.
 
-    def __init__(self, max_concurrent_updates: int, locks: ChatLocks) -> None:
+    Flow control: a chat holds at most MAX_QUEUED_PER_CHAT updates (the one running and those
+    waiting behind it). Beyond that an update is refused at once (`refuse(update, first)`, the
+    adapter confirms it and, once per burst, asks to wait for the reply), so a flooding chat
+    neither grows memory nor keeps the poller from confirming and fetching others' updates.
+    A burst ends when the chat has nothing left waiting."""
+
+    def __init__(
+        self,
+        max_concurrent_updates: int,
+        locks: ChatLocks,
+        refuse: Callable[[Update, bool], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(max_concurrent_updates)
-        self.locks = locks
+        self.locks, self.refuse = locks, refuse
+        self.queued: Counter[str] = Counter()
+        self.told: set[str] = set()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
             return
-        async with self.locks.hold(str(chat.id)):
-            await coroutine
+        key = str(chat.id)
+        if self.refuse is not None and self.queued[key] >= MAX_QUEUED_PER_CHAT:
+            coroutine.close()  # never run: refused before the dialog
+            first = key not in self.told
+            self.told.add(key)
+            await self.refuse(update, first)
+            return
+        self.queued[key] += 1
+        try:
+            async with self.locks.hold(key):
+                await coroutine
+        finally:
+            self.queued[key] -= 1
+            if not self.queued[key]:  # the burst is over: forget the chat
+                del self.queued[key]
+                self.told.discard(key)
 
     async def initialize(self) -> None:
         pass
@@ -140,13 +172,27 @@ class StoredQueue(asyncio.Queue):
             raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE)
 
 
-def confirm_up_to(updates: list[Update], stored: list[bool], offset: int | None) -> int | None:
-    """The next getUpdates offset: past every update up to the first one not stored."""
-    for update, ok in zip(updates, stored, strict=True):
-        if not ok:
-            return update.update_id
-        offset = update.update_id + 1
-    return offset
+def advance(
+    inflight: dict[int, asyncio.Future[bool]], offset: int | None
+) -> tuple[int | None, bool]:
+    """The next getUpdates offset: past every fetched update up to the first one not (yet)
+    stored. Updates passed, and those whose storing failed (they must be fetched and handled
+    again), leave `inflight`. Returns (offset, whether any storing failed)."""
+    failed = False
+    for update_id in sorted(inflight):
+        future = inflight[update_id]
+        if not future.done():
+            break
+        if not future.result():
+            failed = True
+            break
+        offset = update_id + 1
+        del inflight[update_id]
+    for update_id, future in list(inflight.items()):
+        if future.done() and not future.result():
+            failed = True
+            del inflight[update_id]
+    return offset, failed
 
 
 def build(
@@ -161,9 +207,7 @@ def build(
         ApplicationBuilder()
         .token(token)
         .update_queue(StoredQueue(bot))
-        .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks))
-        .post_init(bot.on_start)
-        .post_stop(bot.on_stop)
+        .concurrent_updates(ChatOrder(MAX_CONCURRENT_UPDATES, bot.delivery.locks, bot.refuse))
     )
     if limiter:
         builder = builder.rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
@@ -186,15 +230,19 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
     crash in between would lose those messages. Here the next offset moves past a batch only
     when every update of it is committed (or needed no storing); a redelivery after a crash
     is recognised by its update id in storage. Sending may still be under way meanwhile, and
-    different chats proceed concurrently through ChatOrder."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    different chats proceed concurrently through ChatOrder.
+
+    The poller never waits for a whole batch: it fetches again at once, from the first update
+    not yet stored; updates already under way come back in that answer and are skipped. When
+    nothing new came, it waits a moment (BUSY_WAIT_S) or until one is stored. So a chat whose
+    updates are slow (flooding, its replies being retried) holds up no other chat."""
+    stop = _stop_on_signals()
     tasks: set[asyncio.Task] = set()
+    inflight: dict[int, asyncio.Future[bool]] = {}
     offset, pause = None, 0.0
+    await startup.call(app.initialize)  # getMe; `async with` then finds it done
     async with app:
-        await app.bot.delete_webhook(drop_pending_updates=False)
+        await startup.call(lambda: app.bot.delete_webhook(drop_pending_updates=False))
         await bot.on_start(app)
         await app.start()
         stopping = asyncio.ensure_future(stop.wait())
@@ -225,15 +273,20 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                     log.warning("getUpdates failed (%s); retrying in %.1fs", exc, pause)
                     await asyncio.sleep(pause)
                     continue
-                stored = [bot.expect(u.update_id) for u in updates]
-                for update in updates:
+                new = [u for u in updates if u.update_id not in inflight]
+                for update in new:
+                    inflight[update.update_id] = bot.expect(update.update_id)
                     task = asyncio.ensure_future(
                         app.update_processor.process_update(update, app.process_update(update))
                     )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                offset = confirm_up_to(updates, await asyncio.gather(*stored), offset)
-                if all(stored_ok.result() for stored_ok in stored):
+                waiting = [f for f in inflight.values() if not f.done()]
+                if waiting and not new:  # only what is under way came back: not so fast
+                    first = asyncio.FIRST_COMPLETED
+                    await asyncio.wait([*waiting, stopping], timeout=BUSY_WAIT_S, return_when=first)
+                offset, failed = advance(inflight, offset)
+                if not failed:
                     pause = 0.0
                 else:  # storage trouble: fetch the unstored ones again, a little later
                     pause = min(max(pause * 2, 0.5), 30.0)
@@ -247,6 +300,43 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                     await app.bot.get_updates(offset=offset, timeout=0)
             await bot.on_stop(app)
             await app.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_webhook(
+    app: Application, bot: TelegramBot, args: argparse.Namespace, secret: str
+) -> None:
+    """Webhook mode (bot/telegram/webhook.py): listen first, then tell Telegram where."""
+    stop = _stop_on_signals()
+    url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
+    await startup.call(app.initialize)
+    async with app:
+        http = webhook.server(app, bot.storage, url_path, secret)
+        http.listen(args.port, args.listen)
+        try:
+            await startup.call(
+                lambda: app.bot.set_webhook(
+                    args.webhook,
+                    secret_token=secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                )
+            )
+            await bot.on_start(app)
+            await app.start()
+            await stop.wait()
+        finally:
+            http.stop()
+            await bot.on_stop(app)
+            if app.running:
+                await app.stop()
 
 
 def _fail(message: str) -> int:
@@ -283,25 +373,35 @@ def main(args: argparse.Namespace) -> int:
         return _fail(t("telegram.cli.bad_settings", lang, field="LOG_LEVEL", problem=level))
     logsafe.setup(level, [token, secret])
 
+    lock = ProcessLock(settings.subsidy_db, "telegram", token.partition(":")[0])
+    try:
+        lock.acquire()
+    except Busy as busy:
+        log.error("%s", t("robustness.lock.busy", lang, pid=busy.pid or "?", path=busy.path))
+        return 1
+    except OSError as exc:
+        log.error("%s", t("telegram.cli.failed", lang, problem=exc))
+        return 1
+    try:
+        return _run(args, settings, token, secret, lang)
+    finally:
+        lock.release()
+
+
+def _run(args: argparse.Namespace, settings: Settings, token: str, secret: str, lang: str) -> int:
     try:
         storage = Storage(settings.subsidy_db)
-    except Exception as exc:  # unwritable path, a newer schema...: one line, no traceback
+    except StorageError as exc:
+        log.error("%s", exc.text(lang))
+        return 1
+    except Exception as exc:  # unwritable path...: one line, no traceback
         log.error("%s", t("telegram.cli.failed", lang, problem=exc))
         return 1
     bot = TelegramBot(storage, lang, settings.admin_user_ids, args.date)
     app = build(settings, token, bot)
     try:
         if args.webhook:
-            url_path = args.url_path if args.url_path is not None else urlsplit(args.webhook).path
-            app.run_webhook(
-                listen=args.listen,
-                port=args.port,
-                url_path=url_path.strip("/"),
-                webhook_url=args.webhook,
-                secret_token=secret,
-                allowed_updates=ALLOWED_UPDATES,
-                drop_pending_updates=False,
-            )
+            asyncio.run(serve_webhook(app, bot, args, secret))
         else:
             asyncio.run(poll(app, bot, args.poll_timeout))
     except InvalidToken:

@@ -27,6 +27,7 @@ import itertools
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +144,13 @@ def _check_markup(markup: Any) -> dict | None:
     return markup
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (a bot process killed mid-request) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -235,6 +243,7 @@ class BotApiEmulator:
         self._queries: dict[str, dict] = {}  # callback_query id -> {"answered": bool, ...}
         self._query_ids = itertools.count(1)
         self._faults: list[dict] = []
+        self._latency: dict[int, float] = {}  # chat_id -> seconds each sendMessage takes
         self._calls: list[tuple[str, dict]] = []
         self._callback_answers: list[dict] = []
         self._commands: dict[str, list[dict]] = {}
@@ -251,7 +260,7 @@ class BotApiEmulator:
             emu = emulator
 
         self._stopping = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -435,6 +444,18 @@ class BotApiEmulator:
         """Close the connection without any response for the next ``times`` calls of
         ``method``. ``after=True`` executes the call first (the response is what gets lost)."""
         self._add_fault(method, times, drop=True, after=after)
+
+    def slow_chat(self, chat_id: int, seconds: float) -> None:
+        """Every sendMessage to this chat takes `seconds` to answer (Telegram paces a chat at
+        about one message a second), others are unaffected."""
+        with self._cond:
+            self._latency[chat_id] = seconds
+
+    @property
+    def faults_pending(self) -> int:
+        """Injected faults not yet taken by a call."""
+        with self._cond:
+            return sum(f["times"] for f in self._faults)
 
     def _add_fault(self, method: str | None, times: int, **fault: Any) -> None:
         with self._cond:
@@ -820,6 +841,9 @@ class _Handler(BaseHTTPRequestHandler):
             emu._calls.append((method, copy.deepcopy(params)))
             fault = emu._take_fault(method)
             emu._cond.notify_all()
+            latency = emu._latency.get(_int_or_none(params.get("chat_id")) or 0, 0.0)
+        if latency and method.lower() == "sendmessage":
+            time.sleep(latency)
         if fault and fault.get("drop") and not fault["after"]:
             self.close_connection = True
             return None
