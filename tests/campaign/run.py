@@ -135,8 +135,8 @@ def inject_fault(emu: BotApiEmulator, rng: random.Random) -> None:
         emu.drop_next("sendMessage", after=True)  # sent, but the answer lost: may come twice
     elif kind == 4:
         emu.drop_next("getUpdates", after=True)
-    else:
-        emu.fail_next("editMessageReplyMarkup", status=502)
+    else:  # (no editMessageReplyMarkup: old keyboards are not stripped, a fault there never fires)
+        emu.fail_next("sendMessage", status=503)
 
 
 def run(plan: Plan, seed: int = 1, workdir: Path | None = None, progress: bool = False) -> Figures:
