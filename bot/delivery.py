@@ -16,8 +16,12 @@ before anything is sent, sent in order, marked sent.
 - `deliver(turn)` sends the chat's unsent replies (`turn.pending`: earlier turns' leftovers
   first, then this turn's) and marks each outbox row; a row not fully sent stays "to send" and
   the rest wait behind it. It never raises: after the commit the input is processed, whatever
-  happens to the sending. `flush()` does the same for every chat with unsent replies: at
-  start-up and every `FLUSH_S` seconds (`run_flusher`).
+  happens to the sending. A chat whose row failed (not finally) is tried again after each
+  `RETRY_S` delay in turn (one retry pending per chat; the delays start afresh once it gets
+  through). `flush()` does the same for every chat with unsent replies: at start-up and every
+  `FLUSH_S` seconds (`run_flusher`).
+- `stop()` on shutdown: no new sends, no retries, the channel's back-off waits end (it gets the
+  core's `stopping` event); the unsent stays in the outbox for the next start.
 - The caller holds the chat's lock (`locks.hold(chat)`) around commit and deliver; the flusher
   takes the same lock, so one chat's replies never overtake each other.
 
