@@ -118,7 +118,7 @@ class Turn:
         skipped = [f for f in self.s.skipped if f not in self.s.history]
         return self.s.history + sorted(skipped, key=list(questions()).index)
 
-    def summary_text(self) -> str:
+    def summary_text(self, reference: bool = True) -> str:
         lines = [
             t(
                 "dialog.summary_line",
@@ -131,7 +131,7 @@ class Turn:
         title = (
             t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
         )
-        return "\n".join([title, *lines, *self.reference_lines()])
+        return "\n".join([title, *lines, *(self.reference_lines() if reference else [])])
 
     def reference_lines(self) -> list[str]:
         """The reference number an owner quotes to the prefecture (none without storage)."""
@@ -144,7 +144,8 @@ class Turn:
         self.s.awaiting = None
         vj = verdict_json(verdict, self.lang)
         self.s.verdict = vj
-        summary = "\n\n".join(p for p in (prefix, self.summary_text()) if p)
+        # the verdict that follows ends with the reference number: once per turn is enough
+        summary = "\n\n".join(p for p in (prefix, self.summary_text(reference=False)) if p)
         self.replies.append(Reply(key="dialog.summary_title", text=summary))
         shown = {
             "eligible": {"met"},

@@ -180,6 +180,15 @@ def test_typing_a_number_in_the_edit_list_edits_and_is_never_an_answer():
     assert state.answers["employees"] == 2
 
 
+def test_the_verdict_turn_shows_the_reference_number_once():
+    _, replies = converse(OUTCOMES["eligible"])
+    turn = "\n".join(r.text for r in replies)
+    assert turn.count("TC-7K3M-2Q") == 1 and "TC-7K3M-2Q" in replies[-1].text
+    state, _ = converse(OUTCOMES["eligible"])
+    _, replies = step(state, UserInput(text="回答確認"), on=ON)  # 回答確認 shows it too
+    assert "TC-7K3M-2Q" in replies[0].text
+
+
 def test_the_checklist_is_offered_after_the_verdict_only():
     state, replies = converse(OUTCOMES["eligible"])
     assert "/checklist" in [c.value for c in replies[-1].choices]
