@@ -65,6 +65,9 @@ class Turn:
         self.s.awaiting = qid
         if q.kind in NUMERIC:
             choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
+            if qid in self.s.answers and qid in self.s.approx and qid in LIMIT_PARAMS:
+                # an estimate asked once more (next to a limit): it may stay, even after a re-ask
+                choices.append(self.button("dialog.buttons.keep", "/keep"))
         else:
             choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
         n, left = self.progress(qid)
@@ -405,7 +408,6 @@ def _settle(
         if note := _near_limit_note(turn, qid, s.answers[qid]):
             # An estimate next to a limit could tip the verdict: ask once for the exact figure.
             turn.ask(qid, prefix + note)
-            turn.replies[-1].choices.append(turn.button("dialog.buttons.keep", "/keep"))
             return route(s.phase, trigger)
     return turn.proceed(prefix, trigger)
 
