@@ -209,3 +209,10 @@ def test_a_row_named_without_its_trade_is_not_read_as_one_division_of_it():
         key, params = understand("industry", text, {}, "ja").note
         assert key == "reading.industry_note" and params["jsic"].startswith(jsic), (text, params)
     assert understand("industry", "スーパー", {}, "ja").note[1]["jsic"].startswith("56 ")
+
+
+@pytest.mark.parametrize("text", ["自動車の整備工場です", "自動車整備工場です", "車の整備工場です"])
+def test_a_car_repair_shop_named_with_its_factory_is_a_service(text):
+    # the 工場 in 整備工場 is no factory: JSIC 89 自動車整備業 (サービス業, 別表④), not ambiguous
+    r = understand("industry", text, {}, "ja")
+    assert (r.outcome, r.value) == ("value", "services")
