@@ -424,7 +424,9 @@ def _choice(
         o.first
         for m in mentions
         for o in mentions
-        if o.first == m.last + 2 and text.toks[m.last + 1].surface in _grammar()["coordinators"]
+        if m.last + 1 < o.first <= m.last + 3  # とか comes as と + か
+        and "".join(t.surface for t in text.toks[m.last + 1 : o.first])
+        in _grammar()["coordinators"]
     }
     if text.has(_data()["undecided"]):  # "購入かリースかまだ決めていません"
         named = [v for v in q.choices if any(v in m.group.split("|") for m in mentions)]
