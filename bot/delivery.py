@@ -16,8 +16,12 @@ before anything is sent, sent in order, marked sent.
 - `deliver(turn)` sends the chat's unsent replies (`turn.pending`: earlier turns' leftovers
   first, then this turn's) and marks each outbox row; a row not fully sent stays "to send" and
   the rest wait behind it. It never raises: after the commit the input is processed, whatever
-  happens to the sending. `flush()` does the same for every chat with unsent replies: at
-  start-up and every `FLUSH_S` seconds (`run_flusher`).
+  happens to the sending. A chat whose row failed (not finally) is tried again after each
+  `RETRY_S` delay in turn (one retry pending per chat; the delays start afresh once it gets
+  through). `flush()` does the same for every chat with unsent replies: at start-up and every
+  `FLUSH_S` seconds (`run_flusher`).
+- `stop()` on shutdown: no new sends, no retries, the channel's back-off waits end (it gets the
+  core's `stopping` event); the unsent stays in the outbox for the next start.
 - The caller holds the chat's lock (`locks.hold(chat)`) around commit and deliver; the flusher
   takes the same lock, so one chat's replies never overtake each other.
 
@@ -62,7 +66,13 @@ Step = Callable[[State, UserInput], tuple[State, list[Reply]]]
 Marks = dict[str, Any]
 
 FLUSH_S = 60.0  # how often unsent replies are tried again
-MAX_ATTEMPTS = 10  # then a row is given up ('dropped'); the answer itself stays stored
+RETRY_S = (
+    2.0,
+    4.0,
+    8.0,
+    16.0,
+)  # a chat's failed send is tried again this soon, then by the flusher
+MAX_ATTEMPTS = 14  # then a row is given up ('dropped'); the answer itself stays stored
 HOLD_S = 120.0  # how long a chat waits for its unstored input to come back before moving on
 
 
@@ -122,6 +132,8 @@ class Channel:
     def committed(self, marks: Marks) -> Marks:
         return marks
 
+    stopping: asyncio.Event | None = None  # the core's: set on shutdown, retry no more
+
     async def send(self, chat: str, replies: list[Reply], marks: Marks, meta: Any) -> Sent:
         raise NotImplementedError
 
@@ -155,6 +167,12 @@ class Delivery:
         self.locks = ChatLocks()
         self._held: dict[str, tuple[str | None, float]] = {}  # chat -> (unstored uid, until)
         self._unnoted: dict[int, Sent] = {}  # outbox id -> what went out, its mark not written
+        self.stopping = asyncio.Event()  # shutdown: no new sends, no retries (see `stop`)
+        channel.stopping = self.stopping
+        self._retries: dict[str, asyncio.Task] = {}  # chat -> its early retry, scheduled
+        self._failed: Counter[str] = (
+            Counter()
+        )  # chat -> early retries used since it last got through
 
     # --- commit (synchronous) ---
 
@@ -306,6 +324,8 @@ class Delivery:
         self, chat: str, pending: list[Pending], marks: Marks, uid: str | None, meta: Any
     ) -> None:
         for row in pending:
+            if self.stopping.is_set():
+                return  # shutting down: the rest stays in the outbox for the next start
             sent = self._unnoted.pop(row.outbox_id, None)  # sent before, only not noted
             if sent is None:
                 try:
@@ -320,8 +340,40 @@ class Delivery:
                 self._unnoted[row.outbox_id] = sent
                 log.error("could not note replies as sent (%s); will note it later", exc)
             if sent.count < len(row.replies):
+                if not sent.final:
+                    self._retry_later(chat)
                 return  # later replies wait behind this one: order
             marks = sent.marks
+        self._failed.pop(chat, None)  # all out: the next failure starts the back-off afresh
+
+    def _retry_later(self, chat: str) -> None:
+        """Try the chat's unsent replies again after the next RETRY_S delay (one retry
+        scheduled per chat at a time; when RETRY_S is used up, the flusher's turn)."""
+        used = self._failed[chat]
+        if chat in self._retries or used >= len(RETRY_S) or self.stopping.is_set():
+            return
+        self._failed[chat] = used + 1
+        self._retries[chat] = asyncio.create_task(self._retry(chat, RETRY_S[used]))
+
+    async def _retry(self, chat: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self.locks.hold(chat):  # behind the chat's live turns: order
+            del self._retries[chat]  # from here a failure may schedule the next one
+            try:
+                pending, marks = await asyncio.to_thread(self.pending, chat)
+                await self._send(chat, pending, marks, None, None)
+            except Exception:  # the outbox keeps the rows: the flusher tries them
+                log.exception("retrying a chat's unsent replies failed")
+
+    async def stop(self) -> None:
+        """Shutdown: no new sends and no retries (a send under way fails at its next back-off);
+        what is unsent stays in the outbox for the next start."""
+        self.stopping.set()
+        retries = list(self._retries.values())
+        for task in retries:
+            task.cancel()
+        await asyncio.gather(*retries, return_exceptions=True)
+        self._retries.clear()
 
     async def flush(self) -> int:
         """Send every chat's unsent replies; returns how many chats had some."""

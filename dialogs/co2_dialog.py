@@ -284,7 +284,12 @@ def _read(turn: engine.Turn, q: dict, button: str | None, text: str) -> tuple:
         options = [(v, [t(f"co2.choice.{v}", turn.lang), *syn]) for v, syn in q["choices"].items()]
         parsed = parsing.Parsed(button in q["choices"], button) if button else None
         parsed = parsed or parsing.parse_choice(text, options)
-        return (parsed.value, None) if parsed.ok else (None, "co2.dialog.reask")
+        if parsed.ok:
+            return parsed.value, None
+        return (
+            None,
+            "review.co2_choice_unknown" if parsed.error == "unknown" else "review.co2_choice_reask",
+        )
     parsed = parsing.parse_measure(text, _data()["readers"][q["read"]])
     if not parsed.ok:
         return None, "co2.dialog.needed" if parsed.error == "unknown" else "co2.dialog.reask"

@@ -65,6 +65,9 @@ class Turn:
         self.s.awaiting = qid
         if q.kind in NUMERIC:
             choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
+            if qid in self.s.answers and qid in self.s.approx and qid in LIMIT_PARAMS:
+                # an estimate asked once more (next to a limit): it may stay, even after a re-ask
+                choices.append(self.button("dialog.buttons.keep", "/keep"))
         else:
             choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
         n, left = self.progress(qid)
@@ -118,7 +121,7 @@ class Turn:
         skipped = [f for f in self.s.skipped if f not in self.s.history]
         return self.s.history + sorted(skipped, key=list(questions()).index)
 
-    def summary_text(self) -> str:
+    def summary_text(self, reference: bool = True) -> str:
         lines = [
             t(
                 "dialog.summary_line",
@@ -131,7 +134,7 @@ class Turn:
         title = (
             t("dialog.summary_title", self.lang) if lines else t("dialog.summary_empty", self.lang)
         )
-        return "\n".join([title, *lines, *self.reference_lines()])
+        return "\n".join([title, *lines, *(self.reference_lines() if reference else [])])
 
     def reference_lines(self) -> list[str]:
         """The reference number an owner quotes to the prefecture (none without storage)."""
@@ -144,7 +147,8 @@ class Turn:
         self.s.awaiting = None
         vj = verdict_json(verdict, self.lang)
         self.s.verdict = vj
-        summary = "\n\n".join(p for p in (prefix, self.summary_text()) if p)
+        # the verdict that follows ends with the reference number: once per turn is enough
+        summary = "\n\n".join(p for p in (prefix, self.summary_text(reference=False)) if p)
         self.replies.append(Reply(key="dialog.summary_title", text=summary))
         shown = {
             "eligible": {"met"},
@@ -404,7 +408,6 @@ def _settle(
         if note := _near_limit_note(turn, qid, s.answers[qid]):
             # An estimate next to a limit could tip the verdict: ask once for the exact figure.
             turn.ask(qid, prefix + note)
-            turn.replies[-1].choices.append(turn.button("dialog.buttons.keep", "/keep"))
             return route(s.phase, trigger)
     return turn.proceed(prefix, trigger)
 

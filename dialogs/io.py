@@ -48,7 +48,7 @@ class State(BaseModel):
 
     phase: str = "start"  # the transitions machine's state
     lang: str = "ja"
-    answers: dict[str, Any] = Field(default_factory=dict)  # Answers.known()
+    answers: dict[str, Any] = Field(default_factory=dict)  # the answered fields, as JSON
     history: list[str] = Field(default_factory=list)  # question ids answered, in order (for /back)
     skipped: list[str] = Field(default_factory=list)  # questions the user chose to leave open
     awaiting: str | None = None  # question id being asked

@@ -49,12 +49,15 @@ _TABLE = str.maketrans(
 )
 _THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")  # only real groups: 1,2345 stays
 _LONE_SPACE = re.compile(r"(?<![0-9a-z]) | (?![0-9a-z])")  # a space not between two [0-9a-z]
+_SCALES = _V["numerals"]["latin_scales"]
+_LATIN_SCALE = re.compile(rf"(?<=[0-9]) ?({'|'.join(_SCALES)})(?![a-z])")  # 1.5 million
 
 
 def normalize(text: str) -> str:
     """NFKC, casefold, dashes/tildes/quotes unified, thousands commas removed, spaces removed
     except one between two Latin words or numbers ("3 oku" keeps its space, "3 5" stays two)."""
     t = unicodedata.normalize("NFKC", text or "").casefold().translate(_TABLE)
+    t = _LATIN_SCALE.sub(lambda m: _SCALES[m[1]], t)
     t = re.sub(r"\s+", " ", _THOUSANDS.sub("", t)).strip()
     return _LONE_SPACE.sub("", t)
 

@@ -87,6 +87,7 @@ def _data() -> dict:
     d = _yaml("understanding.yaml")
     d["rewrite"] = {norm(k): v for k, v in d["rewrite"].items()}
     d["ask_back"] = [re.compile(p) for p in d["ask_back"]]
+    d["correction"] = re.compile(d["correction"])
     return d
 
 
@@ -119,7 +120,29 @@ def _prepare(text: str) -> Text:
     s = norm(text)
     for a, b in _data()["rewrite"].items():
         s = s.replace(a, b)
-    return Text(s, analyser.tokens(s) if s else ())
+    taken_back = list(_data()["correction"].finditer(s))
+    if taken_back and s[taken_back[-1].end() :].strip():  # only the corrected answer counts
+        s = s[taken_back[-1].end() :]
+    return Text(s, _rejoined(analyser.tokens(s)) if s else ())
+
+
+def _rejoined(toks: tuple[analyser.Token, ...]) -> tuple[analyser.Token, ...]:
+    """Conjunctions the analyser splits in two, joined again (see grammar.split_conjunctions)."""
+    g, out, i = _grammar(), [], 0
+    pairs = {tuple(parts): word for word, parts in g["split_conjunctions"].items()}
+    while i < len(toks):
+        word = pairs.get(tuple(t.surface for t in toks[i : i + 2]))
+        after = toks[i + 2].surface if i + 2 < len(toks) else None
+        if word and after not in g["not_split_before"]:
+            a, b = toks[i], toks[i + 1]
+            out.append(
+                analyser.Token(word, word, word, a.pos, g["conjunction_pos"], "*", a.start, b.end)
+            )
+            i += 2
+            continue
+        out.append(toks[i])
+        i += 1
+    return tuple(out)
 
 
 def _grammar() -> dict:
@@ -295,6 +318,8 @@ def _yes_no(q: Question, text: Text, strict: bool, taken: frozenset = frozenset(
     if not votes:
         return Reading("value", said, sure=not _hedged(text))
     values = {v for _, v in votes}
+    if len(values) > 1 and text.has(_data()["partial"]):
+        return Reading("invalid")  # "partly replacing, partly new": neither yes nor no
     value = max(votes)[1]  # two clauses that disagree: the last one, read back
     vague = any(m.weak for m in used)  # "fine": no trouble, read back
     sure = len(values) == 1 and not (doubled or vague or _hedged(text)) and said in (None, value)
@@ -305,6 +330,7 @@ def _yes_no(q: Question, text: Text, strict: bool, taken: frozenset = frozenset(
 def _proposition(qid: str) -> Lexicon:
     prop = _data()["propositions"][qid]
     words = {norm(w): ("anti", True) for w in prop.get("vague_anti", [])}
+    words |= {norm(w): ("key", True) for w in prop.get("vague_key", [])}
     words |= {norm(w): (g, False) for g in ("generic", "anti", "key") for w in prop.get(g, [])}
     if qid == "site_in_tochigi":
         for w, pref in _places().items():
@@ -397,7 +423,9 @@ def _choice(
         o.first
         for m in mentions
         for o in mentions
-        if o.first == m.last + 2 and text.toks[m.last + 1].surface in _grammar()["coordinators"]
+        if m.last + 1 < o.first <= m.last + 3  # とか comes as と + か
+        and "".join(t.surface for t in text.toks[m.last + 1 : o.first])
+        in _grammar()["coordinators"]
     }
     if text.has(_data()["undecided"]):  # "購入かリースかまだ決めていません"
         named = [v for v in q.choices if any(v in m.group.split("|") for m in mentions)]
@@ -502,7 +530,10 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     d = _data()
     # the plain parser takes "reduction" for a filler: a reduction is no emission figure
     reduction = q.kind == "tonnes" and re.search(d["reduction_named"], text.raw)
-    if not strict and not reduction:
+    s = parsing.normalize(text.raw)
+    figures = _figures(q, s)
+    bounded = any(op for *_, op in figures)  # "20トン弱": the plain parser drops the bound word
+    if not strict and not reduction and not bounded:
         parsed = q.parse(text.raw, "ja")
         if parsed.ok:
             return Reading("value", parsed.value, approx=parsed.approx)
@@ -510,8 +541,6 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
             return Reading(parsed.error)
         if q.kind == "count" and text.has(d["nobody"]):
             return Reading("value", 0)
-    s = parsing.normalize(text.raw)
-    figures = _figures(q, s)
     if len(figures) == 2 and q.id in ("co2_before_t", "co2_after_t"):
         between = s[figures[0][1] : figures[1][0]]
         if between in d["transitions"] or between[:-1] in d["transitions"]:  # "from 20 t to 12 t"
@@ -547,6 +576,13 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
         return Reading("value", value, approx=approx, sure=not (hedged or family))
     if strict:
         return Reading("invalid")
+    marked = [  # "8 with me, 7 without me": that one, read back
+        f
+        for i, f in enumerate(figures)
+        if any(norm(w) in s[figures[i - 1][1] if i else 0 : f[0]] for w in d["preferred"])
+    ]
+    if len(marked) == 1:
+        return Reading("value", marked[0][2], approx=approx, sure=False)
     values = tuple(v for _, _, v, _ in figures)
     between = s[figures[0][1] : figures[1][0]]
     if between.strip() in d["ranges"] or q.kind != "count" or text.has(d["subset"]):

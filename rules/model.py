@@ -104,10 +104,6 @@ class Answers(BaseModel):
     co2_before_t: Tonnes = None
     co2_after_t: Tonnes = None
 
-    def known(self) -> dict:
-        """Only the answered fields (JSON-ready)."""
-        return self.model_dump(mode="json", exclude_none=True)
-
 
 Status = Literal["eligible", "ineligible", "undetermined"]
 CriterionStatus = Literal["met", "not_met", "unknown"]

@@ -300,7 +300,7 @@ def test_stats_text(storage):
         assert [labels[q], *map(str, counts)] in lines
     # re-asks table: re-asks, conversations with re-asks, "I don't know", read-backs, skipped
     assert ["資本金", "1", "1", "0", "0", "0"] in lines
-    assert ["暴力団排除条例", "0", "0", "1", "0", "0"] in lines
+    assert ["暴力団等への該当", "0", "0", "1", "0", "0"] in lines
     assert ["更新前のCO2排出量", "0", "0", "1", "0", "1"] in lines
     assert ["県税の滞納", "1", "1", "0", "1", "0"] in lines
     assert ["業種", "0", "0", "0", "0", "0"] not in lines  # questions never re-asked are left out
@@ -312,7 +312,7 @@ def test_show_text(storage):
     assert "開始 2025-04-03 10:00:01" in text and "状態: 中断" in text
     assert "2025-04-03 10:00:03 利用者: ラーメン  〔再質問 事業者の種類〕" in text
     assert "利用者: 3億円  〔回答 資本金: 300,000,000円（3億円）〕" in text
-    assert "利用者: 分からない  〔分からない 暴力団排除条例〕" in text
+    assert "利用者: 分からない  〔分からない 暴力団等への該当〕" in text
     assert "利用者: やめる  〔コマンド /cancel〕" in text
     assert text.rstrip().endswith("判定: まだ出ていません")
     inputs = [line for line in text.splitlines() if " 利用者: " in line]

@@ -146,3 +146,13 @@ def test_a_fuel_in_the_wrong_unit_is_asked_again():
     assert "co2_before_t" not in s.answers and "kL" in text
     s, _ = talk(["CO2 5トン"], s)
     assert s.answers["co2_before_t"] == "5" and "co2_before_t" not in s.approx
+
+
+def test_a_choice_inside_the_estimate_answered_dont_know_or_unreadable_says_how_to_go_on():
+    s, _ = talk([*BOILER, "わからない", "灯油", "8000リットル"])
+    assert s.co2 is not None and s.co2["at"] == "fuel_after"
+    s, text = talk(["わからない"], s)
+    assert "見積もりをやめる" in text and "例のように入力" not in text
+    assert s.co2["at"] == "fuel_after" and "co2_before_t" not in s.answers
+    s, text = talk(["ガソリン"], s)  # not offered: choose a button, there is no example to copy
+    assert "ボタン" in text and "例のように入力" not in text and s.co2["at"] == "fuel_after"

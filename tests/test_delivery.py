@@ -232,3 +232,46 @@ async def test_replies_sent_but_not_noted_are_noted_later_not_sent_again(dlv, st
     assert len(channel.sent) == 2 and outbox(store) == [("c1", "1", 0, "pending")]
     await dlv.flush()
     assert len(channel.sent) == 2 and outbox(store) == [("c1", "1", 2, "sent")]
+
+
+async def until(predicate, tries: int = 1000) -> None:
+    """Let the loop run until `predicate()` holds (retries are tasks of their own)."""
+    for _ in range(tries):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("never happened")
+
+
+def attempts(store) -> list[int]:
+    return [r[0] for r in store.db.execute("SELECT attempts FROM outbox ORDER BY id")]
+
+
+async def test_a_failed_send_is_retried_soon_with_back_off_then_left_to_the_flusher(
+    dlv, store, channel, monkeypatch
+):
+    monkeypatch.setattr(core, "RETRY_S", (0.01, 0.02))
+    channel.fail = [(0, False)] * 3  # the send and both early retries fail
+    await turn(dlv, "a", "1")
+    await until(lambda: attempts(store) == [3] and not dlv._retries)
+    assert channel.sent == [] and outbox(store) == [("c1", "1", 0, "pending")]  # bounded
+    await turn(dlv, "b", "2")  # the unsent one first: order
+    assert [text for _, text, _ in channel.sent] == ["got a", "next?", "got b", "next?"]
+
+    channel.fail = [(0, False)]  # got through since: the back-off starts afresh
+    await turn(dlv, "c", "3")
+    await until(lambda: outbox(store)[-1][-1] == "sent")
+    assert [text for _, text, _ in channel.sent[-2:]] == ["got c", "next?"]
+    assert attempts(store)[-1] == 2
+
+
+async def test_after_stop_nothing_is_sent_nor_retried_and_the_rows_stay(dlv, store, channel):
+    channel.fail = [(0, False)]
+    await turn(dlv, "a", "1")
+    assert dlv._retries  # an early retry is scheduled
+    await dlv.stop()
+    assert not dlv._retries
+    await turn(dlv, "b", "2")  # still stored (the input is processed), not sent
+    assert await dlv.flush() == 1
+    assert channel.sent == []
+    assert outbox(store) == [("c1", "1", 0, "pending"), ("c1", "2", 0, "pending")]

@@ -352,6 +352,24 @@ def test_console_starts_afresh_unless_resumed(tmp_path):
     assert unknown.returncode == 1 and "TC-2222-22" in unknown.stderr
 
 
+def test_console_leaving_a_finished_conversation_names_the_number_that_reopens_it(tmp_path):
+    env = {"SUBSIDY_DB": str(tmp_path / "c.db"), "PATH": "", "USER": "staff"}
+    cmd = [sys.executable, "-m", "bot.cli", "console", "--date", "2024-06-01"]
+
+    def run(*extra, text=""):
+        return subprocess.run(
+            cmd + list(extra), input=text, capture_output=True, text=True, encoding="utf-8", env=env
+        )
+
+    unfinished = run(text="会社\n")
+    assert unfinished.stdout.rstrip().endswith("subsidy-bot console --resume で再開できます。")
+    done = run(text="医療法人\nいいえ\nいいえ\nはい\nコージェネ\n購入\n")
+    reference = re.search(r"TC-[0-9A-Z]{4}-[0-9A-Z]{2}", done.stdout).group(0)
+    assert "補助対象となる見込み" in done.stdout
+    assert done.stdout.rstrip().endswith(f"--resume {reference} で開き直せます。")
+    assert "判定は上のとおり" in run("--resume", reference).stdout  # which it does
+
+
 @pytest.mark.parametrize(
     "qid, text",
     [

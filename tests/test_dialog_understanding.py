@@ -47,12 +47,19 @@ PATHS = {  # button presses (or typed figures) leading to each question, in a pl
     "co2_before_t": LED,
     "co2_after_t": [*LED, "30トン"],
 }
-CASES = [
-    (qid, case)
-    for qid in questions()
-    if (DATA / f"{qid}.yaml").exists()
-    for case in yaml.safe_load((DATA / f"{qid}.yaml").read_text("utf-8"))
-]
+
+
+def _load(folder: Path) -> list[tuple[str, dict]]:
+    return [
+        (qid, case)
+        for qid in questions()
+        if (folder / f"{qid}.yaml").exists()
+        for case in yaml.safe_load((folder / f"{qid}.yaml").read_text("utf-8"))
+    ]
+
+
+SETS = {"cases": _load(DATA), "held-out": _load(DATA / "heldout")}  # held-out: written blind
+CASES = [c for cases in SETS.values() for c in cases]
 pytestmark = pytest.mark.skipif(not CASES, reason="no understanding cases yet")
 
 
@@ -129,15 +136,17 @@ def test_no_case_is_recorded_as_something_it_does_not_say(qid, case):
     assert verdict != "wrong", wrong
 
 
-def test_figures():
-    results = [(qid, case, *judge(qid, case)) for qid, case in CASES]
+@pytest.mark.parametrize("name", SETS)
+def test_figures(name):
+    results = [(qid, case, *judge(qid, case)) for qid, case in SETS[name]]
     wrong = [(qid, c["text"], w) for qid, c, j, w, _ in results if j == "wrong"]
     answers = [j for _, c, j, _, _ in results if "ask" not in c]
     share = answers.count("ok") / len(answers)
     unlisted = [(c["text"], u) for _, c, _, _, u in results if u]
     print(
-        f"\ndialog: {len(results)} typed answers through step, wrong recordings {len(wrong)}, "
-        f"recorded as said from one message {share:.1%} of {len(answers)} answers; "
+        f"\ndialog ({name}): {len(results)} typed answers through step, "
+        f"wrong recordings {len(wrong)}, recorded as said from one message "
+        f"{share:.1%} of {len(answers)} answers; "
         f"{len(unlisted)} messages also filled questions their case does not list:"
     )
     for text, fills in unlisted:

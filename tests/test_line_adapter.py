@@ -9,7 +9,8 @@ import pytest
 from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration
 from linebot.v3.webhook import WebhookParser
 
-from bot.line.adapter import SEND_ATTEMPTS, LineChannel, event_of, request_of
+from bot.line.adapter import LineChannel, event_of, request_of
+from bot.retry import SEND_ATTEMPTS
 from bot.storage import Storage
 from dialogs.io import Choice, Reply
 
@@ -30,7 +31,7 @@ def emu():
 
 @pytest.fixture
 async def channel(emu, monkeypatch, tmp_path):
-    monkeypatch.setattr("bot.line.adapter.BACKOFF_S", 0)  # retries without waiting
+    monkeypatch.setattr("bot.retry.BACKOFF_S", 0)  # retries without waiting
     config = Configuration(host=emu.api_url, access_token=emu.access_token)
     async with AsyncApiClient(config) as client:
         with Storage(tmp_path / "bot.db") as storage:

@@ -367,6 +367,27 @@ def test_kill_9_after_the_200_and_a_restart_resumes(own_emu, tmp_path):
     assert inputs(db, u.id) == ["[/start]", "株式会社", "製造業", "３億円"]
 
 
+def test_sigterm_while_pushes_fail_stops_promptly_and_the_next_start_sends(own_emu, tmp_path):
+    emu, db = own_emu, tmp_path / "bot.db"
+    u = LineUser(emu)
+    first = LineProcess(emu, tmp_path, db).start()
+    try:
+        u.follow()
+        emu.fail_next("reply", 500, times=100)  # LINE is failing: every push is retried
+        emu.fail_next("push", 500, times=100)
+        assert emu.send_text(u.id, "株式会社")[0] == 200  # committed
+        emu.wait_until(lambda: len(emu.calls_to("push")) >= 2)  # retrying now
+        assert first.stop(timeout=5) == 0, first.output  # no waiting out the retries
+    finally:
+        first.kill()
+    emu._faults.clear()
+    sent = len(u.messages)
+    with LineProcess(emu, tmp_path, db):
+        [resumed] = emu.wait_for_messages(u.id, sent + 1)[sent:]  # kept in the outbox
+        assert "主な業種" in resumed["text"]
+    assert inputs(db, u.id) == ["[/start]", "株式会社"]
+
+
 def test_tokens_never_reach_the_logs(own_emu, tmp_path):
     emu = own_emu
     with LineProcess(emu, tmp_path, tmp_path / "bot.db", LOG_LEVEL="DEBUG") as process:

@@ -46,10 +46,11 @@ def said(scenario: str) -> list[str]:
     return [str(s.get("say", s.get("press"))) for s in steps if "say" in s or "press" in s]
 
 
+UNDETERMINED = said("undetermined_skip_co2.yaml")
 OUTCOMES = {  # outcome: the answers that reach it
     "eligible": said("eligible_led_by_text.yaml"),
     "ineligible": said("ineligible_size_retail.yaml"),
-    "undetermined": said("undetermined_skip_co2.yaml")[:10],  # up to the skipped CO2
+    "undetermined": UNDETERMINED[: UNDETERMINED.index("この質問を飛ばす") + 1],  # CO2 skipped
 }
 
 
@@ -179,6 +180,15 @@ def test_typing_a_number_in_the_edit_list_edits_and_is_never_an_answer():
     assert state.answers["industry"] == "manufacturing"
     state, _ = converse(["会社", "小売業", "1億円", "2"])  # asked a number: 2 is 2人
     assert state.answers["employees"] == 2
+
+
+def test_the_verdict_turn_shows_the_reference_number_once():
+    _, replies = converse(OUTCOMES["eligible"])
+    turn = "\n".join(r.text for r in replies)
+    assert turn.count("TC-7K3M-2Q") == 1 and "TC-7K3M-2Q" in replies[-1].text
+    state, _ = converse(OUTCOMES["eligible"])
+    _, replies = step(state, UserInput(text="回答確認"), on=ON)  # 回答確認 shows it too
+    assert "TC-7K3M-2Q" in replies[0].text
 
 
 def test_the_checklist_is_offered_after_the_verdict_only():

@@ -26,7 +26,7 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES, YES
     from emulator import BotApiEmulator
 
-from bot.telegram.adapter import SEND_ATTEMPTS
+from bot.retry import SEND_ATTEMPTS
 from locales import t
 
 ADMIN = 5550
@@ -310,14 +310,14 @@ def test_5xx_on_send_is_retried(emu, chat):
     assert len({c["text"] for c in attempts[-3:]}) == 1
 
 
-def test_answer_is_kept_when_sending_fails_for_good(emu, bot, chat):
+def test_answer_is_kept_when_sending_fails_for_good_and_retried_soon(emu, bot, chat):
     emu.fail_next("sendMessage", status=500, times=SEND_ATTEMPTS)  # every attempt fails
-    sent = len(emu.calls_to("sendMessage"))
+    before = len(chat.messages)
     emu.send_text(chat.id, "1")
-    emu.wait_until(lambda: len(emu.calls_to("sendMessage")) >= sent + SEND_ATTEMPTS, 15)
-    # the unsent reply goes first (from the outbox), then the answer to the new input
-    unsent, reply = chat.say("製造業", replies=2)
+    # no new input, no minute's wait: the chat's early retry (RETRY_S) sends it
+    [unsent] = emu.wait_for_bot_messages(chat.id, before + 1, 15)[before:]
     assert "主な業種" in unsent["text"]
+    [reply] = chat.say("製造業")
     assert reply["text"].startswith("業種は「製造業」")
     assert verdict(bot.db, chat.id)[0] == 1
     assert all(m["text"] != t("telegram.error", "ja") for m in chat.messages)  # never "again"

@@ -19,6 +19,12 @@ from dialogs.understanding import Reading, understand
 
 DATA = Path(__file__).parent / "data" / "understanding"
 CASES = {qid: yaml.safe_load((DATA / f"{qid}.yaml").read_text("utf-8")) for qid in questions()}
+# written blind by another hand, before running them; their figures are printed apart
+HELDOUT = {
+    qid: yaml.safe_load(path.read_text("utf-8"))
+    for qid in questions()
+    if (path := DATA / "heldout" / f"{qid}.yaml").exists()
+}
 
 
 def _same(got, expected) -> bool:
@@ -60,27 +66,44 @@ def _offered(qid: str, case: dict) -> bool:
     return q.kind != "choice" or case.get("value", case.get("confirm")) in q.choices
 
 
-def _all():
-    return [(qid, case) for qid, cases in CASES.items() for case in cases]
+def _all(sets=(CASES, HELDOUT)):
+    return [
+        (qid, case) for cases_by_q in sets for qid, cases in cases_by_q.items() for case in cases
+    ]
 
 
 def test_every_question_has_forty_answers():
     assert {qid: len(c) for qid, c in CASES.items() if len(c) < 40} == {}
 
 
-@pytest.mark.parametrize(("qid", "case"), _all(), ids=[f"{q}:{c['text']}" for q, c in _all()])
+@pytest.mark.parametrize(
+    ("qid", "case"), _all([CASES]), ids=[f"{q}:{c['text']}" for q, c in _all([CASES])]
+)
 def test_case(qid, case):
     r = understand(qid, case["text"], {}, "ja")
     assert _judge(qid, case, r) == "ok", r
 
 
-def test_figures():
-    results = [(qid, c, _judge(qid, c, understand(qid, c["text"], {}, "ja"))) for qid, c in _all()]
+HELD = _all([HELDOUT])
+
+
+@pytest.mark.parametrize(("qid", "case"), HELD, ids=[f"{q}:{c['text']}" for q, c in HELD])
+def test_held_out_case_is_never_read_wrong(qid, case):
+    """The held-out set is measured, not tuned to: a miss (asked again) counts in its figure,
+    a wrong reading fails here."""
+    r = understand(qid, case["text"], {}, "ja")
+    assert _judge(qid, case, r) != "wrong", r
+
+
+@pytest.mark.parametrize("name", ["cases", "held-out"])
+def test_figures(name):
+    cases = _all([{"cases": CASES, "held-out": HELDOUT}[name]])
+    results = [(qid, c, _judge(qid, c, understand(qid, c["text"], {}, "ja"))) for qid, c in cases]
     wrong = [(qid, c["text"]) for qid, c, j in results if j == "wrong"]
     answers = [j for qid, c, j in results if "ask" not in c and _offered(qid, c)]
     share = answers.count("ok") / len(answers)
     print(
-        f"\nunderstanding: {len(results)} typed answers, wrong readings {len(wrong)}, "
+        f"\nunderstanding ({name}): {len(results)} typed answers, wrong readings {len(wrong)}, "
         f"understood at once {share:.1%} of {len(answers)} answers"
     )
     assert wrong == []
@@ -102,7 +125,7 @@ def _negated(text: str) -> list[str]:
         ("だっぺ", "ではありません"),
         ("だべ", "ではありません"),
     ]
-    if text == "はい":
+    if text in ("はい", "うん"):
         return ["いいえ"]
     for a, b in swaps:
         if text.endswith(a):
@@ -110,8 +133,10 @@ def _negated(text: str) -> list[str]:
     return [] if "、" in text else [text + "ではありません"]  # a noun, not a clause among others
 
 
-YES_NO = [
-    (qid, c) for qid, c in _all() if questions()[qid].kind == "yes_no" and c.get("value") is True
+YES_NO = [  # the main set's shapes (the held-out set's long sentences defeat `_negated`)
+    (qid, c)
+    for qid, c in _all([CASES])
+    if questions()[qid].kind == "yes_no" and c.get("value") is True
 ]
 
 
@@ -209,3 +234,10 @@ def test_a_row_named_without_its_trade_is_not_read_as_one_division_of_it():
         key, params = understand("industry", text, {}, "ja").note
         assert key == "reading.industry_note" and params["jsic"].startswith(jsic), (text, params)
     assert understand("industry", "スーパー", {}, "ja").note[1]["jsic"].startswith("56 ")
+
+
+@pytest.mark.parametrize("text", ["自動車の整備工場です", "自動車整備工場です", "車の整備工場です"])
+def test_a_car_repair_shop_named_with_its_factory_is_a_service(text):
+    # the 工場 in 整備工場 is no factory: JSIC 89 自動車整備業 (サービス業, 別表④), not ambiguous
+    r = understand("industry", text, {}, "ja")
+    assert (r.outcome, r.value) == ("value", "services")

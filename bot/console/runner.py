@@ -78,10 +78,17 @@ def main(args) -> int:
         try:
             line = input(t("console.prompt", lang))
         except (EOFError, KeyboardInterrupt):
-            print("\n" + t("console.bye", lang))
+            print("\n" + _bye(state, lang))
             return write_pdf(state, args.pdf, lang)
         state, replies = _send(session, state, line)
         print(render(state, replies))
+
+
+def _bye(state: State, lang: str) -> str:
+    """--resume alone continues only an unfinished conversation: a finished one needs its number."""
+    if state.verdict is not None and state.reference:
+        return t("review.console_bye_finished", lang, reference=state.reference)
+    return t("console.bye", lang)
 
 
 def _send(session: Session, state: State, line: str) -> tuple[State, list[Reply]]:

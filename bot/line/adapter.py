@@ -39,6 +39,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
+from bot import retry
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
 from bot.line import render
 from bot.storage import Storage
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "line"
 MAX_INPUT_CHARS = 1000  # longer messages are refused before the dialog (no answer is that long)
-SEND_ATTEMPTS = 4  # push: network errors, 429 and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
-BACKOFF_S = 0.5
 CALL_TIMEOUT_S = 10  # a Messaging API call (the SDK's default is 5 minutes)
 LOADING_S = 5  # the shortest loading animation LINE shows; the next message ends it anyway
 DELETE_YES, DELETE_NO = "line:delete:yes", "line:delete:no"  # "line:" never starts a dialog value
@@ -166,25 +165,25 @@ class LineChannel(Channel):
         # One retry key for every attempt: LINE sends a push at most once per key (409 after).
         key = str(uuid.uuid4())
         request = PushMessageRequest(to=user, messages=messages)
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                await self.api.push_message(
+        try:  # network errors, 429 and 5xx retried: the key makes a repeat harmless
+            await retry.call(
+                "push",
+                lambda: self.api.push_message(
                     request, x_line_retry_key=key, _request_timeout=CALL_TIMEOUT_S
-                )
-                return SENT
-            except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
-                if isinstance(exc, ApiException) and exc.status == 409:
-                    return SENT  # an earlier attempt went through; its answer was lost
-                if not _retryable(exc):
-                    log.error("push refused, replies given up: %s", _why(exc))
-                    return REFUSED
-                if attempt + 1 == SEND_ATTEMPTS:
-                    log.error("push failed, replies kept to send later: %s", _why(exc))
-                    return FAILED
-                delay = BACKOFF_S * 2**attempt
-                log.warning("push failed (%s); retrying in %.1f s", _why(exc), delay)
-                await asyncio.sleep(delay)
-        return FAILED
+                ),
+                _retryable,
+                self.stopping,
+                _why,
+            )
+            return SENT
+        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(exc, ApiException) and exc.status == 409:
+                return SENT  # an earlier attempt went through; its answer was lost
+            if not _retryable(exc):
+                log.error("push refused, replies given up: %s", _why(exc))
+                return REFUSED
+            log.error("push failed, replies kept to send later: %s", _why(exc))
+            return FAILED
 
 
 class LineBot:

@@ -167,6 +167,7 @@ async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping")
+        await bot.delivery.stop()  # no more retrying: the unsent stays in the outbox
         await runner.cleanup()  # no new requests; those in flight finish
         await bot.drain()
         flusher.cancel()

@@ -25,11 +25,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from telegram import BotCommand, CallbackQuery, LinkPreviewOptions, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
+from bot import retry
 from bot.checklist_pdf import checklist_pdf
 from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
@@ -44,8 +46,6 @@ from rules.clock import today
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-SEND_ATTEMPTS = 4  # network errors and 5xx: 3 retries, 0.5 s, 1 s, 2 s apart
-BACKOFF_S = 0.5
 COMMANDS = (
     "start",
     "help",
@@ -73,6 +73,19 @@ def _command(text: str, username: str) -> tuple[str | None, str, str]:
         return None, "", text  # addressed to another bot
     arg = arg.strip()
     return name.lower(), arg, f"/{name} {arg}".rstrip()
+
+
+def _network(exc: BaseException) -> bool:
+    """Network errors, timeouts and 5xx (not a bad request)."""
+    return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+
+
+def _before_sending(exc: BaseException) -> bool:
+    """A failure known to come before Telegram acted: no connection made, or Telegram's own
+    error answer (5xx: python-telegram-bot raises it without a cause). A read timeout or a
+    connection dropped after the request went out is not: the message may have arrived."""
+    before = httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+    return _network(exc) and (exc.__cause__ is None or isinstance(exc.__cause__, before))
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,9 @@ class TelegramBot:
             self._flusher = asyncio.create_task(self.delivery.run_flusher())
 
     async def on_stop(self, app: Application) -> None:
-        """Stop the outbox flusher (what it has not sent is still in the outbox)."""
+        """Stop sending and retrying, and the outbox flusher (what is unsent stays in the
+        outbox for the next start)."""
+        await self.delivery.stop()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -335,21 +350,14 @@ class TelegramBot:
 
     # --- Bot API calls ---
 
-    async def _call(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(
+        self, what: str, make: Callable[[], Awaitable[Any]], repeatable: bool = True
+    ) -> Any:
         """A Bot API call, retried with back-off on network errors and 5xx (a bad request is
-        not retried; 429 is AIORateLimiter's, which waits as told)."""
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                return await make()
-            except BadRequest:
-                raise
-            except NetworkError as exc:  # includes timeouts and 5xx
-                if attempt + 1 == SEND_ATTEMPTS:
-                    raise
-                delay = BACKOFF_S * 2**attempt
-                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        not retried; 429 is AIORateLimiter's, which waits as told). A call that is not
+        `repeatable` (a message sent) is retried only when it cannot have reached Telegram."""
+        retryable = _network if repeatable else _before_sending
+        return await retry.call(what, make, retryable, self.delivery.stopping)
 
     async def _try(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
         """Best effort: a failure is logged, never raised."""
@@ -392,6 +400,7 @@ class TelegramBot:
                         reply_markup=msg.keyboard,
                         link_preview_options=NO_PREVIEW,
                     ),
+                    repeatable=False,
                 )
             except TelegramError as exc:
                 log.error("reply not sent (its answer is stored): %s", exc)
@@ -420,6 +429,7 @@ class TelegramBot:
                         "takeaway.checklist.pdf_caption", self.lang, reference=state.reference
                     ),
                 ),
+                repeatable=False,
             )
         except TelegramError as exc:
             log.error("checklist not sent (it can be asked for again): %s", exc)

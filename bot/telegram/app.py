@@ -262,16 +262,15 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                 try:
                     updates = fetch.result()
                 except RetryAfter as exc:
-                    await asyncio.sleep(
-                        exc.retry_after.total_seconds()
-                        if isinstance(exc.retry_after, dt.timedelta)
-                        else exc.retry_after
+                    after = exc.retry_after
+                    await _pause(
+                        stop, after.total_seconds() if isinstance(after, dt.timedelta) else after
                     )
                     continue
                 except (NetworkError, TimedOut, Conflict) as exc:  # back off, keep polling
                     pause = min(max(pause * 2, 0.5), 30.0)
                     log.warning("getUpdates failed (%s); retrying in %.1fs", exc, pause)
-                    await asyncio.sleep(pause)
+                    await _pause(stop, pause)
                     continue
                 new = [u for u in updates if u.update_id not in inflight]
                 for update in new:
@@ -291,15 +290,22 @@ async def poll(app: Application, bot: TelegramBot, timeout: float) -> None:
                 else:  # storage trouble: fetch the unstored ones again, a little later
                     pause = min(max(pause * 2, 0.5), 30.0)
                     log.warning("updates not stored; fetching them again in %.1fs", pause)
-                    await asyncio.sleep(pause)
+                    await _pause(stop, pause)
         finally:
             stopping.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # finish what was fetched
+            await bot.on_stop(app)  # no more sending nor retrying: shutdown stays prompt
+            await asyncio.gather(*tasks, return_exceptions=True)  # commit what was fetched
+            offset, _ = advance(inflight, offset)
             if offset is not None:
                 with contextlib.suppress(TelegramError):  # confirm the last batch
                     await app.bot.get_updates(offset=offset, timeout=0)
-            await bot.on_stop(app)
             await app.stop()
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but no longer once a signal asked to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _stop_on_signals() -> asyncio.Event:

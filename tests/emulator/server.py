@@ -451,6 +451,11 @@ class BotApiEmulator:
         with self._cond:
             self._latency[chat_id] = seconds
 
+    def clear_faults(self) -> None:
+        """Forget the injected faults not yet taken (the outage is over)."""
+        with self._cond:
+            self._faults.clear()
+
     @property
     def faults_pending(self) -> int:
         """Injected faults not yet taken by a call."""
