@@ -56,12 +56,34 @@ class Plan:
     rounds: int  # each chat runs its script this many times (/restart between)
     kill_every: tuple[float, float]  # seconds between SIGKILLs (uniform)
     fault_every: tuple[float, float]
+    # ... or inputs between them, whichever comes first: a fast bot must not finish its
+    # dialogs between two kills, so the campaign's harm does not depend on the bot's speed
+    kill_every_inputs: tuple[int, int]
+    fault_every_inputs: tuple[int, int]
     floods: int
     deadline_s: float
 
 
-QUICK = Plan(chats=4, rounds=1, kill_every=(3, 5), fault_every=(0.3, 0.8), floods=1, deadline_s=180)
-FULL = Plan(chats=24, rounds=3, kill_every=(2, 5), fault_every=(0.2, 0.6), floods=4, deadline_s=900)
+QUICK = Plan(
+    chats=4,
+    rounds=1,
+    kill_every=(3, 5),
+    fault_every=(0.3, 0.8),
+    kill_every_inputs=(8, 14),
+    fault_every_inputs=(2, 3),
+    floods=1,
+    deadline_s=180,
+)
+FULL = Plan(
+    chats=24,
+    rounds=3,
+    kill_every=(2, 5),
+    fault_every=(0.2, 0.6),
+    kill_every_inputs=(20, 60),
+    fault_every_inputs=(3, 8),
+    floods=4,
+    deadline_s=900,
+)
 
 
 @dataclass
@@ -155,6 +177,8 @@ def run(plan: Plan, seed: int = 1, workdir: Path | None = None, progress: bool =
         now = time.monotonic()
         next_kill = now + rng.uniform(*plan.kill_every)
         next_fault = now + rng.uniform(*plan.fault_every)
+        kill_at_input = rng.randint(*plan.kill_every_inputs)
+        fault_at_input = rng.randint(*plan.fault_every_inputs)
         next_flood = now + 1.0
         deadline = now + plan.deadline_s
         next_progress = now + 30
@@ -171,13 +195,16 @@ def run(plan: Plan, seed: int = 1, workdir: Path | None = None, progress: bool =
                 next_progress = now + 30
             if all(not p.inputs and p.waiting is None for p in people) and not floods_left:
                 break
-            if now >= next_kill:
+            if now >= next_kill or figures.inputs >= kill_at_input:
+                kill_at_input = figures.inputs + rng.randint(*plan.kill_every_inputs)
                 bot.stop(signal.SIGKILL)
                 figures.kills += 1
                 bot.start()
                 down.append((now, time.monotonic()))
                 next_kill = time.monotonic() + rng.uniform(*plan.kill_every)
-            if now >= next_fault and not emu.faults_pending:  # one at a time: no backlog
+            due = now >= next_fault or figures.inputs >= fault_at_input
+            if due and not emu.faults_pending:  # one at a time: no backlog
+                fault_at_input = figures.inputs + rng.randint(*plan.fault_every_inputs)
                 inject_fault(emu, rng)
                 figures.faults += 1
                 next_fault = now + rng.uniform(*plan.fault_every)
