@@ -21,7 +21,7 @@ from locales import t
 class Section:
     heading: str
     lines: list[str] = field(default_factory=list)
-    boxes: bool = False  # lines to tick off (□) rather than to read (・)
+    boxes: bool = False  # lines to tick off (boxes) rather than to read (bullets)
 
 
 @dataclass

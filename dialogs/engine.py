@@ -255,7 +255,7 @@ def _command_index() -> dict[str, str]:
 
 def numbers_select(state: State) -> bool:
     """Whether a typed number picks a shown choice. While a number is asked it is the answer,
-    except when the choices shown are the summary's edit list: "2" there is never "2人"."""
+    except when the choices shown are the summary's edit list: "2" there is never "2 people"."""
     if state.awaiting is None or questions()[state.awaiting].kind not in NUMERIC:
         return True
     return any(c.value.startswith("/edit ") for c in state.offered)
@@ -481,7 +481,7 @@ def _echo(turn: Turn, r: dict) -> str:
 
 
 def _show_read_back(turn: Turn, prefix: str = "") -> None:
-    """What was understood, what it would mean for the verdict, and そのとおり / 違う."""
+    """What was understood, what it would mean for the verdict, and confirm / deny buttons."""
     r = turn.s.confirming
     lines = [
         prefix,
@@ -516,7 +516,7 @@ def _show_read_back(turn: Turn, prefix: str = "") -> None:
 
 
 def _confirm(turn: Turn) -> str:
-    """そのとおり: record the reading read back, then whatever waited behind it."""
+    """Confirmed ("that is right"): record the reading read back, then whatever waited behind it."""
     s = turn.s
     r, pending = s.confirming, s.pending
     s.confirming, s.pending = None, []
@@ -527,7 +527,7 @@ def _confirm(turn: Turn) -> str:
 
 
 def _deny(turn: Turn) -> str:
-    """違う: nothing is recorded; the question is asked again."""
+    """Denied ("not right"): nothing is recorded; the question is asked again."""
     s = turn.s
     qid = s.confirming["field"]
     s.confirming, s.pending = None, []

@@ -168,7 +168,7 @@ def export_rows(db: Database, filters: report.Filters, events: bool) -> tuple[li
 
 
 def in_words(columns: list[str], rows: list[dict], lang: str | None) -> tuple[list, list[dict]]:
-    """Headers and coded values in the admin's language (業種: 製造業, 県税の滞納: 滞納はない);
+    """Headers and coded values in the admin's language (industry: manufacturing, arrears: none);
     numbers stay numbers, so a spreadsheet can still add them up."""
     qs = questions()
 

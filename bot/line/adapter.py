@@ -5,8 +5,8 @@ One webhook request carries one or more events. Each event runs as its own task 
 lock (events of one user in order, users concurrently): dialog inputs are committed (dedup on
 `webhookEventId`, step, one transaction with the outbox), and the request is answered 200 only
 once every event of it is committed; then the replies go out. A storage failure answers 500, so
-LINE redelivers the request (webhook redelivery on). The adapter's own requests (プライバシー,
-データ削除, admin reports, refusals of stickers and over-long text) are answered directly and
+LINE redelivers the request (webhook redelivery on). The adapter's own requests (privacy,
+delete my data, admin reports, refusals of stickers and over-long text) are answered directly and
 store nothing, as on Telegram.
 """
 
@@ -234,7 +234,7 @@ class LineBot:
 
     async def _in_order(self, event: Event, stored: asyncio.Future) -> None:
         if event.kind == "unfollow":
-            # no user id: logs outlive a データ削除 request
+            # no user id: logs outlive a delete-my-data request
             log.info("a user unfollowed (blocked) the account (event %s)", event.uid)
             return
         if event.kind == "follow":

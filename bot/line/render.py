@@ -12,8 +12,8 @@ push call carries at most 5 messages, a quick reply at most 13 items, and an act
   user's message;
 - where a short label hides the full wording, the full names follow the question as a
   list (numbered under a question: typing the number selects it, as in the console); more than
-  13 choices (the 回答確認 edit list) are sent only as that list;
-- free quick reply places get the commands 戻る・回答確認・ヘルプ・最初から as message actions
+  13 choices (the summary's edit list) are sent only as that list;
+- free quick reply places get the commands back, summary, help and restart as message actions
   (they send the word, which the dialog understands anywhere);
 - `batches` groups the messages 5 per call.
 """
@@ -111,7 +111,7 @@ def _needs_list(choices: list[Choice], lang: str) -> bool:
 def per_reply(replies: list[Reply], lang: str) -> list[list[Message]]:
     """Each reply's text messages; the choices of the last reply that has any go on the very
     last message as its quick reply (with the commands). The full names are numbered under a
-    question (a typed number selects, as in the console); elsewhere (the 回答確認 list, where a
+    question (a typed number selects, as in the console); elsewhere (the summary's list, where a
     number may be the answer awaited) they are bullets, to be typed or tapped."""
     keyed = max((i for i, r in enumerate(replies) if r.choices), default=None)
     out: list[list[Message]] = []
