@@ -538,11 +538,11 @@ def _deny(turn: Turn) -> str:
 
 def _readback_reply(turn: Turn, text: str) -> str:
     """What a typed reply to a read-back is: "confirm", "deny", "answer" (a new answer to the
-    question) or "unclear". A whole-message yes/no word decides first (a bare "yes" confirms even where
-    the question is yes/no); a reply beginning with a no denies; then the text is read as an
-    answer: the same reading confirms, another replaces it ("it is in the prefecture" is no yes to
-    "outside Tochigi"), unless the reply also begins with a yes (contradictory: unclear); else a reply
-    that begins with a yes confirms."""
+    question) or "unclear". A whole-message yes/no word decides first (a bare "yes" confirms
+    even where the question is yes/no); a reply beginning with a no denies; then the text is
+    read as an answer: the same reading confirms, another replaces it ("it is in the
+    prefecture" is no yes to "outside Tochigi"), unless the reply also begins with a yes
+    (contradictory: unclear); else a reply that begins with a yes confirms."""
     key = normalize(text).strip(_END_PUNCT)
     words = readback_words()
     for name, role in (("confirm", "affirm"), ("deny", "deny")):
