@@ -194,21 +194,33 @@ class Delivery:
             self._held.pop(chat, None)
         return turn
 
-    def refuse(self, inbound: Inbound) -> None:
+    def refuse(self, inbound: Inbound, notice: Reply | None = None) -> bool:
         """Note a refused input (flow control: its chat had too many waiting) as handled, without
         stepping: if its confirmation is lost in a crash, its redelivery is a duplicate, never
-        an input read after later ones. Raises NotStored when that cannot be written."""
+        an input read after later ones. A `notice` to the user goes into the outbox in the same
+        transaction, so a crash cannot lose it; `send_soon` sends it. Returns whether one was
+        queued. Raises NotStored when that cannot be written."""
         if inbound.uid is None:
-            return
+            return False
         storage, channel = self.storage, self.channel.name
         try:
             with storage.transaction() as db:
                 cid, _ = storage.load(channel, inbound.chat, inbound.user, self.lang)
-                db.execute(
+                now = storage.now()
+                new = db.execute(
                     "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
-                    [channel, inbound.chat, inbound.uid, inbound.tag, cid, storage.now()],
+                    [channel, inbound.chat, inbound.uid, inbound.tag, cid, now],
+                ).rowcount
+                if not (new and notice is not None and self.channel.outbox):
+                    return False
+                seq = storage.note_reply(cid, inbound.uid, notice, now)
+                db.execute(
+                    "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
+                    " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [cid, channel, inbound.chat, inbound.uid, seq, seq, now],
                 )
+                return True
         except sqlite3.OperationalError as exc:
             raise NotStored(str(exc)) from exc
 
@@ -364,6 +376,11 @@ class Delivery:
                 await self._send(chat, pending, marks, None, None)
             except Exception:  # the outbox keeps the rows: the flusher tries them
                 log.exception("retrying a chat's unsent replies failed")
+
+    def send_soon(self, chat: str) -> None:
+        """Send the chat's unsent rows behind its live turns (a notice queued by `refuse`)."""
+        if chat not in self._retries and not self.stopping.is_set():
+            self._retries[chat] = asyncio.create_task(self._retry(chat, 0))
 
     async def stop(self) -> None:
         """Shutdown: no new sends and no retries (a send under way fails at its next back-off);

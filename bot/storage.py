@@ -592,6 +592,23 @@ class Storage:
             return row["id"], State.model_validate_json(row["state_json"])
         return self._create(channel, chat_id, user_id, State(lang=lang))
 
+    def note_reply(
+        self, conversation_id: int, input_uid: str | None, reply: Reply, now: str
+    ) -> int:
+        """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
+        be lost, so it goes through the outbox); returns its seq. The state is left alone."""
+        seq = (
+            1
+            + self.conn.execute(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?",
+                [conversation_id],
+            ).fetchone()[0]
+        )
+        base = {"conversation_id": conversation_id, "at": now, "input_uid": input_uid}
+        event = _event(base, seq=seq, direction="out", raw_text=reply.text, reply_key=reply.key)
+        self.conn.execute(_INSERT_EVENT, tuple(event.values()))
+        return seq
+
     def record(
         self,
         conversation_id: int,

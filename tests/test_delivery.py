@@ -275,3 +275,31 @@ async def test_after_stop_nothing_is_sent_nor_retried_and_the_rows_stay(dlv, sto
     assert await dlv.flush() == 1
     assert channel.sent == []
     assert outbox(store) == [("c1", "1", 0, "pending"), ("c1", "2", 0, "pending")]
+
+
+async def test_a_refusal_notice_survives_a_crash_before_it_is_sent(store, channel):
+    """Flow control: the refused input and the notice asking to wait are one transaction, so a
+    crash between noting the input and sending the notice cannot leave the flooder unanswered;
+    a redelivery of the refused input queues no second notice."""
+    from dialogs.io import Reply
+
+    notice = Reply(key="robustness.flood.wait", text="please wait")
+    first = Delivery(store, channel, fake_step)
+    assert first.refuse(inbound("flood-1", "9"), notice) is True
+    assert first.refuse(inbound("flood-1", "9"), notice) is False  # redelivered: noted already
+    assert first.refuse(inbound("flood-2", "10")) is False  # later refusals of a burst: silent
+    assert outbox(store) == [("c1", "9", 0, "pending")] and channel.sent == []  # "crash"
+    restarted = Delivery(store, channel, fake_step)
+    assert await restarted.flush() == 1
+    assert channel.sent == [("c1", "please wait", None)]
+    assert outbox(store) == [("c1", "9", 1, "sent")]
+    assert (await turn(restarted, "hello", "11")).status == "new"  # the chat goes on
+
+
+async def test_send_soon_sends_a_queued_notice_behind_the_chat_s_turns(dlv, store, channel):
+    from dialogs.io import Reply
+
+    assert dlv.refuse(inbound("x", "5"), Reply(key="k", text="please wait"))
+    dlv.send_soon("c1")
+    await asyncio.gather(*dlv._retries.values())
+    assert channel.sent == [("c1", "please wait", None)] and outbox(store)[0][3] == "sent"

@@ -208,20 +208,22 @@ class TelegramBot:
         tag = f"q:{query.id}" if query is not None else f"m:{update.message.message_id}"
         uid = f"{self.bot.id}:{update.update_id}"
         inbound = Inbound(str(chat.id), str(user.id), uid, tag, UserInput(text=""))
-        try:  # noted as handled first: a redelivery after a crash is not read out of order
-            await asyncio.to_thread(self.delivery.refuse, inbound)
+        text = t("robustness.flood.wait", self.lang)
+        notice = Reply(key="robustness.flood.wait", text=text) if first else None
+        try:  # noted as handled first: a redelivery after a crash is not read out of order;
+            # the notice goes through the outbox with it, so a crash cannot lose it either
+            queued = await asyncio.to_thread(self.delivery.refuse, inbound, notice)
         except NotStored as exc:
             log.warning("update %s not noted (%s); Telegram will deliver it again", uid, exc)
             return self._release(update.update_id, stored=False)
         self._release(update.update_id)
         log.info("update %s not read: its chat has too many waiting", update.update_id)
-        text = t("robustness.flood.wait", self.lang)
         if update.callback_query is not None:
             await self._try(
                 "answerCallbackQuery", functools.partial(update.callback_query.answer, text)
             )
-        if first:
-            await self._say(chat.id, text)
+        if queued:
+            self.delivery.send_soon(str(chat.id))
 
     async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
