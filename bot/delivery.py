@@ -46,7 +46,6 @@ ids restart after a week without updates: the message or callback query id is th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -55,10 +54,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.storage import Storage
 from dialogs.io import Reply, State, UserInput
+
+if TYPE_CHECKING:  # imported where it is used: the console (synchronous) never loads asyncio
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,8 @@ class ChatLocks:
 
     @asynccontextmanager
     async def hold(self, chat: str) -> AsyncIterator[None]:
+        import asyncio
+
         lock = self._locks.setdefault(chat, asyncio.Lock())
         self._users[chat] += 1
         try:
@@ -167,12 +171,23 @@ class Delivery:
         self.locks = ChatLocks()
         self._held: dict[str, tuple[str | None, float]] = {}  # chat -> (unstored uid, until)
         self._unnoted: dict[int, Sent] = {}  # outbox id -> what went out, its mark not written
-        self.stopping = asyncio.Event()  # shutdown: no new sends, no retries (see `stop`)
-        channel.stopping = self.stopping
+        self._stopping: asyncio.Event | None = None
+        if channel.outbox:  # a face that sends: its channel waits on the core's event
+            channel.stopping = self.stopping
         self._retries: dict[str, asyncio.Task] = {}  # chat -> its early retry, scheduled
         self._failed: Counter[str] = (
             Counter()
         )  # chat -> early retries used since it last got through
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Shutdown: no new sends, no retries (see `stop`). Made on first use, so that the
+        console, which only commits, does not import asyncio."""
+        if self._stopping is None:
+            import asyncio
+
+            self._stopping = self.channel.stopping = asyncio.Event()
+        return self._stopping
 
     # --- commit (synchronous) ---
 
@@ -335,6 +350,8 @@ class Delivery:
     async def _send(
         self, chat: str, pending: list[Pending], marks: Marks, uid: str | None, meta: Any
     ) -> None:
+        import asyncio
+
         for row in pending:
             if self.stopping.is_set():
                 return  # shutting down: the rest stays in the outbox for the next start
@@ -361,6 +378,8 @@ class Delivery:
     def _retry_later(self, chat: str) -> None:
         """Try the chat's unsent replies again after the next RETRY_S delay (one retry
         scheduled per chat at a time; when RETRY_S is used up, the flusher's turn)."""
+        import asyncio
+
         used = self._failed[chat]
         if chat in self._retries or used >= len(RETRY_S) or self.stopping.is_set():
             return
@@ -368,6 +387,8 @@ class Delivery:
         self._retries[chat] = asyncio.create_task(self._retry(chat, RETRY_S[used]))
 
     async def _retry(self, chat: str, delay: float) -> None:
+        import asyncio
+
         await asyncio.sleep(delay)
         async with self.locks.hold(chat):  # behind the chat's live turns: order
             del self._retries[chat]  # from here a failure may schedule the next one
@@ -379,12 +400,16 @@ class Delivery:
 
     def send_soon(self, chat: str) -> None:
         """Send the chat's unsent rows behind its live turns (a notice queued by `refuse`)."""
+        import asyncio
+
         if chat not in self._retries and not self.stopping.is_set():
             self._retries[chat] = asyncio.create_task(self._retry(chat, 0))
 
     async def stop(self) -> None:
         """Shutdown: no new sends and no retries (a send under way fails at its next back-off);
         what is unsent stays in the outbox for the next start."""
+        import asyncio
+
         self.stopping.set()
         retries = list(self._retries.values())
         for task in retries:
@@ -394,6 +419,8 @@ class Delivery:
 
     async def flush(self) -> int:
         """Send every chat's unsent replies; returns how many chats had some."""
+        import asyncio
+
         chats = await asyncio.to_thread(self._chats_pending)
 
         async def one(chat: str) -> None:
@@ -406,6 +433,8 @@ class Delivery:
 
     async def run_flusher(self, interval: float = FLUSH_S) -> None:
         """At start-up and every `interval` seconds: send what is still to send."""
+        import asyncio
+
         while True:
             try:
                 if count := await self.flush():

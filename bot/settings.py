@@ -8,10 +8,6 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Longer inputs are refused politely before the dialog, on every face (no answer is that long;
-# Telegram's own limit for a message is 4,096).
-MAX_INPUT_CHARS = 1000
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")

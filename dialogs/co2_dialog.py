@@ -14,7 +14,7 @@ import datetime as dt
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from functools import cache
 from importlib import resources
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -24,19 +24,15 @@ from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
 from rules import yaml_data
 from rules.clock import today
-from rules.co2 import (
-    ELECTRICITY,
-    Electricity,
-    Estimate,
-    Fuel,
-    Lighting,
-    estimate,
-    factor_set,
-)
 from rules.ruleset import ruleset_for
 
+if TYPE_CHECKING:
+    from rules.co2 import Estimate
+
+# rules.co2 (the estimator and its factor data, ~12 ms of models to build) is imported where an
+# estimate is made: every question shows `target_note`, which does not need it.
+
 FIELDS = ("co2_before_t", "co2_after_t")
-MODELS = {"lighting": Lighting, "electricity": Electricity, "fuel": Fuel}
 ESTIMATOR_KIND = {"electricity_rated": "electricity"}  # other kinds are the estimator's own
 KG = Decimal("0.001")
 GRAM = Decimal("0.000001")
@@ -57,7 +53,10 @@ def _data() -> dict:
 @cache
 def _check(kind: str, qid: str) -> TypeAdapter:
     """The estimator's own limits for one field (hours <= 24, efficiency <= 1 ...)."""
-    info = MODELS[ESTIMATOR_KIND.get(kind, kind)].model_fields[qid]
+    from rules.co2 import Electricity, Fuel, Lighting
+
+    models = {"lighting": Lighting, "electricity": Electricity, "fuel": Fuel}
+    info = models[ESTIMATOR_KIND.get(kind, kind)].model_fields[qid]
     return TypeAdapter(Annotated[info.annotation, info])
 
 
@@ -87,6 +86,8 @@ def typed(turn: engine.Turn, qid: str, text: str) -> str | None:
     first ask which fuel). The phase after it, or None when the text is no such figure."""
     if qid not in FIELDS:
         return None
+    from rules.co2 import factor_set
+
     fuel, text = _fuel_named(text)
     reader = _data()["readers"]["typed_fuel_named" if fuel else "typed"]
     parsed = parsing.parse_measure(text, reader)
@@ -229,6 +230,8 @@ def _ask(turn: engine.Turn, prefix: str = "") -> None:
 def _params(turn: engine.Turn, c: dict) -> dict:
     """The fuel named in amount questions, with its unit."""
     v = c["values"]
+    from rules.co2 import ELECTRICITY, factor_set
+
     fuel = v.get("fuel_after") if c["at"] == "amount_after" else v.get("fuel")
     if fuel is None:
         return {"fuel": "", "unit": ""}
@@ -308,6 +311,8 @@ def _read(turn: engine.Turn, q: dict, button: str | None, text: str) -> tuple:
 
 def _estimate(turn: engine.Turn) -> Estimate | None:
     """The estimate from the answers given ("the same fuel" is no fuel switch)."""
+    from rules.co2 import estimate
+
     c = turn.s.co2
     values = {k: v for k, v in c["values"].items() if v != "same"}
     try:
@@ -366,6 +371,8 @@ def _accept(turn: engine.Turn) -> None:
 
 def _convert(turn: engine.Turn, source: str) -> None:
     """A typed amount times its factor, recorded as an estimate of the question's figure."""
+    from rules.co2 import ELECTRICITY, factor_set
+
     c = turn.s.co2
     turn.s.co2 = None
     fs = factor_set(_on(turn))

@@ -4,9 +4,12 @@ are rounded here, for display only (the estimate itself stays exact)."""
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
 from locales import t
-from rules.co2 import Estimate, UsedFactor
+
+if TYPE_CHECKING:  # for annotations only: the dialog shows numbers before any estimate
+    from rules.co2 import Estimate, UsedFactor
 
 PLACES = Decimal("0.001")  # kWh, litres, tonnes: to the thousandth
 PERCENT = Decimal("0.01")

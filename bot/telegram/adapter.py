@@ -31,11 +31,10 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot import retry
+from bot import MAX_INPUT_CHARS, retry
 from bot.checklist_pdf import checklist_pdf
 from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
-from bot.settings import MAX_INPUT_CHARS
 from bot.storage import Storage
 from bot.telegram import render
 from dialogs.engine import CHECKLIST_KEY, step
