@@ -19,13 +19,29 @@ from decimal import Context, Decimal
 from importlib import resources
 from typing import Any, Literal
 
-from kanjize import kanji2number
-
 from rules import yaml_data
 
 MAX_VALUE = 10**16  # larger figures are typos, not a company's capital or emissions
 _MAX_TOKEN = 64  # longest number we read: keeps Decimal exact under _CTX and kanjize cheap
 _CTX = Context(prec=100)  # enough digits that no arithmetic on a token ever rounds
+
+
+class _Lazy:
+    """A regular expression compiled on first use: compiling this module's patterns (long
+    alternations, classes of kanji) took ~10 ms of every start, and the console's first
+    question needs none of them. Once compiled, the pattern's own methods sit in the instance,
+    so a call goes straight to them."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __getattr__(self, name: str) -> Any:  # only what the instance lacks: the first use
+        if name == "source":
+            raise AttributeError(name)
+        compiled = re.compile(self.source)
+        for method in ("search", "match", "fullmatch", "finditer", "findall", "sub", "split"):
+            setattr(self, method, getattr(compiled, method))
+        return getattr(compiled, name)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ def _words(items: Any) -> list[str]:
     return [w for w in (normalize(str(item)) for item in items) if w]
 
 
-def _pattern(words: Any) -> re.Pattern[str]:
+def _pattern(words: Any) -> _Lazy:
     """Alternation of words, longest first; Latin words only match as whole words."""
     parts = []
     for w in sorted(set(words), key=len, reverse=True):
@@ -76,7 +92,7 @@ def _pattern(words: Any) -> re.Pattern[str]:
         if w[-1].isascii() and w[-1].isalpha():
             p += r"(?![a-z])"
         parts.append(p)
-    return re.compile("|".join(parts) or "(?!)")
+    return _Lazy("|".join(parts) or "(?!)")
 
 
 _PUNCT = _V["punctuation"]
@@ -85,18 +101,18 @@ _DAIJI = str.maketrans(_NUM["daiji"])
 _SMALL = {str(k): int(v) for k, v in _NUM["small_units"].items()}
 _BIG = {str(k): int(v) for k, v in _NUM["big_units"].items()}
 _KANJI_CHARS = _NUM["digits"] + "".join(_SMALL) + "".join(_BIG)
-_NUMERAL = re.compile(f"[0-9{re.escape(_KANJI_CHARS + ''.join(_NUM['daiji']))}]")
-_DECIMAL = re.compile(
+_NUMERAL = _Lazy(f"[0-9{re.escape(_KANJI_CHARS + ''.join(_NUM['daiji']))}]")
+_DECIMAL = _Lazy(
     rf"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
     rf"(?P<small>[{''.join(_SMALL)}])?(?P<big>[{''.join(_BIG)}])?"
 )
-_KANJI = re.compile(f"[0-9{re.escape(_KANJI_CHARS)}]+")
+_KANJI = _Lazy(f"[0-9{re.escape(_KANJI_CHARS)}]+")
 _TOPIC = _pattern(_words(_V["topic"]))
 _UNKNOWN_EXACT = set(_words(_V["unknown"]["exact"]))
 _UNKNOWN = _pattern(_words(_V["unknown"]["contains"]))
 
 
-def _kind(name: str) -> tuple[re.Pattern[str], dict[str, str | int]]:
+def _kind(name: str) -> tuple[_Lazy, dict[str, str | int]]:
     """Removable words of one number kind -> role: "filler", "approx", "negative" or a unit's
     power of ten."""
     roles = _word_roles(_V[name].get("fillers", []))
@@ -113,7 +129,7 @@ def _word_roles(fillers: list[str]) -> dict:
 
 
 _KINDS = {name: _kind(name) for name in ("money", "count", "tonnes")}
-_Reader = tuple[re.Pattern[str], dict]
+_Reader = tuple[_Lazy, dict]
 
 
 def _yes_no(how: str) -> dict[str, bool]:
@@ -125,7 +141,7 @@ def _yes_no(how: str) -> dict[str, bool]:
 _YES_NO_EXACT = _yes_no("exact")
 _YES_NO_ROLES = _yes_no("contains")
 _YES_NO = _pattern(_YES_NO_ROLES)
-_CHOICE_NO = re.compile(
+_CHOICE_NO = _Lazy(
     r"\(?([0-9]{1,3})\)?(?:"
     + "|".join(map(re.escape, _words(_V["choice"]["number_suffixes"])))
     + ")?"
@@ -152,6 +168,8 @@ def _read_number(token: str) -> Decimal | None:
         power = _SMALL.get(m["small"] or "", 0) + _BIG.get(m["big"] or "", 0)
         return Decimal(m["num"]).scaleb(power, _CTX)
     if _KANJI.fullmatch(token):
+        from kanjize import kanji2number  # here: its import is ~2 ms of the start
+
         try:
             return Decimal(kanji2number(token))
         except ValueError:  # kanjize rejects malformed numerals (ten ten, man alone, 3 man 2 oku)

@@ -603,7 +603,10 @@ def _read(
     return _quantity(q, text, strict)
 
 
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+@cache
+def _japanese() -> re.Pattern[str]:
+    """Kana and kanji. Compiled on first use: its table of characters takes ms to build."""
+    return re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
 
 def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Reading:
@@ -613,7 +616,7 @@ def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Re
         return Reading("empty")
     d = _data()
     prepared = _prepare(text)
-    if not _JAPANESE.search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
+    if not _japanese().search(text):  # Latin letters and digits: English, "3000", "GHP", "2"
         reading = _read(q, prepared, lang) if q.kind == "choice" else Reading("invalid")
         if reading.outcome == "value" and re.search(d["english_negation"], prepared.raw):
             return Reading("invalid")  # "we don't lease": which option is left is not said
