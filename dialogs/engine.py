@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,11 +20,13 @@ from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
 from dialogs.render import verdict_json
-from dialogs.understanding import Reading, understand
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
 from rules.clock import texts_on
 from rules.engine import HUBS
+
+if TYPE_CHECKING:
+    from dialogs.understanding import Reading
 
 NUMERIC = ("money", "count", "tonnes")
 CHECKLIST_KEY = "takeaway.checklist.ready"  # adapters send the checklist after this reply
@@ -731,6 +733,14 @@ def _repeat(turn: Turn) -> None:
         turn.ask(turn.s.awaiting)
     elif turn.s.phase == "verdict":
         turn.say("dialog.after_verdict", turn.after_verdict_buttons())
+
+
+def understand(qid: str, text: str, answers: dict, lang: str) -> Reading:
+    """The reader (dialogs/understanding.py), imported on the first typed answer: a start,
+    and button presses, do not need it."""
+    from dialogs.understanding import understand as read
+
+    return read(qid, text, answers, lang)
 
 
 def step(
