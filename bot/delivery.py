@@ -417,7 +417,7 @@ class Delivery:
             task.cancel()
         await asyncio.gather(*retries, return_exceptions=True)
         self._retries.clear()
-        await asyncio.to_thread(self.writer.close)  # what is queued is written first
+        self.writer.close()  # what is queued is written first
 
     async def flush(self) -> int:
         """Send every chat's unsent replies; returns how many chats had some."""
