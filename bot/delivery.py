@@ -8,7 +8,8 @@ before anything is sent, sent in order, marked sent.
                               'in' + 'out' events, new state
                               outbox row "to send", channel's marks
 
-- `commit` (synchronous: run it in a worker thread from async code) returns a `Turn`: "new",
+- `commit` (synchronous; from async code `await commit_async`, which batches with other chats'
+  inputs through bot/writer.py) returns a `Turn`: "new",
   "duplicate" (the input was stored before: nothing changes) or "stale" (the channel says the
   input answers something no longer asked: nothing is stored). A storage failure raises
   `NotStored`: the adapter must then NOT confirm the input to its service, which redelivers it;
