@@ -295,7 +295,7 @@ class TelegramBot:
         tag = f"q:{query.id}" if query is not None else f"m:{update.message.message_id}"
         live = live or Live()
         inbound = Inbound(str(chat_id), str(user_id), uid, tag, inp, live)
-        turn = await asyncio.to_thread(self.delivery.commit, inbound)
+        turn = await self.delivery.commit_async(inbound)
         self._release(update.update_id)  # committed: safe to confirm before sending
         if turn.status == "stale":
             # An old keyboard: say so and change nothing. Its buttons go too, so it cannot
