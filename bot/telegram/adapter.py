@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,7 @@ COMMANDS = (
 ADMIN_COMMANDS = ("stats", "recent", "show")
 DELETE_YES, DELETE_NO = "tg:delete:yes", "tg:delete:no"  # "tg:" never starts a dialog value
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+NO_PREVIEW_JSON = json.dumps(NO_PREVIEW.to_dict())
 # sendMessage goes through do_api_request on purpose (see TelegramBot._send_message)
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.sendMessage'", category=PTBUserWarning)
 
@@ -418,8 +420,8 @@ class TelegramBot:
                 "chat_id": chat_id,
                 "text": msg.html,
                 "parse_mode": ParseMode.HTML,
-                "reply_markup": msg.keyboard,
-                "link_preview_options": NO_PREVIEW,
+                "reply_markup": msg.keyboard_json or msg.keyboard,  # JSON made once per keyboard
+                "link_preview_options": NO_PREVIEW_JSON,
             },
         )
 
