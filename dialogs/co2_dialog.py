@@ -156,7 +156,7 @@ def step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[
         return engine.step(state.model_copy(update={"co2": None}), inp, on, sub=False)
     if name in ("summary", "start"):  # shown by the engine; /continue comes back here
         return engine.step(state, inp, on, sub=False)
-    turn = engine.Turn(state.model_copy(deep=True), on)
+    turn = engine.Turn(engine.working_copy(state), on)
     turn.s.last = Interpretation(question=turn.s.awaiting, outcome="command", command=name)
     if name == "back":
         _back(turn)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dialogs import co2_dialog, parsing
-from dialogs.io import Choice, Interpretation, Reply, State, UserInput
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput, copied
 from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
@@ -23,7 +23,7 @@ from dialogs.render import verdict_json
 from dialogs.understanding import Reading, understand
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
-from rules.clock import texts_on
+from rules.clock import texts_on, today
 from rules.engine import HUBS
 
 NUMERIC = ("money", "count", "tonnes")
@@ -253,6 +253,10 @@ def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
 
 
+# Labels are the locale's texts (and answers shown back): few, and read at every typed input.
+_label_key = lru_cache(maxsize=4096)(normalize)
+
+
 def numbers_select(state: State) -> bool:
     """Whether a typed number picks a shown choice. While a number is asked it is the answer,
     except when the choices shown are the summary's edit list: "2" there is never "2 people"."""
@@ -273,7 +277,7 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
     if word and (word != "edit" or " " in key):
         arg = key.split(" ", 1)[1] if word == "edit" else ""
         return "command", f"/{word} {arg}".strip()
-    labels = {normalize(c.label): c.value for c in state.offered}
+    labels = {_label_key(c.label): c.value for c in state.offered}
     button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
     chosen = labels.get(key)
     if (
@@ -737,15 +741,23 @@ def step(
     state: State, inp: UserInput, on: dt.date | None = None, sub: bool = True
 ) -> tuple[State, list[Reply]]:
     """Apply one user input. Never raises on user input; returns the new state and replies.
-    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back)."""
+    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back).
+    Without a date, the day in Japan when the step begins (one date for the whole step)."""
+    on = on or today()
     with texts_on(on):  # the texts quote the ruleset the verdict uses
         if sub and state.co2 is not None:
             return co2_dialog.step(state, inp, on)
         return _step(state, inp, on)
 
 
+def working_copy(state: State) -> State:
+    """The state a step changes: a deep copy of its argument (which must not change), except
+    the buttons last shown: a step reads them from its argument and always replaces them."""
+    return copied(state, blank=("offered",))
+
+
 def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
-    turn = Turn(state.model_copy(deep=True), on)
+    turn = Turn(working_copy(state), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
     kind, payload = read(state, inp)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -70,3 +73,33 @@ class State(BaseModel):
     # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
     # (its working and factors, in the conversation's language)}.
     co2_estimate: dict | None = None
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None), Decimal, dt.date})
+
+
+def _copied(value: Any) -> Any:
+    if type(value) in _ATOMS:  # immutable: deepcopy returns them as they are too
+        return value
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, BaseModel):
+        return copied(value)
+    return copy.deepcopy(value)
+
+
+def copied(model: BaseModel, blank: tuple[str, ...] = ()) -> BaseModel:
+    """`model.model_copy(deep=True)` for the plain data crossing the seam (JSON values, lists,
+    dicts and models of them), without copy.deepcopy's memo and dispatch: a fresh copy of every
+    list, dict and model inside, the immutable values shared; a value of another type still
+    goes through copy.deepcopy. Fields named in `blank` are not copied but set to an empty
+    list (a step's copy of `offered`, which it never reads there and always replaces)."""
+    new = model.model_copy()  # its own __dict__ and fields set, the values still shared
+    fields = new.__dict__
+    for name, value in fields.items():
+        fields[name] = [] if name in blank else _copied(value)
+    return new

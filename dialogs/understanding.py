@@ -34,15 +34,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Literal
 
 from dialogs import analyser, parsing
 from dialogs.analyser import Token
 from dialogs.questions import Question, questions
-from locales import t
+from locales import LANGS, t
 from rules import yaml_data
 
 Outcome = Literal[
@@ -606,8 +606,29 @@ def _read(
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
 
+READINGS_KEPT = 4096  # readings remembered (least recently used forgotten first)
+LONGEST_KEPT = 256  # characters: a longer message is read each time (it seldom comes again)
+
+
 def understand(qid: str, text: str, answers: Mapping[str, Any], lang: str) -> Reading:
-    """Read `text` typed in answer to question `qid`, given the answers so far."""
+    """Read `text` typed in answer to question `qid`, given the answers so far. A pure reading
+    of (question, text, language, which of the other questions it may also answer are still
+    open): remembered, since owners type the same short answers again and again."""
+    answered = tuple(f for f in _data()["also"].get(qid, ()) if f in answers)
+    if lang not in LANGS or len(text or "") > LONGEST_KEPT:
+        return _understand(qid, text, answered, lang)
+    reading = _remembered(qid, text, answered, lang)
+    if reading.note is not None and isinstance(reading.note[1], dict):  # the caller's own dict
+        reading = replace(reading, note=(reading.note[0], dict(reading.note[1])))
+    return reading
+
+
+@lru_cache(maxsize=READINGS_KEPT)
+def _remembered(qid: str, text: str, answered: tuple[str, ...], lang: str) -> Reading:
+    return _understand(qid, text, answered, lang)
+
+
+def _understand(qid: str, text: str, answers: tuple[str, ...], lang: str) -> Reading:
     q = questions()[qid]
     if not norm(text):
         return Reading("empty")

@@ -294,13 +294,29 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
+_MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
+_RELEVANT: dict[tuple[str, dt.date], tuple[str, ...]] = {}  # relevant_fields, the same way
+MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
+
+
 def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[str]:
     """The answered fields some criterion still uses, found by replaying the answers in asking
     order as a dialog would. Ignores the overall status on purpose: an answer is kept while a
     knock-out elsewhere is being corrected. Used by the dialog to drop answers that no longer
-    apply after one is changed (e.g. capital once the applicant is a medical corporation)."""
+    apply after one is changed (e.g. capital once the applicant is a medical corporation).
+    Remembered by (answers, date) like `evaluate`."""
     a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    rs, _ = ruleset_for(on or today())
+    key = (a.model_dump_json(exclude_none=True), on or today())
+    fields = _RELEVANT.get(key)
+    if fields is None:
+        if len(_RELEVANT) >= MEMO_SIZE:
+            _RELEVANT.clear()
+        fields = _RELEVANT[key] = tuple(_relevant_fields(a, key[1]))
+    return list(fields)
+
+
+def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
+    rs, _ = ruleset_for(on)
     given, kept = a.model_dump(exclude_none=True), {}
     while True:
         partial = Answers.model_validate(kept)
@@ -342,8 +358,6 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-_MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
-MEMO_SIZE = 4096  # verdicts kept (then forgotten all at once)
 
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
