@@ -358,8 +358,6 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-
-
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
     several times, and many chats share their first answers."""
