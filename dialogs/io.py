@@ -79,13 +79,14 @@ _ATOMS = frozenset({str, int, float, bool, type(None), Decimal, dt.date})
 
 
 def _copied(value: Any) -> Any:
-    if type(value) in _ATOMS:  # immutable: deepcopy returns them as they are too
+    kind = type(value)
+    if kind in _ATOMS:  # immutable: deepcopy returns them as they are too
         return value
-    if type(value) is dict:
-        return {k: _copied(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_copied(v) for v in value]
-    if type(value) is tuple:
+    if kind is dict:
+        return {k: v if type(v) in _ATOMS else _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMS else _copied(v) for v in value]
+    if kind is tuple:
         return tuple(_copied(v) for v in value)
     if isinstance(value, BaseModel):
         return copied(value)
@@ -101,5 +102,8 @@ def copied(model: BaseModel, blank: tuple[str, ...] = ()) -> BaseModel:
     new = model.model_copy()  # its own __dict__ and fields set, the values still shared
     fields = new.__dict__
     for name, value in fields.items():
-        fields[name] = [] if name in blank else _copied(value)
+        if name in blank:
+            fields[name] = []
+        elif type(value) not in _ATOMS:
+            fields[name] = _copied(value)
     return new

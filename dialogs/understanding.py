@@ -79,7 +79,16 @@ def norm(text: str) -> str:
     """NFKC and casefold; spaces dropped except between two Latin words or numbers. Unlike
     parsing.normalize the long vowel mark stays, so the analyser sees katakana words whole."""
     s = unicodedata.normalize("NFKC", text or "").casefold()
-    return parsing._LONE_SPACE.sub("", re.sub(r"\s+", " ", s).strip())
+    return parsing._LONE_SPACE.sub("", _SPACES.sub(" ", s).strip())
+
+
+_SPACES = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=8192)
+def _word(word: str) -> str:
+    """norm() of a word of the vocabulary (data: few words, looked for in every message)."""
+    return norm(word)
 
 
 @cache
@@ -113,7 +122,7 @@ class Text:
     toks: tuple[Token, ...]
 
     def has(self, words) -> bool:
-        return any(norm(w) in self.raw for w in words)
+        return any(_word(w) in self.raw for w in words)
 
 
 def _prepare(text: str) -> Text:
@@ -349,11 +358,11 @@ def _distracted(text: Text, qid: str, m: Mention) -> bool:
         last += 1
     clause = text.raw[toks[first].start : toks[last].end]
     props = _data()["propositions"]
-    own = sorted((norm(w) for g in ("key", "anti") for w in props[qid][g]), key=len, reverse=True)
+    own = sorted((_word(w) for g in ("key", "anti") for w in props[qid][g]), key=len, reverse=True)
     for w in own:
         clause = clause.replace(w, "")
     others = [w for o, p in props.items() if o != qid for w in p["names"]]
-    return any(norm(w) in clause for w in props[qid].get("distractors", []) + others)
+    return any(_word(w) in clause for w in props[qid].get("distractors", []) + others)
 
 
 def _other_nouns(text: Text) -> bool:
@@ -523,7 +532,7 @@ def _topic(s: str, start: int, qid: str) -> bool:
     """The figure at `start` is introduced by one of the question's words ("employees: 20",
     "after: 12 t"; a particle or a colon between them at most)."""
     before = s[:start].rstrip(_grammar()["before_figure"])
-    return any(before.endswith(norm(w)) for w in _data()["topics"].get(qid, []))
+    return any(before.endswith(_word(w)) for w in _data()["topics"].get(qid, []))
 
 
 def _quantity(q: Question, text: Text, strict: bool) -> Reading:
@@ -579,7 +588,7 @@ def _quantity(q: Question, text: Text, strict: bool) -> Reading:
     marked = [  # "8 with me, 7 without me": that one, read back
         f
         for i, f in enumerate(figures)
-        if any(norm(w) in s[figures[i - 1][1] if i else 0 : f[0]] for w in d["preferred"])
+        if any(_word(w) in s[figures[i - 1][1] if i else 0 : f[0]] for w in d["preferred"])
     ]
     if len(marked) == 1:
         return Reading("value", marked[0][2], approx=approx, sure=False)
@@ -604,6 +613,13 @@ def _read(
 
 
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+
+
+@cache
+def _fillers() -> tuple[str, ...]:
+    """Fillers and hedges, normalised, the longest first (what a message of nothing else is)."""
+    d = _data()
+    return tuple(sorted(map(norm, d["fillers"] + d["hedges"]), key=len, reverse=True))
 
 
 READINGS_KEPT = 4096  # readings remembered (least recently used forgotten first)
@@ -650,7 +666,7 @@ def _understand(qid: str, text: str, answers: tuple[str, ...], lang: str) -> Rea
     if parsing._is_unknown(parsing.normalize(s)) or prepared.has(d["unknown"]):
         return Reading("unknown")
     rest = s
-    for w in sorted(map(norm, d["fillers"] + d["hedges"]), key=len, reverse=True):
+    for w in _fillers():
         rest = rest.replace(w, "")
     if not rest.strip(parsing._PUNCT + _grammar()["trailing"]):
         return Reading("hedge")

@@ -296,6 +296,11 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
 
 _MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
 _RELEVANT: dict[tuple[str, dt.date], tuple[str, ...]] = {}  # relevant_fields, the same way
+# The same verdicts by the answers dict as given, when its values are plain JSON (each with its
+# type: `true` is not 1, and validation refuses it for a count). Other values (Decimal, float:
+# two spellings of one number) only through the validated key above.
+_PLAIN: dict[tuple[tuple, dt.date], Verdict] = {}
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
 
 
@@ -360,18 +365,34 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
-    several times, and many chats share their first answers."""
-    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    key = (a.model_dump_json(exclude_none=True), on or today())
-    verdict = _MEMO.get(key)
+    several times, and many chats share their first answers. A dict of plain JSON values (as
+    the dialog keeps them) is also remembered as given, which spares validating it again."""
+    on = on or today()
+    verdict = plain = None
+    if type(answers) is dict:
+        plain = (tuple([(k, type(v), v) for k, v in answers.items()]), on)
+        try:
+            verdict = _PLAIN.get(plain)
+        except TypeError:  # a value that cannot be a key (a list): validation will say
+            plain = None
     if verdict is None:
-        if len(_MEMO) >= MEMO_SIZE:
-            _MEMO.clear()
-        verdict = _MEMO[key] = _evaluate(a, key[1])
+        a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+        key = (a.model_dump_json(exclude_none=True), on)
+        verdict = _MEMO.get(key)
+        if verdict is None:
+            if len(_MEMO) >= MEMO_SIZE:
+                _MEMO.clear()
+            verdict = _MEMO[key] = _evaluate(a, on)
+        if plain is not None and all(type(v) in _PLAIN_TYPES for _, v in answers.items()):
+            if len(_PLAIN) >= MEMO_SIZE:
+                _PLAIN.clear()
+            _PLAIN[plain] = verdict
     # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
     # the verdict costs more than evaluating it)
-    lists = {k: list(getattr(verdict, k)) for k in ("reasons", "missing", "warnings")}
-    return verdict.model_copy(update=lists)
+    copy = verdict.model_copy()
+    for name in ("reasons", "missing", "warnings"):
+        copy.__dict__[name] = list(copy.__dict__[name])
+    return copy
 
 
 def _evaluate(a: Answers, on: dt.date) -> Verdict:
