@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from rules.model import shallow_copy
+
 
 class UserInput(BaseModel):
     """What arrived from the user: typed text, or the value of a pressed button."""
@@ -99,7 +101,7 @@ def copied(model: BaseModel, blank: tuple[str, ...] = ()) -> BaseModel:
     list, dict and model inside, the immutable values shared; a value of another type still
     goes through copy.deepcopy. Fields named in `blank` are not copied but set to an empty
     list (a step's copy of `offered`, which it never reads there and always replaces)."""
-    new = model.model_copy()  # its own __dict__ and fields set, the values still shared
+    new = shallow_copy(model)  # its own __dict__ and fields set, the values still shared
     fields = new.__dict__
     for name, value in fields.items():
         if name in blank:

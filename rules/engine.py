@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from rules.clock import today
-from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
+from rules.model import Answers, EntityType, ProjectType, Reason, Verdict, shallow_copy
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
 KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
@@ -389,7 +389,7 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
             _PLAIN[plain] = verdict
     # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
     # the verdict costs more than evaluating it)
-    copy = verdict.model_copy()
+    copy = shallow_copy(verdict)
     for name in ("reasons", "missing", "warnings"):
         copy.__dict__[name] = list(copy.__dict__[name])
     return copy
