@@ -294,12 +294,10 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-_MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
-_RELEVANT: dict[tuple[str, dt.date], tuple[str, ...]] = {}  # relevant_fields, the same way
-# The same verdicts by the answers dict as given, when its values are plain JSON (each with its
-# type: `true` is not 1, and validation refuses it for a count). Other values (Decimal, float:
-# two spellings of one number) only through the validated key above.
-_PLAIN: dict[tuple[tuple, dt.date], Verdict] = {}
+# Keyed by (answers, date), the answers as their JSON once validated, and also as given when
+# the dialog's plain dict (`_plain_key`): that spares validating them again.
+_MEMO: dict[tuple, Verdict] = {}  # a dialog step asks about the same answers
+_RELEVANT: dict[tuple, tuple[str, ...]] = {}  # relevant_fields, the same way
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
 
@@ -310,14 +308,37 @@ def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[
     knock-out elsewhere is being corrected. Used by the dialog to drop answers that no longer
     apply after one is changed (e.g. capital once the applicant is a medical corporation).
     Remembered by (answers, date) like `evaluate`."""
-    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    key = (a.model_dump_json(exclude_none=True), on or today())
-    fields = _RELEVANT.get(key)
+    on = on or today()
+    plain = _plain_key(answers, on)
+    fields = _RELEVANT.get(plain) if plain is not None else None
     if fields is None:
-        if len(_RELEVANT) >= MEMO_SIZE:
-            _RELEVANT.clear()
-        fields = _RELEVANT[key] = tuple(_relevant_fields(a, key[1]))
+        a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+        key = (a.model_dump_json(exclude_none=True), on)
+        fields = _RELEVANT.get(key)
+        if fields is None:
+            fields = _remember(_RELEVANT, key, tuple(_relevant_fields(a, on)))
+        if plain is not None:
+            _remember(_RELEVANT, plain, fields)
     return list(fields)
+
+
+def _plain_key(answers: Answers | dict, on: dt.date) -> tuple | None:
+    """A dict of plain JSON values (as the dialog keeps them) as a key, as given: each value
+    with its type (`true` is not 1: validation refuses it for a count). None for anything else
+    (a Decimal or a float has several spellings of one number: only the validated key)."""
+    if type(answers) is not dict:
+        return None
+    items = tuple([(k, type(v), v) for k, v in answers.items()])
+    if all(t in _PLAIN_TYPES for _, t, _ in items):
+        return items, on
+    return None
+
+
+def _remember(memo: dict, key: tuple, value):
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
@@ -365,28 +386,18 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
-    several times, and many chats share their first answers. A dict of plain JSON values (as
-    the dialog keeps them) is also remembered as given, which spares validating it again."""
+    several times, and many chats share their first answers."""
     on = on or today()
-    verdict = plain = None
-    if type(answers) is dict:
-        plain = (tuple([(k, type(v), v) for k, v in answers.items()]), on)
-        try:
-            verdict = _PLAIN.get(plain)
-        except TypeError:  # a value that cannot be a key (a list): validation will say
-            plain = None
+    plain = _plain_key(answers, on)
+    verdict = _MEMO.get(plain) if plain is not None else None
     if verdict is None:
         a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
         key = (a.model_dump_json(exclude_none=True), on)
         verdict = _MEMO.get(key)
         if verdict is None:
-            if len(_MEMO) >= MEMO_SIZE:
-                _MEMO.clear()
-            verdict = _MEMO[key] = _evaluate(a, on)
-        if plain is not None and all(type(v) in _PLAIN_TYPES for _, v in answers.items()):
-            if len(_PLAIN) >= MEMO_SIZE:
-                _PLAIN.clear()
-            _PLAIN[plain] = verdict
+            verdict = _remember(_MEMO, key, _evaluate(a, on))
+        if plain is not None:
+            _remember(_MEMO, plain, verdict)
     # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
     # the verdict costs more than evaluating it)
     copy = shallow_copy(verdict)
