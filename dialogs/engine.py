@@ -257,6 +257,11 @@ def _command_index() -> dict[str, str]:
 _label_key = lru_cache(maxsize=4096)(normalize)
 
 
+def _normalized(text: str) -> str:
+    """normalize(text); a short text (most answers, often the same) remembered."""
+    return _label_key(text) if len(text) <= 64 else normalize(text)
+
+
 def numbers_select(state: State) -> bool:
     """Whether a typed number picks a shown choice. While a number is asked it is the answer,
     except when the choices shown are the summary's edit list: "2" there is never "2 people"."""
@@ -272,7 +277,7 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
     if inp.choice is not None:
         return ("command", inp.choice) if inp.choice.startswith("/") else ("button", inp.choice)
     text = (inp.text or "").strip()
-    key = normalize(text).strip("!！。.")
+    key = _normalized(text).strip("!！。.")
     word = _command_index().get(key) or _command_index().get(key.split(" ")[0])
     if word and (word != "edit" or " " in key):
         arg = key.split(" ", 1)[1] if word == "edit" else ""
@@ -547,15 +552,15 @@ def _readback_reply(turn: Turn, text: str) -> str:
     read as an answer: the same reading confirms, another replaces it ("it is in the
     prefecture" is no yes to "outside Tochigi"), unless the reply also begins with a yes
     (contradictory: unclear); else a reply that begins with a yes confirms."""
-    key = normalize(text).strip(_END_PUNCT)
+    key = _normalized(text).strip(_END_PUNCT)
     words = readback_words()
     for name, role in (("confirm", "affirm"), ("deny", "deny")):
-        if key in {normalize(w) for w in words[role]}:
+        if key in {_label_key(w) for w in words[role]}:
             return name
     starts = {
         name
         for name, role in (("confirm", "affirm_start"), ("deny", "deny_start"))
-        if any(key.startswith(normalize(w)) for w in words[role])
+        if any(key.startswith(_label_key(w)) for w in words[role])
     }
     start = starts.pop() if len(starts) == 1 else None
     if start == "deny":  # "no, ...": whatever follows, nothing is recorded (asked again)
