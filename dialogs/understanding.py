@@ -190,16 +190,39 @@ class Mention:
 
 @dataclass(frozen=True)
 class Lexicon:
-    """The words of one question, word -> (group, weak), and one pattern finding them all."""
+    """The words of one question, word -> (group, weak), and an index finding them all: first
+    character -> (the lengths of its words, longest first; those words)."""
 
     words: dict[str, tuple[str, bool]]
-    pattern: re.Pattern[str]
+    index: dict[str, tuple[tuple[int, ...], frozenset[str]]]
+
+    def starts(self, string: str) -> list[tuple[int, str]]:
+        """(position, word) for each position where a word begins: the longest one there
+        (what a regular expression `(?=(longest|...|shortest))` finds, several times faster
+        on the hundreds of words of the industry question)."""
+        out, index, n = [], self.index, len(string)
+        for start, char in enumerate(string):
+            entry = index.get(char)
+            if entry is None:
+                continue
+            lengths, words = entry
+            for length in lengths:
+                if length <= n - start and string[start : start + length] in words:
+                    out.append((start, string[start : start + length]))
+                    break
+        return out
 
 
 def _lexicon(words: dict[str, tuple[str, bool]]) -> Lexicon:
     words = {w: g for w, g in words.items() if w}
-    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
-    return Lexicon(words, re.compile(f"(?=({alternatives}))"))  # the longest at each position
+    by_first: dict[str, set[str]] = {}
+    for w in words:
+        by_first.setdefault(w[0], set()).add(w)
+    index = {
+        c: (tuple(sorted({len(w) for w in ws}, reverse=True)), frozenset(ws))
+        for c, ws in by_first.items()
+    }
+    return Lexicon(words, index)
 
 
 def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
@@ -217,8 +240,7 @@ def _find(text: Text, lexicon: Lexicon) -> list[Mention]:
         strings.append((joined, spans))
     found = []
     for string, index in strings:
-        for m in lexicon.pattern.finditer(string):
-            word, start = m.group(1), m.start()
+        for start, word in lexicon.starts(string):
             end = start + len(word)
             if word.isascii() and (_latin_at(string, start - 1) or _latin_at(string, end)):
                 continue  # "it" inside "suite" is not a word

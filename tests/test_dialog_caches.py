@@ -264,3 +264,25 @@ def test_a_text_without_placeholders_is_the_catalogue_text_and_others_are_filled
     assert locales.t(plain, "ja") == cat[plain]
     with texts_on(ON):
         assert "{" not in locales.t("dialog.progress", "ja", n=1, left=3)
+
+
+def test_the_lexicon_index_finds_what_the_longest_first_pattern_finds():
+    """Each position's longest word, as `(?=(longest|...|shortest))` would find it."""
+    import re
+
+    from dialogs.questions import questions
+
+    lexicons = [
+        understanding._options(q.id, lang)
+        for q in questions().values()
+        if q.kind == "choice"
+        for lang in ("ja", "en")
+    ] + [understanding._proposition(q.id) for q in questions().values() if q.kind == "yes_no"]
+    texts = [text for _, text in readings_cases()] + ["", "a", "itsuite 県外の工場"]
+    for lexicon in lexicons:
+        ordered = sorted(lexicon.words, key=len, reverse=True)
+        pattern = re.compile("(?=(" + "|".join(map(re.escape, ordered)) + "))")
+        for text in texts:
+            for s in (text, understanding.norm(text)):
+                found = [(m.start(), m.group(1)) for m in pattern.finditer(s)]
+                assert lexicon.starts(s) == found, s
