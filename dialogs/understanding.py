@@ -138,7 +138,7 @@ def _prepare(text: str) -> Text:
 def _rejoined(toks: tuple[analyser.Token, ...]) -> tuple[analyser.Token, ...]:
     """Conjunctions the analyser splits in two, joined again (see grammar.split_conjunctions)."""
     g, out, i = _grammar(), [], 0
-    pairs = {tuple(parts): word for word, parts in g["split_conjunctions"].items()}
+    pairs = _split_conjunctions()
     while i < len(toks):
         word = pairs.get(tuple(t.surface for t in toks[i : i + 2]))
         after = toks[i + 2].surface if i + 2 < len(toks) else None
@@ -152,6 +152,11 @@ def _rejoined(toks: tuple[analyser.Token, ...]) -> tuple[analyser.Token, ...]:
         out.append(toks[i])
         i += 1
     return tuple(out)
+
+
+@cache
+def _split_conjunctions() -> dict[tuple[str, ...], str]:
+    return {tuple(parts): word for word, parts in _grammar()["split_conjunctions"].items()}
 
 
 def _grammar() -> dict:
