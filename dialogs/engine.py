@@ -88,9 +88,13 @@ class Turn:
         done = [f for f in s.asked if f != qid and (f in s.answers or f in s.skipped)]
         before = s.asked[: s.asked.index(qid)] if qid in s.asked else s.asked
         n = len([f for f in done if f in before]) + 1
-        answers = {f: v for f, v in s.answers.items() if f != qid}
         skipped = tuple(sorted(f for f in s.skipped if f != qid))
-        left = _most_left(json.dumps(answers, sort_keys=True), skipped, self.on)
+        try:  # each value with its type, so that true is not 1
+            items = tuple(sorted([(f, type(v), v) for f, v in s.answers.items() if f != qid]))
+            left = _left_by_items(items, skipped, self.on)
+        except TypeError:  # a value that cannot be a key (not in a dialog's answers)
+            answers = {f: v for f, v in s.answers.items() if f != qid}
+            left = _most_left(json.dumps(answers, sort_keys=True), skipped, self.on)
         return n, max(left, 1)
 
     def show(self, qid: str, value: Any) -> str:
@@ -757,8 +761,9 @@ def step(
 
 def working_copy(state: State) -> State:
     """The state a step changes: a deep copy of its argument (which must not change), except
-    the buttons last shown: a step reads them from its argument and always replaces them."""
-    return copied(state, blank=("offered",))
+    the buttons last shown and the last interpretation: a step reads the buttons from its
+    argument and sets both (`last` first thing, `offered` last), so they start as None."""
+    return copied(state, blank=("offered", "last"))
 
 
 def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
@@ -874,6 +879,13 @@ def _reference_note(turn: Turn) -> str:
     if not turn.s.reference:
         return ""
     return t("takeaway.contact_reference", turn.lang, reference=turn.s.reference)
+
+
+@lru_cache(maxsize=4096)
+def _left_by_items(items: tuple, skipped: tuple[str, ...], on: dt.date | None) -> int:
+    """_most_left by the answers as (field, type, value), sorted: no JSON made on a hit."""
+    answers = {f: v for f, _, v in items}
+    return _most_left(json.dumps(answers, sort_keys=True), skipped, on)
 
 
 @lru_cache(maxsize=4096)

@@ -99,13 +99,13 @@ def copied(model: BaseModel, blank: tuple[str, ...] = ()) -> BaseModel:
     """`model.model_copy(deep=True)` for the plain data crossing the seam (JSON values, lists,
     dicts and models of them), without copy.deepcopy's memo and dispatch: a fresh copy of every
     list, dict and model inside, the immutable values shared; a value of another type still
-    goes through copy.deepcopy. Fields named in `blank` are not copied but set to an empty
-    list (a step's copy of `offered`, which it never reads there and always replaces)."""
+    goes through copy.deepcopy. Fields named in `blank` are not copied but set to None (a
+    step's copy of the fields it sets before any use)."""
     new = shallow_copy(model)  # its own __dict__ and fields set, the values still shared
     fields = new.__dict__
     for name, value in fields.items():
         if name in blank:
-            fields[name] = []
+            fields[name] = None
         elif type(value) not in _ATOMS:
             fields[name] = _copied(value)
     return new
