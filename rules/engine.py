@@ -328,10 +328,10 @@ def _plain_key(answers: Answers | dict, on: dt.date) -> tuple | None:
     (a Decimal or a float has several spellings of one number: only the validated key)."""
     if type(answers) is not dict:
         return None
-    items = tuple([(k, type(v), v) for k, v in answers.items()])
-    if all(t in _PLAIN_TYPES for _, t, _ in items):
-        return items, on
-    return None
+    types = tuple(map(type, answers.values()))
+    if not _PLAIN_TYPES.issuperset(types):
+        return None
+    return tuple(answers.items()), types, on
 
 
 def _remember(memo: dict, key: tuple, value):
