@@ -3,6 +3,7 @@ choices as an inline keyboard. Pure functions, no network."""
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import unicodedata
@@ -73,12 +74,17 @@ def _width(label: str) -> int:
 def keyboard(choices: list[Choice]) -> InlineKeyboardMarkup | None:
     """One button per choice (callback data = its value). Short labels share rows, the same
     number on every row; a value over 64 bytes cannot be a button (it can still be typed)."""
+    return _keyboard(tuple((c.value, c.label) for c in choices))
+
+
+@functools.lru_cache(maxsize=512)  # the same questions' choices, over and over: built once
+def _keyboard(choices: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
     fitting = []
-    for c in choices:
-        if 0 < len(c.value.encode("utf-8")) <= MAX_CALLBACK_DATA:
-            fitting.append(c)
+    for value, label in choices:
+        if 0 < len(value.encode("utf-8")) <= MAX_CALLBACK_DATA:
+            fitting.append(Choice(value=value, label=label))
         else:
-            log.warning("choice value too long for callback data, left out: %r", c.value)
+            log.warning("choice value too long for callback data, left out: %r", value)
     if not fitting:
         return None
     widest = max(_width(c.label) for c in fitting)
