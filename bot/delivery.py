@@ -208,9 +208,9 @@ class Delivery:
                 cid, _ = storage.load(channel, inbound.chat, inbound.user, self.lang)
                 now = storage.now()
                 new = db.execute(
-                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
-                    [channel, inbound.chat, inbound.uid, inbound.tag, cid, now],
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
+                    [channel, inbound.chat, inbound.uid, inbound.tag, cid],
                 ).rowcount
                 if not (new and notice is not None and self.channel.outbox):
                     return False
@@ -250,11 +250,10 @@ class Delivery:
             )
             if uid is not None:
                 db.execute(
-                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
-                    " SET tag = excluded.tag, conversation_id = excluded.conversation_id,"
-                    " at = excluded.at",
-                    [channel, chat, uid, inbound.tag, cid, now],
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
+                    " SET tag = excluded.tag, conversation_id = excluded.conversation_id",
+                    [channel, chat, uid, inbound.tag, cid],
                 )
             pending = []
             if replies and self.channel.outbox:

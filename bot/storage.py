@@ -7,6 +7,7 @@ writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -19,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialogs.io import Choice, Reply, State, UserInput
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
 
 if TYPE_CHECKING:
@@ -292,6 +293,281 @@ def _m6_references_and_tests(db: Connection) -> None:
     db.execute("CREATE UNIQUE INDEX conversations_reference ON conversations (reference)")
 
 
+# --- compact storage (migration 7) --------------------------------------------------------
+# What repeats is stored once. `texts` holds each distinct reply text, choice list and verdict
+# JSON (found by a hash of its content), `names` the code words (question ids, outcomes,
+# commands, locale keys). The physical log `event_log` holds their ids; the view `events` gives
+# the rows exactly as they were written (same columns, same bytes), so readers' SQL is as it
+# was. A reply text quoting its conversation's reference number is stored with the number
+# replaced by REF_MARK (`ref` = 1), and the view puts it back: one row for every conversation.
+# An 'out' event of the same turn as the event before it stores no time and no input id (`at`
+# NULL): the view takes those of the nearest earlier event that has them. Times are stored as
+# microseconds since the Unix epoch (an ISO text that would not come back the same is kept as
+# written). A conversation's state is stored without its verdict (`verdict_id`, in texts) and
+# without its empty fields; `answers_json` is computed from it. Deleting conversations deletes
+# the texts no longer used (names are code words, not anyone's data: they stay).
+REF_MARK = "\ue000"  # a private-use character: a text that contains it is not templated
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+AT_SQL = (
+    "CASE typeof(h.at) WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', h.at / 1000000,"
+    " 'unixepoch') || printf('.%06d+00:00', h.at % 1000000) ELSE h.at END"
+)
+
+EVENTS_VIEW = f"""
+CREATE VIEW events AS
+SELECT l.id, l.conversation_id, l.seq, {AT_SQL} AS at,
+  CASE l.out WHEN 1 THEN 'out' ELSE 'in' END AS direction,
+  q.name AS question, o.name AS outcome,
+  CASE WHEN l.text IS NULL THEN l.raw_text
+    WHEN l.ref THEN replace(x.body, char({ord(REF_MARK)}), c.reference) ELSE x.body END
+    AS raw_text,
+  l.value_json, m.name AS command, k.name AS reply_key, ch.body AS choices_json,
+  v.body AS verdict_json, h.input_uid
+FROM event_log l
+LEFT JOIN event_log h ON h.id = CASE WHEN l.at IS NOT NULL THEN l.id ELSE (
+  SELECT p.id FROM event_log p WHERE p.conversation_id = l.conversation_id AND p.seq < l.seq
+  AND p.at IS NOT NULL ORDER BY p.seq DESC LIMIT 1) END
+LEFT JOIN names q ON q.id = l.question
+LEFT JOIN names o ON o.id = l.outcome
+LEFT JOIN names m ON m.id = l.command
+LEFT JOIN names k ON k.id = l.reply_key
+LEFT JOIN texts x ON x.id = l.text
+LEFT JOIN texts ch ON ch.id = l.choices
+LEFT JOIN texts v ON v.id = l.verdict
+LEFT JOIN conversations c ON c.id = l.conversation_id
+"""
+
+_LOG_COLUMNS = (
+    "conversation_id", "seq", "at", "out", "question", "outcome", "raw_text", "value_json",
+    "command", "reply_key", "text", "ref", "choices", "verdict", "input_uid",
+)  # fmt: skip
+_INSERT_LOG = (
+    f"INSERT INTO event_log ({', '.join(_LOG_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_LOG_COLUMNS))})"
+)
+
+
+def _micros(iso: str) -> int | str:
+    """An event time as stored: microseconds since the epoch when the view shows exactly `iso`
+    for them (times as Storage.now writes them), else `iso` itself."""
+    try:
+        micros = (datetime.fromisoformat(iso) - _EPOCH) // _MICRO
+    except (ValueError, TypeError):
+        return iso
+    return micros if _iso(micros) == iso else iso
+
+
+def _iso(micros: int) -> str:
+    """The text AT_SQL makes of stored microseconds."""
+    return (_EPOCH + micros * _MICRO).isoformat(timespec="microseconds")
+
+
+def _templated(text: str, reference: str | None) -> tuple[str, int]:
+    """A reply text as stored, and whether the reference number was taken out of it."""
+    if reference and reference in text and REF_MARK not in text:
+        return text.replace(reference, REF_MARK), 1
+    return text, 0
+
+
+def _text_hash(body: str) -> int:
+    return int.from_bytes(hashlib.blake2b(body.encode(), digest_size=8).digest(), signed=True)
+
+
+def _text_ids(db: Connection, texts: set[str]) -> dict[str, int]:
+    """The ids of `texts` in table texts, each added when new (the hash finds the candidates,
+    the body decides)."""
+    if not texts:
+        return {}
+    hashes = {text: _text_hash(text) for text in texts}
+    marks = ", ".join("?" * len(hashes))
+    sql = f"SELECT id, body FROM texts WHERE hash IN ({marks})"
+    found = {body: i for i, body in db.execute(sql, list(hashes.values())) if body in hashes}
+    for text in texts - found.keys():
+        sql = "INSERT INTO texts (hash, body) VALUES (?, ?)"
+        found[text] = db.execute(sql, [hashes[text], text]).lastrowid
+    return found
+
+
+def _name_ids(db: Connection, names: set[str]) -> dict[str, int]:
+    """The ids of `names` in table names, each added when new."""
+    if not names:
+        return {}
+    marks = ", ".join("?" * len(names))
+    found = dict(db.execute(f"SELECT name, id FROM names WHERE name IN ({marks})", list(names)))
+    for name in names - found.keys():
+        found[name] = db.execute("INSERT INTO names (name) VALUES (?)", [name]).lastrowid
+    return found
+
+
+def _defaults(model: type[Any]) -> dict[str, Any]:
+    return {k: f.get_default(call_default_factory=True) for k, f in model.model_fields.items()}
+
+
+_STATE_DEFAULTS = _defaults(State)
+_LAST_DEFAULTS = _defaults(Interpretation)
+STATE_COLUMNS = ("phase", "lang", "reference")  # a state's fields kept in their own columns
+
+
+def _state_row(state: dict[str, Any], columns: dict[str, Any]) -> tuple[str, Any, Any]:
+    """A state (its JSON dict) as stored: (state_json, verdict, offered). The verdict and the
+    buttons offered go to texts (JSON text, or None); state_json leaves out the fields equal
+    to the row's `columns` (STATE_COLUMNS) and those empty (None, [], {}) by default."""
+
+    def empty(value: Any, default: Any) -> bool:
+        return value in (None, [], {}) and value == default
+
+    kept: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in ("verdict", "offered") or (key in columns and columns[key] == value):
+            continue
+        if key == "last":
+            value = {k: v for k, v in value.items() if not empty(v, _LAST_DEFAULTS.get(k, 0))}
+        elif empty(value, _STATE_DEFAULTS.get(key, 0)):
+            continue
+        kept[key] = value
+    verdict, offered = state.get("verdict"), state.get("offered")
+    return (
+        json.dumps(kept, ensure_ascii=False, separators=(",", ":")),
+        None if verdict is None else _dumps(verdict),
+        _dumps(offered) if offered else None,
+    )
+
+
+STATE_SQL = "c.state_json, c.phase, c.lang, c.reference, v.body, o.body"
+STATE_JOINS = "LEFT JOIN texts v ON v.id = c.verdict_id LEFT JOIN texts o ON o.id = c.offered_id"
+
+
+def _state(state_json: str, phase: str, lang: str, reference: str | None, verdict, offered):
+    """The State of a conversations row (the columns of STATE_SQL, in order)."""
+    state = json.loads(state_json)
+    for key, value in zip(STATE_COLUMNS, (phase, lang, reference), strict=True):
+        state.setdefault(key, value)
+    if verdict is not None:
+        state["verdict"] = json.loads(verdict)
+    if offered is not None:
+        state["offered"] = json.loads(offered)
+    return State.model_validate(state)
+
+
+def _copy_events(db: Connection) -> None:
+    """Migration 7: every events row into event_log, in order, ids kept."""
+    rows = db.execute(
+        "SELECT e.id, e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
+        " e.raw_text, e.value_json, e.command, e.reply_key, e.choices_json, e.verdict_json,"
+        " e.input_uid, c.reference FROM events e LEFT JOIN conversations c"
+        " ON c.id = e.conversation_id ORDER BY e.conversation_id, e.seq"
+    )
+    head: tuple[Any, ...] = ()  # (conversation, at, input_uid) of the last event with a time
+    while batch := rows.fetchmany(500):
+        texts, names, shaped = set(), set(), []
+        for i, cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
+            out = direction == "out"
+            text, templated = _templated(raw, ref) if out and raw is not None else (None, 0)
+            same = out and head == (cid, at, uid)
+            if not same:
+                head = (cid, at, uid)
+            texts |= {text, ch, v} - {None}
+            names |= {q, o, cmd, key} - {None}
+            raw = None if text is not None else raw
+            row = [i, cid, seq, None if same else _micros(at), int(out), q, o, raw, value]
+            shaped.append((row, cmd, key, text, templated, ch, v, None if same else uid))
+        tid, nid = _text_ids(db, texts), _name_ids(db, names)
+        db.executemany(
+            f"INSERT INTO event_log (id, {', '.join(_LOG_COLUMNS)})"
+            f" VALUES ({', '.join('?' * (len(_LOG_COLUMNS) + 1))})",
+            [
+                (*row[:5], nid.get(row[5]), nid.get(row[6]), *row[7:], nid.get(cmd),
+                 nid.get(key), tid.get(text), templated, tid.get(ch), tid.get(v), uid)
+                for row, cmd, key, text, templated, ch, v, uid in shaped
+            ],
+        )  # fmt: skip
+
+
+def _m7_compact(db: Connection) -> None:
+    """Shared texts and names, the event log as ids behind the view `events`, compact states,
+    sent outbox rows deleted, inputs and reference numbers without a rowid (see above)."""
+    for sql in (
+        "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX texts_hash ON texts (hash)",
+        "CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        """CREATE TABLE event_log (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at ANY,  -- microseconds since the epoch, an ISO text, or NULL: as the event before
+            out INTEGER NOT NULL,  -- 0: 'in', 1: 'out'
+            question INTEGER,  -- names
+            outcome INTEGER,  -- names
+            raw_text TEXT,  -- an input's text, as received
+            value_json TEXT,
+            command INTEGER,  -- names
+            reply_key INTEGER,  -- names
+            text INTEGER,  -- texts: a reply's text
+            ref INTEGER NOT NULL DEFAULT 0,  -- 1: the reference number taken out of `text`
+            choices INTEGER,  -- texts
+            verdict INTEGER,  -- texts
+            input_uid TEXT
+        )""",
+        "CREATE UNIQUE INDEX event_log_conversation_seq ON event_log (conversation_id, seq)",
+    ):
+        db.execute(sql)
+    _copy_events(db)
+    db.execute("DROP TABLE events")
+    db.execute(EVENTS_VIEW)
+    for sql in (
+        """CREATE TRIGGER event_log_append_only BEFORE UPDATE ON event_log
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER events_append_only INSTEAD OF UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        # conversations: the verdict in texts, the state compact, the answers computed
+        "ALTER TABLE conversations ADD COLUMN verdict_id INTEGER",  # texts
+        "ALTER TABLE conversations ADD COLUMN offered_id INTEGER",  # texts
+        "DROP INDEX conversations_updated_at",  # purge alone used it: it can scan
+    ):
+        db.execute(sql)
+    rows = db.execute(f"SELECT id, state_json, {', '.join(STATE_COLUMNS)} FROM conversations")
+    for row_id, state_json, *columns in rows.fetchall():
+        state, verdict, offered = _state_row(
+            json.loads(state_json), dict(zip(STATE_COLUMNS, columns, strict=True))
+        )
+        tid = _text_ids(db, {verdict, offered} - {None})
+        db.execute(
+            "UPDATE conversations SET state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
+            [state, tid.get(verdict), tid.get(offered), row_id],
+        )
+    for sql in (
+        "ALTER TABLE conversations DROP COLUMN answers_json",
+        "ALTER TABLE conversations ADD COLUMN answers_json TEXT GENERATED ALWAYS AS"
+        " (coalesce(json_extract(state_json, '$.answers'), '{}')) VIRTUAL",
+        # inputs: the dedup key and what it needs, clustered on the key; deleted with their
+        # conversation by Storage (no foreign key: its index would cost more than the table)
+        """CREATE TABLE inputs_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            tag TEXT,
+            conversation_id INTEGER NOT NULL,
+            PRIMARY KEY (channel, chat_id, uid)
+        ) WITHOUT ROWID""",
+        "INSERT INTO inputs_new SELECT channel, chat_id, uid, tag, conversation_id FROM inputs",
+        "DROP TABLE inputs",
+        "ALTER TABLE inputs_new RENAME TO inputs",
+        # outbox: a row lives until its replies are sent (a dropped one stays)
+        "DELETE FROM outbox WHERE status = 'sent'",
+        """CREATE TRIGGER outbox_sent AFTER UPDATE OF status ON outbox WHEN NEW.status = 'sent'
+        BEGIN DELETE FROM outbox WHERE id = NEW.id; END""",
+        """CREATE TABLE reference_numbers_new (
+            reference TEXT PRIMARY KEY, issued_at TEXT NOT NULL) WITHOUT ROWID""",
+        "INSERT INTO reference_numbers_new SELECT reference, issued_at FROM reference_numbers",
+        "DROP TABLE reference_numbers",
+        "ALTER TABLE reference_numbers_new RENAME TO reference_numbers",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_core,
     _m2_admin_indexes,
@@ -299,6 +575,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m4_delivery,
     _m5_line_channel,
     _m6_references_and_tests,
+    _m7_compact,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -335,23 +612,6 @@ def _utc_now() -> datetime:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-_EVENT_COLUMNS = (
-    "conversation_id", "seq", "at", "direction", "question", "outcome", "raw_text",
-    "value_json", "command", "reply_key", "choices_json", "verdict_json", "input_uid",
-)  # fmt: skip
-
-
-_INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
-)
-
-
-def _event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """An events row with every column present (NULL unless given), in column order."""
-    return dict.fromkeys(_EVENT_COLUMNS) | base | fields
 
 
 def _status(state: State) -> str:
@@ -543,11 +803,13 @@ class Storage:
         it (the dialog offers to go on, see the summary or start over)."""
         where = " AND status IN ('active', 'cancelled')" if active_only else ""
         row = self.conn.execute(
-            "SELECT id, status, state_json FROM conversations WHERE channel = ?"
-            f" AND chat_id = ?{where} ORDER BY id DESC LIMIT 1",
+            f"SELECT c.id, c.status, {STATE_SQL} FROM conversations c {STATE_JOINS}"
+            f" WHERE c.channel = ? AND c.chat_id = ?{where} ORDER BY c.id DESC LIMIT 1",
             [channel, chat_id],
         ).fetchone()
-        return {"id": row[0], "state_json": row[2]} if row and row[1] != "abandoned" else None
+        if row is None or row[1] == "abandoned":
+            return None
+        return {"id": row[0], "state": _state(*row[2:])}
 
     def _create(
         self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
@@ -558,12 +820,22 @@ class Storage:
         state = state.model_copy(update={"reference": _issue_reference(self.conn, now)})
         row_id = self.conn.execute(
             "INSERT INTO conversations (reference, is_test, channel, chat_id, user_id, lang,"
-            " started_at, updated_at, status, phase, awaiting, state_json, answers_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            " started_at, updated_at, status, phase, awaiting, state_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
             [state.reference, int(test), channel, chat_id, user_id, state.lang, now, now,
-             state.phase, state.awaiting, state.model_dump_json(), _dumps(state.answers)],
+             state.phase, state.awaiting, self._state_ids(state)[0]],
         ).lastrowid  # fmt: skip
         return row_id, state
+
+    def _state_ids(self, state: State, texts: dict[str, int] | None = None) -> tuple[Any, ...]:
+        """(state_json, verdict_id, offered_id) of a state about to be written; `texts`: ids
+        looked up already."""
+        columns = {"phase": state.phase, "lang": state.lang, "reference": state.reference}
+        state_json, verdict, offered = _state_row(state.model_dump(mode="json"), columns)
+        texts = texts or {}
+        missing = {verdict, offered} - {None} - texts.keys()
+        texts = texts | _text_ids(self.conn, missing) if missing else texts
+        return state_json, texts.get(verdict), texts.get(offered)
 
     def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
         """The 'out' events between two seqs of a conversation, as the replies they were."""
@@ -589,7 +861,7 @@ class Storage:
         """The conversation an input steps: the chat's current one, created if it has none."""
         row = self._latest(channel, chat_id, active_only=False)
         if row is not None:
-            return row["id"], State.model_validate_json(row["state_json"])
+            return row["id"], row["state"]
         return self._create(channel, chat_id, user_id, State(lang=lang))
 
     def note_reply(
@@ -597,17 +869,21 @@ class Storage:
     ) -> int:
         """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
         be lost, so it goes through the outbox); returns its seq. The state is left alone."""
-        seq = (
-            1
-            + self.conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?",
-                [conversation_id],
-            ).fetchone()[0]
-        )
-        base = {"conversation_id": conversation_id, "at": now, "input_uid": input_uid}
-        event = _event(base, seq=seq, direction="out", raw_text=reply.text, reply_key=reply.key)
-        self.conn.execute(_INSERT_EVENT, tuple(event.values()))
+        seq = 1 + self._last_seq(conversation_id)
+        text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
+        row = dict.fromkeys(_LOG_COLUMNS) | {
+            "conversation_id": conversation_id, "seq": seq, "at": _micros(now), "out": 1,
+            "reply_key": key[reply.key], "text": text[reply.text], "ref": 0,
+            "input_uid": input_uid,
+        }  # fmt: skip
+        self.conn.execute(_INSERT_LOG, tuple(row.values()))
         return seq
+
+    def _last_seq(self, conversation_id: int) -> int:
+        return self.conn.execute(
+            "SELECT coalesce(max(seq), 0) FROM event_log WHERE conversation_id = ?",
+            [conversation_id],
+        ).fetchone()[0]
 
     def record(
         self,
@@ -620,45 +896,42 @@ class Storage:
         now: str,
     ) -> tuple[int, int]:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
-        `now`. Returns the seqs of the first and last 'out' events (first > last: none)."""
-        cid, last = conversation_id, new_state.last
-        seq = self.conn.execute(
-            "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?", [cid]
-        ).fetchone()[0]
+        `now`. Returns the seqs of the first and last 'out' events (first > last: none).
+        The replies' texts, choices and verdicts go to `texts` and the code words to `names`
+        (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
+        cid, last, db = conversation_id, new_state.last, self.conn
+        seq = self._last_seq(cid)
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
-        base = {"conversation_id": cid, "at": now, "input_uid": input_uid}
-        events = [
-            _event(
-                base,
-                seq=seq + 1,
-                direction="in",
-                question=last.question,
-                outcome=last.outcome,
-                raw_text=user_input.raw,
-                value_json=None if last.value is None else _dumps(value),
-                command=last.command,
-            )
-        ]
-        for i, reply in enumerate(replies, start=seq + 2):
-            choices = [c.model_dump() for c in reply.choices]
-            events.append(
-                _event(
-                    base,
-                    seq=i,
-                    direction="out",
-                    question=new_state.awaiting,
-                    raw_text=reply.text,
-                    reply_key=reply.key,
-                    choices_json=_dumps(choices) if choices else None,
-                    verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
-                )
-            )
-        self.conn.executemany(_INSERT_EVENT, [tuple(e.values()) for e in events])
         verdict = new_state.verdict or {}
-        self.conn.execute(
+        shaped = [
+            (
+                *_templated(r.text, new_state.reference),
+                _dumps([c.model_dump() for c in r.choices]) if r.choices else None,
+                None if r.verdict is None else _dumps(r.verdict),
+            )
+            for r in replies
+        ]
+        texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
+        texts -= {None}
+        names = {last.question, last.outcome, last.command, new_state.awaiting}
+        names = (names | {r.key for r in replies}) - {None}
+        tid, nid = _text_ids(db, texts), _name_ids(db, names)
+        rows = [
+            (cid, seq + 1, _micros(now), 0, nid.get(last.question), nid.get(last.outcome),
+             user_input.raw, None if last.value is None else _dumps(value),
+             nid.get(last.command), None, None, 0, None, None, input_uid)
+        ]  # fmt: skip
+        question = nid.get(new_state.awaiting)
+        for i, (reply, (text, ref, choices, v)) in enumerate(zip(replies, shaped, strict=True)):
+            rows.append(
+                (cid, seq + 2 + i, None, 1, question, None, None, None, None, nid[reply.key],
+                 tid[text], ref, tid.get(choices), tid.get(v), None)
+            )  # fmt: skip
+        db.executemany(_INSERT_LOG, rows)
+        db.execute(
             "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
-            " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
+            " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
             [
                 user_id,
                 new_state.lang,
@@ -668,8 +941,7 @@ class Storage:
                 new_state.awaiting,
                 verdict.get("status"),
                 verdict.get("ruleset"),
-                new_state.model_dump_json(),
-                _dumps(new_state.answers),
+                *self._state_ids(new_state, tid),
                 cid,
             ],
         )
@@ -702,13 +974,13 @@ class Storage:
         """The chat's latest conversation unless abandoned (what `handle` steps)."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=False)
-        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+        return None if row is None else (row["id"], row["state"])
 
     def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
         """The chat's latest 'active' or 'cancelled' conversation, if any."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=True)
-        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+        return None if row is None else (row["id"], row["state"])
 
     def find(self, reference: str | None = None, channel: str = "", chat_prefix: str = ""):
         """The conversation (id, channel, chat_id, status) with this reference number, or
@@ -730,19 +1002,42 @@ class Storage:
     # --- deletion ---
 
     def _delete_conversations(self, where: str, params: list[Any]) -> dict[str, int]:
+        """Delete the conversations, their events and inputs (their outbox rows and marks go
+        by cascade), then the shared texts that no other conversation uses."""
         ids = f"SELECT id FROM conversations WHERE {where}"
+        chats = f"SELECT channel, chat_id FROM conversations WHERE {where}"
         with self.transaction() as db:
+            used = db.execute(
+                f"SELECT json_group_array(DISTINCT x) FROM (SELECT text AS x FROM event_log"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT choices FROM event_log"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict FROM event_log"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict_id"
+                f" FROM conversations WHERE {where} UNION ALL SELECT offered_id"
+                f" FROM conversations WHERE {where}) WHERE x IS NOT NULL",
+                params * 5,
+            ).fetchone()[0]
             counts = {
                 "events": db.execute(
-                    f"DELETE FROM events WHERE conversation_id IN ({ids})", params
+                    f"DELETE FROM event_log WHERE conversation_id IN ({ids})", params
                 ).rowcount,
-                "inputs": db.execute(
-                    f"DELETE FROM inputs WHERE conversation_id IN ({ids})", params
+                "inputs": db.execute(  # the key's prefix finds them; the id picks them
+                    f"DELETE FROM inputs WHERE (channel, chat_id) IN ({chats})"
+                    f" AND conversation_id IN ({ids})",
+                    params * 2,
                 ).rowcount,
                 "conversations": db.execute(
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
+            db.execute(
+                "DELETE FROM texts WHERE id IN (SELECT value FROM json_each(?)) AND id NOT IN"
+                " (SELECT text FROM event_log WHERE text IS NOT NULL UNION ALL SELECT choices"
+                " FROM event_log WHERE choices IS NOT NULL UNION ALL SELECT verdict FROM"
+                " event_log WHERE verdict IS NOT NULL UNION ALL SELECT verdict_id FROM"
+                " conversations WHERE verdict_id IS NOT NULL UNION ALL SELECT offered_id FROM"
+                " conversations WHERE offered_id IS NOT NULL)",
+                [used],
+            )
         with self.lock:  # the WAL still holds the pages as they were: move them home, empty it
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -81,7 +82,11 @@ def send(store, text, uid, chat="c1", user="u1", channel="telegram"):
 
 
 def counts(store) -> dict[str, int]:
-    return {t: store.db.table(t).count for t in ("conversations", "events", "inputs")}
+    sql = "SELECT count(*) FROM {}"
+    return {
+        t: store.db.execute(sql.format(t)).fetchone()[0]
+        for t in ("conversations", "events", "inputs")
+    }
 
 
 def test_creates_database_on_first_use(tmp_path):
@@ -92,7 +97,8 @@ def test_creates_database_on_first_use(tmp_path):
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert {"conversations", "events", "inputs"} <= set(s.db.table_names())
+        assert {"conversations", "event_log", "texts", "names", "inputs"} <= set(s.db.table_names())
+        assert "events" in s.db.view_names()  # the log as written, for every reader
 
 
 def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
@@ -111,7 +117,7 @@ def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
     assert ask["choices_json"] == '[{"value": "y", "label": "はい"}]'
     row = store.db.table("conversations").get(h.conversation_id)
     assert row["status"] == "active" and row["phase"] == "asking" and row["awaiting"] == "q1"
-    assert row["answers_json"] == '{"texts": ["hello"]}'
+    assert json.loads(row["answers_json"]) == {"texts": ["hello"]}  # computed from the state
     assert row["channel"] == "telegram" and row["chat_id"] == "c1" and row["user_id"] == "u1"
     assert row["updated_at"] > row["started_at"]
     assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
@@ -250,7 +256,7 @@ def test_migrates_from_version_1_keeping_data(tmp_path, clock):
     db.close()
     with Storage(path, clock=clock) as s:
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert "conversations_updated_at" in {i.name for i in s.db.table("conversations").indexes}
+        assert "conversations_status_updated_at" in {i.name for i in s.db.table("conversations").indexes}
         cid, state = s.current("telegram", "c1")
         assert state.awaiting == "q1"
         assert send(s, "a", "1").conversation_id == cid
