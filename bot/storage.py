@@ -678,7 +678,10 @@ class Storage:
         # state. The bot writes a few rows per human message, so the extra fsync costs nothing.
         conn.execute("PRAGMA synchronous = FULL")
         with self.lock:
+            fresh = schema_version(conn) == 0
             migrate(conn)
+            if fresh:  # the migrations' dropped tables leave free pages: a new file starts compact
+                conn.execute("VACUUM")
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """Before anything is written (WAL switch, migrations): refuse a file that is not

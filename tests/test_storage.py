@@ -256,7 +256,8 @@ def test_migrates_from_version_1_keeping_data(tmp_path, clock):
     db.close()
     with Storage(path, clock=clock) as s:
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert "conversations_status_updated_at" in {i.name for i in s.db.table("conversations").indexes}
+        indexes = {i.name for i in s.db.table("conversations").indexes}
+        assert "conversations_status_updated_at" in indexes
         cid, state = s.current("telegram", "c1")
         assert state.awaiting == "q1"
         assert send(s, "a", "1").conversation_id == cid
