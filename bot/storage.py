@@ -296,12 +296,13 @@ def _m6_references_and_tests(db: Connection) -> None:
 # --- compact storage (migration 7) --------------------------------------------------------
 # What repeats is stored once. `texts` holds each distinct reply text, choice list and verdict
 # JSON (found by a hash of its content), `names` the code words (question ids, outcomes,
-# commands, locale keys). The physical log `event_log` holds their ids; the view `events` gives
-# the rows exactly as they were written (same columns, same bytes), so readers' SQL is as it
-# was. A reply text quoting its conversation's reference number is stored with the number
-# replaced by REF_MARK (`ref` = 1), and the view puts it back: one row for every conversation.
-# An 'out' event of the same turn as the event before it stores no time and no input id (`at`
-# NULL): the view takes those of the nearest earlier event that has them. Times are stored as
+# commands, locale keys). The log is two tables, `in_events` (what people sent) and
+# `out_events` (the bot's replies, as ids), each row with only its own kind's columns; the view
+# `events` gives the rows exactly as they were written (same columns, same bytes), so readers'
+# SQL is as it was. A reply text quoting its conversation's reference number is stored with the
+# number replaced by REF_MARK (`ref` = 1), and the view puts it back: one row for every
+# conversation. A reply written in the same turn as its input stores no time and no input id
+# (`at` NULL): the view takes those of the nearest earlier input. Times are stored as
 # microseconds since the Unix epoch (an ISO text that would not come back the same is kept as
 # written). A conversation's state is stored without its verdict (`verdict_id`, in texts) and
 # without its empty fields; `answers_json` is computed from it. Deleting conversations deletes
@@ -311,28 +312,37 @@ REF_MARK = "\ue000"  # a private-use character: a text that contains it is not t
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
-AT_SQL = (
-    "CASE typeof(h.at) WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', h.at / 1000000,"
-    " 'unixepoch') || printf('.%06d+00:00', h.at % 1000000) ELSE h.at END"
-)
+
+def _at_sql(at: str) -> str:
+    """SQL: the ISO text of a stored time (`_iso`; a text is shown as it is)."""
+    return (
+        f"CASE typeof({at}) WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', {at} / 1000000,"
+        f" 'unixepoch') || printf('.%06d+00:00', {at} % 1000000) ELSE {at} END"
+    )
+
+
+_ITS_INPUT = """(SELECT p.rowid FROM in_events p WHERE p.conversation_id = l.conversation_id
+  AND p.seq < l.seq ORDER BY p.seq DESC LIMIT 1)"""
 
 EVENTS_VIEW = f"""
 CREATE VIEW events AS
-SELECT l.id, l.conversation_id, l.seq, {AT_SQL} AS at,
-  CASE l.out WHEN 1 THEN 'out' ELSE 'in' END AS direction,
-  q.name AS question, o.name AS outcome,
-  CASE WHEN l.text IS NULL THEN l.raw_text
-    WHEN l.ref THEN replace(x.body, char({ord(REF_MARK)}), c.reference) ELSE x.body END
-    AS raw_text,
-  l.value_json, m.name AS command, k.name AS reply_key, ch.body AS choices_json,
-  v.body AS verdict_json, h.input_uid
-FROM event_log l
-LEFT JOIN event_log h ON h.id = CASE WHEN l.at IS NOT NULL THEN l.id ELSE (
-  SELECT p.id FROM event_log p WHERE p.conversation_id = l.conversation_id AND p.seq < l.seq
-  AND p.at IS NOT NULL ORDER BY p.seq DESC LIMIT 1) END
+SELECT l.conversation_id, l.seq, {_at_sql("l.at")} AS at, 'in' AS direction,
+  q.name AS question, o.name AS outcome, l.raw_text, l.value_json, m.name AS command,
+  NULL AS reply_key, NULL AS choices_json, NULL AS verdict_json, l.input_uid
+FROM in_events l
 LEFT JOIN names q ON q.id = l.question
 LEFT JOIN names o ON o.id = l.outcome
 LEFT JOIN names m ON m.id = l.command
+UNION ALL
+SELECT l.conversation_id, l.seq, {_at_sql("coalesce(l.at, h.at)")} AS at, 'out' AS direction,
+  q.name AS question, NULL AS outcome,
+  CASE WHEN l.ref THEN replace(x.body, char({ord(REF_MARK)}), c.reference) ELSE x.body END
+    AS raw_text,
+  NULL AS value_json, NULL AS command, k.name AS reply_key, ch.body AS choices_json,
+  v.body AS verdict_json, CASE WHEN l.at IS NULL THEN h.input_uid ELSE l.input_uid END
+FROM out_events l
+LEFT JOIN in_events h ON h.rowid = CASE WHEN l.at IS NULL THEN {_ITS_INPUT} END
+LEFT JOIN names q ON q.id = l.question
 LEFT JOIN names k ON k.id = l.reply_key
 LEFT JOIN texts x ON x.id = l.text
 LEFT JOIN texts ch ON ch.id = l.choices
@@ -340,13 +350,20 @@ LEFT JOIN texts v ON v.id = l.verdict
 LEFT JOIN conversations c ON c.id = l.conversation_id
 """
 
-_LOG_COLUMNS = (
-    "conversation_id", "seq", "at", "out", "question", "outcome", "raw_text", "value_json",
-    "command", "reply_key", "text", "ref", "choices", "verdict", "input_uid",
+_IN_COLUMNS = (
+    "conversation_id", "seq", "at", "question", "outcome", "raw_text", "value_json", "command",
+    "input_uid",
 )  # fmt: skip
-_INSERT_LOG = (
-    f"INSERT INTO event_log ({', '.join(_LOG_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_LOG_COLUMNS))})"
+_OUT_COLUMNS = (
+    "conversation_id", "seq", "at", "input_uid", "question", "reply_key", "text", "ref",
+    "choices", "verdict",
+)  # fmt: skip
+_INSERT_IN = (
+    f"INSERT INTO in_events ({', '.join(_IN_COLUMNS)}) VALUES ({', '.join('?' * len(_IN_COLUMNS))})"
+)
+_INSERT_OUT = (
+    f"INSERT INTO out_events ({', '.join(_OUT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_OUT_COLUMNS))})"
 )
 
 
@@ -361,7 +378,7 @@ def _micros(iso: str) -> int | str:
 
 
 def _iso(micros: int) -> str:
-    """The text AT_SQL makes of stored microseconds."""
+    """The text `_at_sql` makes of stored microseconds."""
     return (_EPOCH + micros * _MICRO).isoformat(timespec="microseconds")
 
 
@@ -408,7 +425,7 @@ def _defaults(model: type[Any]) -> dict[str, Any]:
 
 _STATE_DEFAULTS = _defaults(State)
 _LAST_DEFAULTS = _defaults(Interpretation)
-STATE_COLUMNS = ("phase", "lang", "reference")  # a state's fields kept in their own columns
+STATE_COLUMNS = ("phase", "lang", "awaiting", "reference")  # state fields with a column
 
 
 def _state_row(state: dict[str, Any], columns: dict[str, Any]) -> tuple[str, Any, Any]:
@@ -436,14 +453,15 @@ def _state_row(state: dict[str, Any], columns: dict[str, Any]) -> tuple[str, Any
     )
 
 
-STATE_SQL = "c.state_json, c.phase, c.lang, c.reference, v.body, o.body"
+STATE_SQL = "c.state_json, c.phase, c.lang, c.awaiting, c.reference, v.body, o.body"
 STATE_JOINS = "LEFT JOIN texts v ON v.id = c.verdict_id LEFT JOIN texts o ON o.id = c.offered_id"
 
 
-def _state(state_json: str, phase: str, lang: str, reference: str | None, verdict, offered):
+def _state(state_json: str, *columns: Any) -> State:
     """The State of a conversations row (the columns of STATE_SQL, in order)."""
     state = json.loads(state_json)
-    for key, value in zip(STATE_COLUMNS, (phase, lang, reference), strict=True):
+    *columns, verdict, offered = columns
+    for key, value in zip(STATE_COLUMNS, columns, strict=True):
         state.setdefault(key, value)
     if verdict is not None:
         state["verdict"] = json.loads(verdict)
@@ -453,35 +471,37 @@ def _state(state_json: str, phase: str, lang: str, reference: str | None, verdic
 
 
 def _copy_events(db: Connection) -> None:
-    """Migration 7: every events row into event_log, in order, ids kept."""
+    """Migration 7: every events row into in_events or out_events, in order."""
     rows = db.execute(
-        "SELECT e.id, e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
+        "SELECT e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
         " e.raw_text, e.value_json, e.command, e.reply_key, e.choices_json, e.verdict_json,"
         " e.input_uid, c.reference FROM events e LEFT JOIN conversations c"
         " ON c.id = e.conversation_id ORDER BY e.conversation_id, e.seq"
     )
-    head: tuple[Any, ...] = ()  # (conversation, at, input_uid) of the last event with a time
+    last_in: tuple[Any, ...] = ()  # (conversation, at, input_uid) of the last input
     while batch := rows.fetchmany(500):
-        texts, names, shaped = set(), set(), []
-        for i, cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
-            out = direction == "out"
-            text, templated = _templated(raw, ref) if out and raw is not None else (None, 0)
-            same = out and head == (cid, at, uid)
-            if not same:
-                head = (cid, at, uid)
-            texts |= {text, ch, v} - {None}
+        texts, names, ins, outs = set(), set(), [], []
+        for cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
             names |= {q, o, cmd, key} - {None}
-            raw = None if text is not None else raw
-            row = [i, cid, seq, None if same else _micros(at), int(out), q, o, raw, value]
-            shaped.append((row, cmd, key, text, templated, ch, v, None if same else uid))
+            if direction != "out":
+                last_in = (cid, at, uid)
+                ins.append((cid, seq, _micros(at), q, o, raw, value, cmd, uid))
+                continue
+            text, templated = _templated(raw, ref) if raw is not None else (None, 0)
+            texts |= {text, ch, v} - {None}
+            at, uid = (None, None) if last_in == (cid, at, uid) else (_micros(at), uid)
+            outs.append((cid, seq, at, uid, q, key, text, templated, ch, v))
         tid, nid = _text_ids(db, texts), _name_ids(db, names)
         db.executemany(
-            f"INSERT INTO event_log (id, {', '.join(_LOG_COLUMNS)})"
-            f" VALUES ({', '.join('?' * (len(_LOG_COLUMNS) + 1))})",
+            _INSERT_IN,
+            [(*r[:3], nid.get(r[3]), nid.get(r[4]), r[5], r[6], nid.get(r[7]), r[8]) for r in ins],
+        )
+        db.executemany(
+            _INSERT_OUT,
             [
-                (*row[:5], nid.get(row[5]), nid.get(row[6]), *row[7:], nid.get(cmd),
-                 nid.get(key), tid.get(text), templated, tid.get(ch), tid.get(v), uid)
-                for row, cmd, key, text, templated, ch, v, uid in shaped
+                (*r[:4], nid.get(r[4]), nid.get(r[5]), tid.get(r[6]), r[7], tid.get(r[8]),
+                 tid.get(r[9]))
+                for r in outs
             ],
         )  # fmt: skip
 
@@ -493,39 +513,50 @@ def _m7_compact(db: Connection) -> None:
         "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, body TEXT NOT NULL)",
         "CREATE INDEX texts_hash ON texts (hash)",
         "CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-        """CREATE TABLE event_log (
-            id INTEGER PRIMARY KEY,
+        """CREATE TABLE in_events (
             conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
-            at ANY,  -- microseconds since the epoch, an ISO text, or NULL: as the event before
-            out INTEGER NOT NULL,  -- 0: 'in', 1: 'out'
+            at ANY NOT NULL,  -- microseconds since the epoch (or an ISO text)
             question INTEGER,  -- names
             outcome INTEGER,  -- names
-            raw_text TEXT,  -- an input's text, as received
+            raw_text TEXT,  -- as received
             value_json TEXT,
             command INTEGER,  -- names
-            reply_key INTEGER,  -- names
-            text INTEGER,  -- texts: a reply's text
-            ref INTEGER NOT NULL DEFAULT 0,  -- 1: the reference number taken out of `text`
-            choices INTEGER,  -- texts
-            verdict INTEGER,  -- texts
             input_uid TEXT
         )""",
-        "CREATE UNIQUE INDEX event_log_conversation_seq ON event_log (conversation_id, seq)",
+        "CREATE UNIQUE INDEX in_events_conversation_seq ON in_events (conversation_id, seq)",
+        """CREATE TABLE out_events (
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at ANY,  -- as in_events; NULL: the time and input_uid of the input before it
+            input_uid TEXT,
+            question INTEGER,  -- names
+            reply_key INTEGER,  -- names
+            text INTEGER NOT NULL,  -- texts
+            ref INTEGER NOT NULL DEFAULT 0,  -- 1: the reference number taken out of `text`
+            choices INTEGER,  -- texts
+            verdict INTEGER  -- texts
+        )""",
+        "CREATE UNIQUE INDEX out_events_conversation_seq ON out_events (conversation_id, seq)",
     ):
         db.execute(sql)
     _copy_events(db)
     db.execute("DROP TABLE events")
     db.execute(EVENTS_VIEW)
     for sql in (
-        """CREATE TRIGGER event_log_append_only BEFORE UPDATE ON event_log
+        """CREATE TRIGGER in_events_append_only BEFORE UPDATE ON in_events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER out_events_append_only BEFORE UPDATE ON out_events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
         """CREATE TRIGGER events_append_only INSTEAD OF UPDATE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
         # conversations: the verdict in texts, the state compact, the answers computed
         "ALTER TABLE conversations ADD COLUMN verdict_id INTEGER",  # texts
         "ALTER TABLE conversations ADD COLUMN offered_id INTEGER",  # texts
-        "DROP INDEX conversations_updated_at",  # purge alone used it: it can scan
+        # written each turn, read by no query (purge can scan; the admins' SQL filters on
+        # expressions of the times, which no index serves)
+        "DROP INDEX conversations_updated_at",
+        "DROP INDEX conversations_status_updated_at",
     ):
         db.execute(sql)
     rows = db.execute(f"SELECT id, state_json, {', '.join(STATE_COLUMNS)} FROM conversations")
@@ -833,7 +864,7 @@ class Storage:
     def _state_ids(self, state: State, texts: dict[str, int] | None = None) -> tuple[Any, ...]:
         """(state_json, verdict_id, offered_id) of a state about to be written; `texts`: ids
         looked up already."""
-        columns = {"phase": state.phase, "lang": state.lang, "reference": state.reference}
+        columns = {k: getattr(state, k) for k in STATE_COLUMNS}
         state_json, verdict, offered = _state_row(state.model_dump(mode="json"), columns)
         texts = texts or {}
         missing = {verdict, offered} - {None} - texts.keys()
@@ -874,17 +905,17 @@ class Storage:
         be lost, so it goes through the outbox); returns its seq. The state is left alone."""
         seq = 1 + self._last_seq(conversation_id)
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
-        row = dict.fromkeys(_LOG_COLUMNS) | {
-            "conversation_id": conversation_id, "seq": seq, "at": _micros(now), "out": 1,
-            "reply_key": key[reply.key], "text": text[reply.text], "ref": 0,
-            "input_uid": input_uid,
-        }  # fmt: skip
-        self.conn.execute(_INSERT_LOG, tuple(row.values()))
+        self.conn.execute(
+            _INSERT_OUT,
+            (conversation_id, seq, _micros(now), input_uid, None, key[reply.key],
+             text[reply.text], 0, None, None),
+        )  # fmt: skip
         return seq
 
     def _last_seq(self, conversation_id: int) -> int:
         return self.conn.execute(
-            "SELECT coalesce(max(seq), 0) FROM event_log WHERE conversation_id = ?",
+            "SELECT max(coalesce((SELECT max(seq) FROM in_events WHERE conversation_id = ?1), 0),"
+            " coalesce((SELECT max(seq) FROM out_events WHERE conversation_id = ?1), 0))",
             [conversation_id],
         ).fetchone()[0]
 
@@ -919,18 +950,21 @@ class Storage:
         names = {last.question, last.outcome, last.command, new_state.awaiting}
         names = (names | {r.key for r in replies}) - {None}
         tid, nid = _text_ids(db, texts), _name_ids(db, names)
-        rows = [
-            (cid, seq + 1, _micros(now), 0, nid.get(last.question), nid.get(last.outcome),
+        db.execute(
+            _INSERT_IN,
+            (cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
              user_input.raw, None if last.value is None else _dumps(value),
-             nid.get(last.command), None, None, 0, None, None, input_uid)
-        ]  # fmt: skip
-        question = nid.get(new_state.awaiting)
-        for i, (reply, (text, ref, choices, v)) in enumerate(zip(replies, shaped, strict=True)):
-            rows.append(
-                (cid, seq + 2 + i, None, 1, question, None, None, None, None, nid[reply.key],
-                 tid[text], ref, tid.get(choices), tid.get(v), None)
-            )  # fmt: skip
-        db.executemany(_INSERT_LOG, rows)
+             nid.get(last.command), input_uid),
+        )  # fmt: skip
+        question, keys = nid.get(new_state.awaiting), [nid[r.key] for r in replies]
+        db.executemany(
+            _INSERT_OUT,
+            [
+                (cid, seq + 2 + i, None, None, question, key, tid[text], ref, tid.get(choices),
+                 tid.get(v))
+                for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
+            ],
+        )  # fmt: skip
         db.execute(
             "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
@@ -1011,18 +1045,19 @@ class Storage:
         chats = f"SELECT channel, chat_id FROM conversations WHERE {where}"
         with self.transaction() as db:
             used = db.execute(
-                f"SELECT json_group_array(DISTINCT x) FROM (SELECT text AS x FROM event_log"
-                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT choices FROM event_log"
-                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict FROM event_log"
+                f"SELECT json_group_array(DISTINCT x) FROM (SELECT text AS x FROM out_events"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT choices FROM out_events"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict FROM out_events"
                 f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict_id"
                 f" FROM conversations WHERE {where} UNION ALL SELECT offered_id"
                 f" FROM conversations WHERE {where}) WHERE x IS NOT NULL",
                 params * 5,
             ).fetchone()[0]
             counts = {
-                "events": db.execute(
-                    f"DELETE FROM event_log WHERE conversation_id IN ({ids})", params
-                ).rowcount,
+                "events": sum(
+                    db.execute(f"DELETE FROM {t} WHERE conversation_id IN ({ids})", params).rowcount
+                    for t in ("in_events", "out_events")
+                ),
                 "inputs": db.execute(  # the key's prefix finds them; the id picks them
                     f"DELETE FROM inputs WHERE (channel, chat_id) IN ({chats})"
                     f" AND conversation_id IN ({ids})",
@@ -1034,9 +1069,9 @@ class Storage:
             }
             db.execute(
                 "DELETE FROM texts WHERE id IN (SELECT value FROM json_each(?)) AND id NOT IN"
-                " (SELECT text FROM event_log WHERE text IS NOT NULL UNION ALL SELECT choices"
-                " FROM event_log WHERE choices IS NOT NULL UNION ALL SELECT verdict FROM"
-                " event_log WHERE verdict IS NOT NULL UNION ALL SELECT verdict_id FROM"
+                " (SELECT text FROM out_events UNION ALL SELECT choices"
+                " FROM out_events WHERE choices IS NOT NULL UNION ALL SELECT verdict FROM"
+                " out_events WHERE verdict IS NOT NULL UNION ALL SELECT verdict_id FROM"
                 " conversations WHERE verdict_id IS NOT NULL UNION ALL SELECT offered_id FROM"
                 " conversations WHERE offered_id IS NOT NULL)",
                 [used],

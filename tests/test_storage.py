@@ -97,7 +97,9 @@ def test_creates_database_on_first_use(tmp_path):
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert {"conversations", "event_log", "texts", "names", "inputs"} <= set(s.db.table_names())
+        assert {"conversations", "in_events", "out_events", "texts", "names", "inputs"} <= set(
+            s.db.table_names()
+        )
         assert "events" in s.db.view_names()  # the log as written, for every reader
 
 
@@ -123,7 +125,9 @@ def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
     assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
 
     send(store, "again", "2")
-    seqs = [e["seq"] for e in store.db.query("SELECT seq FROM events ORDER BY id")]
+    seqs = [
+        e["seq"] for e in store.db.query("SELECT seq FROM events ORDER BY conversation_id, seq")
+    ]
     assert seqs == [1, 2, 3, 4, 5, 6]
     assert store.current("telegram", "c1")[1].answers == {"texts": ["hello", "again"]}
 
@@ -257,7 +261,7 @@ def test_migrates_from_version_1_keeping_data(tmp_path, clock):
     with Storage(path, clock=clock) as s:
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {i.name for i in s.db.table("conversations").indexes}
-        assert "conversations_status_updated_at" in indexes
+        assert "conversations_user_id" in indexes  # migration 2's, for delete_user
         cid, state = s.current("telegram", "c1")
         assert state.awaiting == "q1"
         assert send(s, "a", "1").conversation_id == cid
