@@ -426,47 +426,79 @@ def _defaults(model: type[Any]) -> dict[str, Any]:
 _STATE_DEFAULTS = _defaults(State)
 _LAST_DEFAULTS = _defaults(Interpretation)
 STATE_COLUMNS = ("phase", "lang", "awaiting", "reference")  # state fields with a column
+NAME_LISTS = ("history", "asked", "skipped", "guided", "approx")  # lists of question ids
 
 
-def _state_row(state: dict[str, Any], columns: dict[str, Any]) -> tuple[str, Any, Any]:
-    """A state (its JSON dict) as stored: (state_json, verdict, offered). The verdict and the
-    buttons offered go to texts (JSON text, or None); state_json leaves out the fields equal
-    to the row's `columns` (STATE_COLUMNS) and those empty (None, [], {}) by default."""
+def _state_row(
+    db: Connection,
+    state: dict[str, Any],
+    columns: dict[str, Any],
+    last_logged: bool = False,
+    known: tuple[dict[str, int], dict[str, int]] = ({}, {}),
+) -> tuple[str, int | None, int | None]:
+    """A state (its JSON dict) as stored: (state_json, verdict_id, offered_id). The verdict
+    and the buttons offered go to texts; state_json leaves out the fields equal to the row's
+    `columns` (STATE_COLUMNS), those empty (None, [], {}) by default, and `last` when
+    `last_logged` (the conversation's latest 'in' event holds it); the question ids of
+    NAME_LISTS are stored as ids of `names`. `known`: the text and the name ids looked up
+    already."""
 
     def empty(value: Any, default: Any) -> bool:
         return value in (None, [], {}) and value == default
 
+    verdict, offered = state.get("verdict"), state.get("offered")
+    verdict = None if verdict is None else _dumps(verdict)
+    offered = _dumps(offered) if offered else None
+    listed = {x for k in NAME_LISTS for x in state.get(k) or () if isinstance(x, str)}
+    texts = known[0] | _text_ids(db, {verdict, offered} - {None} - known[0].keys())
+    names = known[1] | _name_ids(db, listed - known[1].keys())
     kept: dict[str, Any] = {}
     for key, value in state.items():
         if key in ("verdict", "offered") or (key in columns and columns[key] == value):
             continue
         if key == "last":
+            if last_logged:
+                continue
             value = {k: v for k, v in value.items() if not empty(v, _LAST_DEFAULTS.get(k, 0))}
         elif empty(value, _STATE_DEFAULTS.get(key, 0)):
             continue
+        elif key in NAME_LISTS:
+            value = [names[x] if isinstance(x, str) else x for x in value]
         kept[key] = value
-    verdict, offered = state.get("verdict"), state.get("offered")
-    return (
-        json.dumps(kept, ensure_ascii=False, separators=(",", ":")),
-        None if verdict is None else _dumps(verdict),
-        _dumps(offered) if offered else None,
-    )
+    state_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+    return state_json, texts.get(verdict), texts.get(offered)
 
 
-STATE_SQL = "c.state_json, c.phase, c.lang, c.awaiting, c.reference, v.body, o.body"
+_LAST_INPUT = """(SELECT json_array(q.name, o.name, l.value_json, m.name) FROM in_events l
+  LEFT JOIN names q ON q.id = l.question LEFT JOIN names o ON o.id = l.outcome
+  LEFT JOIN names m ON m.id = l.command
+  WHERE l.conversation_id = c.id ORDER BY l.seq DESC LIMIT 1)"""
+STATE_SQL = f"c.state_json, c.phase, c.lang, c.awaiting, c.reference, v.body, o.body, {_LAST_INPUT}"
 STATE_JOINS = "LEFT JOIN texts v ON v.id = c.verdict_id LEFT JOIN texts o ON o.id = c.offered_id"
 
 
-def _state(state_json: str, *columns: Any) -> State:
+def _state(db: Connection, state_json: str, *columns: Any) -> State:
     """The State of a conversations row (the columns of STATE_SQL, in order)."""
     state = json.loads(state_json)
-    *columns, verdict, offered = columns
+    *columns, verdict, offered, last_input = columns
     for key, value in zip(STATE_COLUMNS, columns, strict=True):
         state.setdefault(key, value)
     if verdict is not None:
         state["verdict"] = json.loads(verdict)
     if offered is not None:
         state["offered"] = json.loads(offered)
+    if "last" not in state and last_input is not None:
+        question, outcome, value, command = json.loads(last_input)
+        value = None if value is None else json.loads(value)
+        last = {"question": question, "outcome": outcome, "value": value, "command": command}
+        state["last"] = {k: v for k, v in last.items() if v is not None}
+    ids = {x for k in NAME_LISTS for x in state.get(k) or () if isinstance(x, int)}
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        names = dict(db.execute(f"SELECT id, name FROM names WHERE id IN ({marks})", list(ids)))
+        for key in NAME_LISTS:
+            if key in state:
+                state[key] = [names[x] if isinstance(x, int) else x for x in state[key]]
     return State.model_validate(state)
 
 
@@ -561,13 +593,10 @@ def _m7_compact(db: Connection) -> None:
         db.execute(sql)
     rows = db.execute(f"SELECT id, state_json, {', '.join(STATE_COLUMNS)} FROM conversations")
     for row_id, state_json, *columns in rows.fetchall():
-        state, verdict, offered = _state_row(
-            json.loads(state_json), dict(zip(STATE_COLUMNS, columns, strict=True))
-        )
-        tid = _text_ids(db, {verdict, offered} - {None})
+        columns = dict(zip(STATE_COLUMNS, columns, strict=True))
         db.execute(
             "UPDATE conversations SET state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
-            [state, tid.get(verdict), tid.get(offered), row_id],
+            [*_state_row(db, json.loads(state_json), columns), row_id],
         )
     for sql in (
         "ALTER TABLE conversations DROP COLUMN answers_json",
@@ -843,7 +872,7 @@ class Storage:
         ).fetchone()
         if row is None or row[1] == "abandoned":
             return None
-        return {"id": row[0], "state": _state(*row[2:])}
+        return {"id": row[0], "state": _state(self.conn, *row[2:])}
 
     def _create(
         self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
@@ -861,15 +890,15 @@ class Storage:
         ).lastrowid  # fmt: skip
         return row_id, state
 
-    def _state_ids(self, state: State, texts: dict[str, int] | None = None) -> tuple[Any, ...]:
-        """(state_json, verdict_id, offered_id) of a state about to be written; `texts`: ids
-        looked up already."""
+    def _state_ids(
+        self,
+        state: State,
+        last_logged: bool = False,
+        known: tuple[dict[str, int], dict[str, int]] = ({}, {}),
+    ) -> tuple[str, int | None, int | None]:
+        """(state_json, verdict_id, offered_id) of a state about to be written."""
         columns = {k: getattr(state, k) for k in STATE_COLUMNS}
-        state_json, verdict, offered = _state_row(state.model_dump(mode="json"), columns)
-        texts = texts or {}
-        missing = {verdict, offered} - {None} - texts.keys()
-        texts = texts | _text_ids(self.conn, missing) if missing else texts
-        return state_json, texts.get(verdict), texts.get(offered)
+        return _state_row(self.conn, state.model_dump(mode="json"), columns, last_logged, known)
 
     def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
         """The 'out' events between two seqs of a conversation, as the replies they were."""
@@ -978,7 +1007,7 @@ class Storage:
                 new_state.awaiting,
                 verdict.get("status"),
                 verdict.get("ruleset"),
-                *self._state_ids(new_state, tid),
+                *self._state_ids(new_state, last_logged=True, known=(tid, nid)),
                 cid,
             ],
         )
