@@ -326,7 +326,7 @@ _ITS_INPUT = """(SELECT p.rowid FROM in_events p WHERE p.conversation_id = l.con
 
 EVENTS_VIEW = f"""
 CREATE VIEW events AS
-SELECT l.conversation_id, l.seq, {_at_sql("l.at")} AS at, 'in' AS direction,
+SELECT l.id, l.conversation_id, l.seq, {_at_sql("l.at")} AS at, 'in' AS direction,
   q.name AS question, o.name AS outcome, l.raw_text, l.value_json, m.name AS command,
   NULL AS reply_key, NULL AS choices_json, NULL AS verdict_json, l.input_uid
 FROM in_events l
@@ -334,7 +334,7 @@ LEFT JOIN names q ON q.id = l.question
 LEFT JOIN names o ON o.id = l.outcome
 LEFT JOIN names m ON m.id = l.command
 UNION ALL
-SELECT l.conversation_id, l.seq, {_at_sql("coalesce(l.at, h.at)")} AS at, 'out' AS direction,
+SELECT l.id, l.conversation_id, l.seq, {_at_sql("coalesce(l.at, h.at)")} AS at, 'out' AS direction,
   q.name AS question, NULL AS outcome,
   CASE WHEN l.ref THEN replace(x.body, char({ord(REF_MARK)}), c.reference) ELSE x.body END
     AS raw_text,
@@ -351,11 +351,11 @@ LEFT JOIN conversations c ON c.id = l.conversation_id
 """
 
 _IN_COLUMNS = (
-    "conversation_id", "seq", "at", "question", "outcome", "raw_text", "value_json", "command",
-    "input_uid",
+    "id", "conversation_id", "seq", "at", "question", "outcome", "raw_text", "value_json",
+    "command", "input_uid",
 )  # fmt: skip
 _OUT_COLUMNS = (
-    "conversation_id", "seq", "at", "input_uid", "question", "reply_key", "text", "ref",
+    "id", "conversation_id", "seq", "at", "input_uid", "question", "reply_key", "text", "ref",
     "choices", "verdict",
 )  # fmt: skip
 _INSERT_IN = (
@@ -505,7 +505,7 @@ def _state(db: Connection, state_json: str, *columns: Any) -> State:
 def _copy_events(db: Connection) -> None:
     """Migration 7: every events row into in_events or out_events, in order."""
     rows = db.execute(
-        "SELECT e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
+        "SELECT e.id, e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
         " e.raw_text, e.value_json, e.command, e.reply_key, e.choices_json, e.verdict_json,"
         " e.input_uid, c.reference FROM events e LEFT JOIN conversations c"
         " ON c.id = e.conversation_id ORDER BY e.conversation_id, e.seq"
@@ -513,26 +513,26 @@ def _copy_events(db: Connection) -> None:
     last_in: tuple[Any, ...] = ()  # (conversation, at, input_uid) of the last input
     while batch := rows.fetchmany(500):
         texts, names, ins, outs = set(), set(), [], []
-        for cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
+        for i, cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
             names |= {q, o, cmd, key} - {None}
             if direction != "out":
                 last_in = (cid, at, uid)
-                ins.append((cid, seq, _micros(at), q, o, raw, value, cmd, uid))
+                ins.append((i, cid, seq, _micros(at), q, o, raw, value, cmd, uid))
                 continue
             text, templated = _templated(raw, ref) if raw is not None else (None, 0)
             texts |= {text, ch, v} - {None}
             at, uid = (None, None) if last_in == (cid, at, uid) else (_micros(at), uid)
-            outs.append((cid, seq, at, uid, q, key, text, templated, ch, v))
+            outs.append((i, cid, seq, at, uid, q, key, text, templated, ch, v))
         tid, nid = _text_ids(db, texts), _name_ids(db, names)
         db.executemany(
             _INSERT_IN,
-            [(*r[:3], nid.get(r[3]), nid.get(r[4]), r[5], r[6], nid.get(r[7]), r[8]) for r in ins],
+            [(*r[:4], nid.get(r[4]), nid.get(r[5]), r[6], r[7], nid.get(r[8]), r[9]) for r in ins],
         )
         db.executemany(
             _INSERT_OUT,
             [
-                (*r[:4], nid.get(r[4]), nid.get(r[5]), tid.get(r[6]), r[7], tid.get(r[8]),
-                 tid.get(r[9]))
+                (*r[:5], nid.get(r[5]), nid.get(r[6]), tid.get(r[7]), r[8], tid.get(r[9]),
+                 tid.get(r[10]))
                 for r in outs
             ],
         )  # fmt: skip
@@ -546,6 +546,7 @@ def _m7_compact(db: Connection) -> None:
         "CREATE INDEX texts_hash ON texts (hash)",
         "CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
         """CREATE TABLE in_events (
+            id INTEGER PRIMARY KEY,  -- one sequence with out_events' (the view's `id`)
             conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
             at ANY NOT NULL,  -- microseconds since the epoch (or an ISO text)
@@ -558,6 +559,7 @@ def _m7_compact(db: Connection) -> None:
         )""",
         "CREATE UNIQUE INDEX in_events_conversation_seq ON in_events (conversation_id, seq)",
         """CREATE TABLE out_events (
+            id INTEGER PRIMARY KEY,
             conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
             at ANY,  -- as in_events; NULL: the time and input_uid of the input before it
@@ -932,21 +934,24 @@ class Storage:
     ) -> int:
         """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
         be lost, so it goes through the outbox); returns its seq. The state is left alone."""
-        seq = 1 + self._last_seq(conversation_id)
+        seq, row_id = self._last(conversation_id)
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
         self.conn.execute(
             _INSERT_OUT,
-            (conversation_id, seq, _micros(now), input_uid, None, key[reply.key],
-             text[reply.text], 0, None, None),
+            (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
+             key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
-        return seq
+        return seq + 1
 
-    def _last_seq(self, conversation_id: int) -> int:
+    def _last(self, conversation_id: int) -> tuple[int, int]:
+        """The conversation's last event seq, and the last event id (of any conversation)."""
         return self.conn.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM in_events WHERE conversation_id = ?1), 0),"
-            " coalesce((SELECT max(seq) FROM out_events WHERE conversation_id = ?1), 0))",
+            " coalesce((SELECT max(seq) FROM out_events WHERE conversation_id = ?1), 0)),"
+            " max(coalesce((SELECT max(id) FROM in_events), 0),"
+            " coalesce((SELECT max(id) FROM out_events), 0))",
             [conversation_id],
-        ).fetchone()[0]
+        ).fetchone()
 
     def record(
         self,
@@ -963,7 +968,7 @@ class Storage:
         The replies' texts, choices and verdicts go to `texts` and the code words to `names`
         (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
         cid, last, db = conversation_id, new_state.last, self.conn
-        seq = self._last_seq(cid)
+        seq, row_id = self._last(cid)
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
         verdict = new_state.verdict or {}
         shaped = [
@@ -981,7 +986,7 @@ class Storage:
         tid, nid = _text_ids(db, texts), _name_ids(db, names)
         db.execute(
             _INSERT_IN,
-            (cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
+            (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
              user_input.raw, None if last.value is None else _dumps(value),
              nid.get(last.command), input_uid),
         )  # fmt: skip
@@ -989,8 +994,8 @@ class Storage:
         db.executemany(
             _INSERT_OUT,
             [
-                (cid, seq + 2 + i, None, None, question, key, tid[text], ref, tid.get(choices),
-                 tid.get(v))
+                (row_id + 2 + i, cid, seq + 2 + i, None, None, question, key, tid[text], ref,
+                 tid.get(choices), tid.get(v))
                 for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
             ],
         )  # fmt: skip

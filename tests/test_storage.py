@@ -126,9 +126,7 @@ def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
     assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
 
     send(store, "again", "2")
-    seqs = [
-        e["seq"] for e in store.db.query("SELECT seq FROM events ORDER BY conversation_id, seq")
-    ]
+    seqs = [e["seq"] for e in store.db.query("SELECT seq FROM events ORDER BY id")]
     assert seqs == [1, 2, 3, 4, 5, 6]
     assert store.current("telegram", "c1")[1].answers == {"texts": ["hello", "again"]}
 
@@ -498,7 +496,7 @@ def test_migration_7_keeps_every_event_state_and_input_exactly(tmp_path, clock):
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         got = list(s.db.query("SELECT * FROM events ORDER BY seq"))
-        assert got == events
+        assert got == [{"id": i} | e for i, e in enumerate(events, start=1)]
         assert s.current("telegram", "42") == (cid, state)
         conv = s.db.table("conversations").get(cid)
         assert json.loads(conv["answers_json"]) == {"entity_type": "company"}
