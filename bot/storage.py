@@ -502,6 +502,14 @@ def _state(db: Connection, state_json: str, *columns: Any) -> State:
     return State.model_validate(state)
 
 
+def stored_state(db: Connection, conversation_id: int) -> State | None:
+    """A conversation's state as stored, read on any connection (read-only ones too)."""
+    row = db.execute(
+        f"SELECT {STATE_SQL} FROM conversations c {STATE_JOINS} WHERE c.id = ?", [conversation_id]
+    ).fetchone()
+    return None if row is None else _state(db, *row)
+
+
 def _copy_events(db: Connection) -> None:
     """Migration 7: every events row into in_events or out_events, in order."""
     rows = db.execute(
