@@ -399,9 +399,13 @@ def _text_ids(db: Connection, texts: set[str]) -> dict[str, int]:
     if not texts:
         return {}
     hashes = {text: _text_hash(text) for text in texts}
+    by_hash = {h: t for t, h in hashes.items()}
+    if len(by_hash) < len(hashes):  # two of them share a hash: one at a time
+        return {k: v for text in texts for k, v in _text_ids(db, {text}).items()}
     marks = ", ".join("?" * len(hashes))
-    sql = f"SELECT id, body FROM texts WHERE hash IN ({marks})"
-    found = {body: i for i, body in db.execute(sql, list(hashes.values())) if body in hashes}
+    sql = f"SELECT hash, id FROM texts WHERE hash IN ({marks}) AND body IN ({marks})"
+    rows = db.execute(sql, [*by_hash, *hashes])
+    found = {by_hash[h]: i for h, i in rows}
     for text in texts - found.keys():
         sql = "INSERT INTO texts (hash, body) VALUES (?, ?)"
         found[text] = db.execute(sql, [hashes[text], text]).lastrowid
@@ -426,7 +430,14 @@ def _defaults(model: type[Any]) -> dict[str, Any]:
 _STATE_DEFAULTS = _defaults(State)
 _LAST_DEFAULTS = _defaults(Interpretation)
 STATE_COLUMNS = ("phase", "lang", "awaiting", "reference")  # state fields with a column
-NAME_LISTS = ("history", "asked", "skipped", "guided", "approx")  # lists of question ids
+SUBLISTS = ("history", "skipped", "guided", "approx")  # question ids, mostly also in `asked`
+
+
+def _state_refs(state: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a state (its JSON dict) keeps in texts: its verdict and the buttons offered, as
+    JSON (None when empty)."""
+    verdict, offered = state.get("verdict"), state.get("offered")
+    return None if verdict is None else _dumps(verdict), _dumps(offered) if offered else None
 
 
 def _state_row(
@@ -434,24 +445,21 @@ def _state_row(
     state: dict[str, Any],
     columns: dict[str, Any],
     last_logged: bool = False,
-    known: tuple[dict[str, int], dict[str, int]] = ({}, {}),
+    known: dict[str, int] | None = None,
 ) -> tuple[str, int | None, int | None]:
     """A state (its JSON dict) as stored: (state_json, verdict_id, offered_id). The verdict
     and the buttons offered go to texts; state_json leaves out the fields equal to the row's
     `columns` (STATE_COLUMNS), those empty (None, [], {}) by default, and `last` when
-    `last_logged` (the conversation's latest 'in' event holds it); the question ids of
-    NAME_LISTS are stored as ids of `names`. `known`: the text and the name ids looked up
-    already."""
+    `last_logged` (the conversation's latest 'in' event holds it); in SUBLISTS a question id
+    that is in `asked` is stored as its index there. `known`: text ids looked up already."""
 
     def empty(value: Any, default: Any) -> bool:
         return value in (None, [], {}) and value == default
 
-    verdict, offered = state.get("verdict"), state.get("offered")
-    verdict = None if verdict is None else _dumps(verdict)
-    offered = _dumps(offered) if offered else None
-    listed = {x for k in NAME_LISTS for x in state.get(k) or () if isinstance(x, str)}
-    texts = known[0] | _text_ids(db, {verdict, offered} - {None} - known[0].keys())
-    names = known[1] | _name_ids(db, listed - known[1].keys())
+    verdict, offered = _state_refs(state)
+    known = known or {}
+    texts = known | _text_ids(db, {verdict, offered} - {None} - known.keys())
+    asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
     kept: dict[str, Any] = {}
     for key, value in state.items():
         if key in ("verdict", "offered") or (key in columns and columns[key] == value):
@@ -462,8 +470,8 @@ def _state_row(
             value = {k: v for k, v in value.items() if not empty(v, _LAST_DEFAULTS.get(k, 0))}
         elif empty(value, _STATE_DEFAULTS.get(key, 0)):
             continue
-        elif key in NAME_LISTS:
-            value = [names[x] if isinstance(x, str) else x for x in value]
+        elif key in SUBLISTS:
+            value = [asked.get(q, q) for q in value]
         kept[key] = value
     state_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
     return state_json, texts.get(verdict), texts.get(offered)
@@ -477,7 +485,7 @@ STATE_SQL = f"c.state_json, c.phase, c.lang, c.awaiting, c.reference, v.body, o.
 STATE_JOINS = "LEFT JOIN texts v ON v.id = c.verdict_id LEFT JOIN texts o ON o.id = c.offered_id"
 
 
-def _state(db: Connection, state_json: str, *columns: Any) -> State:
+def _state(state_json: str, *columns: Any) -> State:
     """The State of a conversations row (the columns of STATE_SQL, in order)."""
     state = json.loads(state_json)
     *columns, verdict, offered, last_input = columns
@@ -487,18 +495,15 @@ def _state(db: Connection, state_json: str, *columns: Any) -> State:
         state["verdict"] = json.loads(verdict)
     if offered is not None:
         state["offered"] = json.loads(offered)
+    asked = state.get("asked") or []
+    for key in SUBLISTS:
+        if key in state:
+            state[key] = [asked[q] if isinstance(q, int) else q for q in state[key]]
     if "last" not in state and last_input is not None:
         question, outcome, value, command = json.loads(last_input)
         value = None if value is None else json.loads(value)
         last = {"question": question, "outcome": outcome, "value": value, "command": command}
         state["last"] = {k: v for k, v in last.items() if v is not None}
-    ids = {x for k in NAME_LISTS for x in state.get(k) or () if isinstance(x, int)}
-    if ids:
-        marks = ", ".join("?" * len(ids))
-        names = dict(db.execute(f"SELECT id, name FROM names WHERE id IN ({marks})", list(ids)))
-        for key in NAME_LISTS:
-            if key in state:
-                state[key] = [names[x] if isinstance(x, int) else x for x in state[key]]
     return State.model_validate(state)
 
 
@@ -507,7 +512,7 @@ def stored_state(db: Connection, conversation_id: int) -> State | None:
     row = db.execute(
         f"SELECT {STATE_SQL} FROM conversations c {STATE_JOINS} WHERE c.id = ?", [conversation_id]
     ).fetchone()
-    return None if row is None else _state(db, *row)
+    return None if row is None else _state(*row)
 
 
 def _copy_events(db: Connection) -> None:
@@ -882,7 +887,7 @@ class Storage:
         ).fetchone()
         if row is None or row[1] == "abandoned":
             return None
-        return {"id": row[0], "state": _state(self.conn, *row[2:])}
+        return {"id": row[0], "state": _state(*row[2:])}
 
     def _create(
         self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
@@ -896,19 +901,10 @@ class Storage:
             " started_at, updated_at, status, phase, awaiting, state_json)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
             [state.reference, int(test), channel, chat_id, user_id, state.lang, now, now,
-             state.phase, state.awaiting, self._state_ids(state)[0]],
+             state.phase, state.awaiting, _state_row(self.conn, state.model_dump(mode="json"),
+             {k: getattr(state, k) for k in STATE_COLUMNS})[0]],
         ).lastrowid  # fmt: skip
         return row_id, state
-
-    def _state_ids(
-        self,
-        state: State,
-        last_logged: bool = False,
-        known: tuple[dict[str, int], dict[str, int]] = ({}, {}),
-    ) -> tuple[str, int | None, int | None]:
-        """(state_json, verdict_id, offered_id) of a state about to be written."""
-        columns = {k: getattr(state, k) for k in STATE_COLUMNS}
-        return _state_row(self.conn, state.model_dump(mode="json"), columns, last_logged, known)
 
     def replies(self, conversation_id: int, first_seq: int, last_seq: int) -> list[Reply]:
         """The 'out' events between two seqs of a conversation, as the replies they were."""
@@ -978,6 +974,7 @@ class Storage:
         cid, last, db = conversation_id, new_state.last, self.conn
         seq, row_id = self._last(cid)
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
+        columns = {k: getattr(new_state, k) for k in STATE_COLUMNS}
         verdict = new_state.verdict or {}
         shaped = [
             (
@@ -987,11 +984,13 @@ class Storage:
             )
             for r in replies
         ]
+        state = new_state.model_dump(mode="json")
+        state_verdict, offered = _state_refs(state)
         texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
-        texts -= {None}
+        texts = (texts | {state_verdict, offered}) - {None}
         names = {last.question, last.outcome, last.command, new_state.awaiting}
         names = (names | {r.key for r in replies}) - {None}
-        tid, nid = _text_ids(db, texts), _name_ids(db, names)
+        tid, nid = _text_ids(db, texts), _name_ids(db, names)  # one look-up of each
         db.execute(
             _INSERT_IN,
             (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
@@ -1020,7 +1019,7 @@ class Storage:
                 new_state.awaiting,
                 verdict.get("status"),
                 verdict.get("ruleset"),
-                *self._state_ids(new_state, last_logged=True, known=(tid, nid)),
+                *_state_row(db, state, columns, last_logged=True, known=tid),
                 cid,
             ],
         )

@@ -2,8 +2,10 @@ import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound
@@ -519,3 +521,23 @@ def test_migration_7_keeps_every_event_state_and_input_exactly(tmp_path, clock):
         )
         assert s.delete_user("7") == {"conversations": 1, "events": 8, "inputs": 4}
         assert s.db.execute("SELECT count(*) FROM texts").fetchone() == (0,)
+
+
+def test_a_real_dialogs_state_reads_back_as_the_step_left_it(store):
+    """The state is stored compactly (verdict and buttons in texts, `last` from the latest
+    input, sub-lists as indices into `asked`): every turn of a real dialog reads back equal."""
+    from dialogs.engine import step
+
+    delivery = Delivery(store, Named("telegram"), step)
+    said = ["/start", "会社", "製造業", "わからない", "スキップ", "戻る", "3000万円", "はい"]
+    said += ["20人", "いいえ", "回答確認", "やめる", "続ける", "いいえ", "はい", "栃木県内です"]
+    scenario = Path(__file__).parent / "scenarios" / "eligible_led_by_text.yaml"
+    steps = yaml.safe_load(scenario.read_text("utf-8"))["steps"]
+    to_verdict = ["/start"] + [str(s["say"]) for s in steps if "say" in s]
+    seen: set[str] = set()
+    for chat, texts in (("c1", said), ("c2", to_verdict)):
+        for i, text in enumerate(texts):
+            turn = delivery.commit(Inbound(chat, "u1", str(i), None, UserInput(text=text)))
+            assert store.current("telegram", chat) == (turn.conversation_id, turn.state), text
+            seen |= {k for k, v in turn.state.model_dump().items() if v not in (None, [], {})}
+    assert {"verdict", "offered", "history", "asked", "skipped", "guided", "last"} <= seen
