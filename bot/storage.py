@@ -428,7 +428,8 @@ def _defaults(model: type[Any]) -> dict[str, Any]:
 
 
 _STATE_DEFAULTS = _defaults(State)
-_LAST_DEFAULTS = _defaults(Interpretation)
+_STATE_EMPTY = {k for k, v in _STATE_DEFAULTS.items() if v is None or v == [] or v == {}}
+_LAST_EMPTY = {k for k, v in _defaults(Interpretation).items() if v is None}
 STATE_COLUMNS = ("phase", "lang", "awaiting", "reference")  # state fields with a column
 SUBLISTS = ("history", "skipped", "guided", "approx")  # question ids, mostly also in `asked`
 
@@ -446,17 +447,15 @@ def _state_row(
     columns: dict[str, Any],
     last_logged: bool = False,
     known: dict[str, int] | None = None,
+    refs: tuple[str | None, str | None] | None = None,
 ) -> tuple[str, int | None, int | None]:
     """A state (its JSON dict) as stored: (state_json, verdict_id, offered_id). The verdict
     and the buttons offered go to texts; state_json leaves out the fields equal to the row's
     `columns` (STATE_COLUMNS), those empty (None, [], {}) by default, and `last` when
     `last_logged` (the conversation's latest 'in' event holds it); in SUBLISTS a question id
-    that is in `asked` is stored as its index there. `known`: text ids looked up already."""
-
-    def empty(value: Any, default: Any) -> bool:
-        return value in (None, [], {}) and value == default
-
-    verdict, offered = _state_refs(state)
+    that is in `asked` is stored as its index there. `known`: text ids looked up already;
+    `refs`: `_state_refs(state)`, when made already."""
+    verdict, offered = refs or _state_refs(state)
     known = known or {}
     texts = known | _text_ids(db, {verdict, offered} - {None} - known.keys())
     asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
@@ -467,8 +466,8 @@ def _state_row(
         if key == "last":
             if last_logged:
                 continue
-            value = {k: v for k, v in value.items() if not empty(v, _LAST_DEFAULTS.get(k, 0))}
-        elif empty(value, _STATE_DEFAULTS.get(key, 0)):
+            value = {k: v for k, v in value.items() if not (k in _LAST_EMPTY and v is None)}
+        elif key in _STATE_EMPTY and value == _STATE_DEFAULTS[key]:
             continue
         elif key in SUBLISTS:
             value = [asked.get(q, q) for q in value]
@@ -985,7 +984,7 @@ class Storage:
             for r in replies
         ]
         state = new_state.model_dump(mode="json")
-        state_verdict, offered = _state_refs(state)
+        refs = state_verdict, offered = _state_refs(state)
         texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
         texts = (texts | {state_verdict, offered}) - {None}
         names = {last.question, last.outcome, last.command, new_state.awaiting}
@@ -1019,7 +1018,7 @@ class Storage:
                 new_state.awaiting,
                 verdict.get("status"),
                 verdict.get("ruleset"),
-                *_state_row(db, state, columns, last_logged=True, known=tid),
+                *_state_row(db, state, columns, last_logged=True, known=tid, refs=refs),
                 cid,
             ],
         )
