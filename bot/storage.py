@@ -7,11 +7,11 @@ writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -390,37 +390,47 @@ def _templated(text: str, reference: str | None) -> tuple[str, int]:
 
 
 def _text_hash(body: str) -> int:
-    return int.from_bytes(hashlib.blake2b(body.encode(), digest_size=8).digest(), signed=True)
+    """Finds a text's candidate rows (a CRC: equal hashes are common enough, the body
+    decides)."""
+    return zlib.crc32(body.encode())
+
+
+def _intern(db: Connection, texts: set[str], names: set[str]) -> tuple[dict, dict]:
+    """The ids of `texts` (table texts) and `names` (table names), each added when new: one
+    query for both."""
+    texts, names = texts - {None}, names - {None}
+    hashes = {text: _text_hash(text) for text in texts}
+    if not (texts or names):
+        return {}, {}
+    sql = " UNION ALL ".join(
+        [f"SELECT id, body, 0 FROM texts WHERE hash IN ({', '.join('?' * len(hashes))})"]
+        * bool(texts)
+        + [f"SELECT id, name, 1 FROM names WHERE name IN ({', '.join('?' * len(names))})"]
+        * bool(names)
+    )
+    tid: dict[str, int] = {}
+    nid: dict[str, int] = {}
+    for row_id, value, is_name in db.execute(sql, [*hashes.values(), *names]):
+        if is_name:
+            nid[value] = row_id
+        elif value in hashes:
+            tid[value] = row_id
+    for text in texts - tid.keys():
+        sql = "INSERT INTO texts (hash, body) VALUES (?, ?)"
+        tid[text] = db.execute(sql, [hashes[text], text]).lastrowid
+    for name in names - nid.keys():
+        nid[name] = db.execute("INSERT INTO names (name) VALUES (?)", [name]).lastrowid
+    return tid, nid
 
 
 def _text_ids(db: Connection, texts: set[str]) -> dict[str, int]:
-    """The ids of `texts` in table texts, each added when new (the hash finds the candidates,
-    the body decides)."""
-    if not texts:
-        return {}
-    hashes = {text: _text_hash(text) for text in texts}
-    by_hash = {h: t for t, h in hashes.items()}
-    if len(by_hash) < len(hashes):  # two of them share a hash: one at a time
-        return {k: v for text in texts for k, v in _text_ids(db, {text}).items()}
-    marks = ", ".join("?" * len(hashes))
-    sql = f"SELECT hash, id FROM texts WHERE hash IN ({marks}) AND body IN ({marks})"
-    rows = db.execute(sql, [*by_hash, *hashes])
-    found = {by_hash[h]: i for h, i in rows}
-    for text in texts - found.keys():
-        sql = "INSERT INTO texts (hash, body) VALUES (?, ?)"
-        found[text] = db.execute(sql, [hashes[text], text]).lastrowid
-    return found
+    """The ids of `texts` in table texts, each added when new."""
+    return _intern(db, texts, set())[0]
 
 
 def _name_ids(db: Connection, names: set[str]) -> dict[str, int]:
     """The ids of `names` in table names, each added when new."""
-    if not names:
-        return {}
-    marks = ", ".join("?" * len(names))
-    found = dict(db.execute(f"SELECT name, id FROM names WHERE name IN ({marks})", list(names)))
-    for name in names - found.keys():
-        found[name] = db.execute("INSERT INTO names (name) VALUES (?)", [name]).lastrowid
-    return found
+    return _intern(db, set(), names)[1]
 
 
 def _defaults(model: type[Any]) -> dict[str, Any]:
@@ -535,7 +545,7 @@ def _copy_events(db: Connection) -> None:
             texts |= {text, ch, v} - {None}
             at, uid = (None, None) if last_in == (cid, at, uid) else (_micros(at), uid)
             outs.append((i, cid, seq, at, uid, q, key, text, templated, ch, v))
-        tid, nid = _text_ids(db, texts), _name_ids(db, names)
+        tid, nid = _intern(db, texts, names)
         db.executemany(
             _INSERT_IN,
             [(*r[:4], nid.get(r[4]), nid.get(r[5]), r[6], r[7], nid.get(r[8]), r[9]) for r in ins],
@@ -986,10 +996,10 @@ class Storage:
         state = new_state.model_dump(mode="json")
         refs = state_verdict, offered = _state_refs(state)
         texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
-        texts = (texts | {state_verdict, offered}) - {None}
+        texts |= {state_verdict, offered}
         names = {last.question, last.outcome, last.command, new_state.awaiting}
-        names = (names | {r.key for r in replies}) - {None}
-        tid, nid = _text_ids(db, texts), _name_ids(db, names)  # one look-up of each
+        names |= {r.key for r in replies}
+        tid, nid = _intern(db, texts, names)
         db.execute(
             _INSERT_IN,
             (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
