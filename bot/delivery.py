@@ -8,7 +8,8 @@ before anything is sent, sent in order, marked sent.
                               'in' + 'out' events, new state
                               outbox row "to send", channel's marks
 
-- `commit` (synchronous: run it in a worker thread from async code) returns a `Turn`: "new",
+- `commit` (synchronous; from async code `await commit_async`, which batches with other chats'
+  inputs through bot/writer.py) returns a `Turn`: "new",
   "duplicate" (the input was stored before: nothing changes) or "stale" (the channel says the
   input answers something no longer asked: nothing is stored). A storage failure raises
   `NotStored`: the adapter must then NOT confirm the input to its service, which redelivers it;
@@ -47,6 +48,7 @@ ids restart after a week without updates: the message or callback query id is th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sqlite3
@@ -58,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot.storage import Storage
+from bot.writer import Writer
 from dialogs.io import Reply, State, UserInput
 
 log = logging.getLogger(__name__)
@@ -165,6 +168,7 @@ class Delivery:
     def __init__(self, storage: Storage, channel: Channel, step: Step, lang: str = "ja") -> None:
         self.storage, self.channel, self.step, self.lang = storage, channel, step, lang
         self.locks = ChatLocks()
+        self.writer = Writer(storage)
         self._held: dict[str, tuple[str | None, float]] = {}  # chat -> (unstored uid, until)
         self._unnoted: dict[int, Sent] = {}  # outbox id -> what went out, its mark not written
         self.stopping = asyncio.Event()  # shutdown: no new sends, no retries (see `stop`)
@@ -178,21 +182,38 @@ class Delivery:
 
     def commit(self, inbound: Inbound) -> Turn:
         """Dedup, step and store one input in one transaction; see the module docstring."""
-        chat = inbound.chat
-        held = self._held.get(chat)
-        if held is not None and time.monotonic() >= held[1]:
-            self._held.pop(chat, None)  # it never came back: do not block the chat for ever
-            held = None
-        if held is not None and held[0] != inbound.uid:
-            raise NotStored("an earlier input of this chat is not stored yet")
+        self._check_held(inbound)
         try:
             turn = self._commit(inbound)
-        except sqlite3.OperationalError as exc:  # full, locked, I/O: it may work next time
-            self._held.setdefault(chat, (inbound.uid, time.monotonic() + HOLD_S))
-            raise NotStored(str(exc)) from exc
-        if held is not None:
-            self._held.pop(chat, None)
+        except sqlite3.OperationalError as exc:
+            raise self._not_stored(inbound, exc) from exc
+        self._held.pop(inbound.chat, None)
         return turn
+
+    async def commit_async(self, inbound: Inbound) -> Turn:
+        """`commit` from async code: through the writer thread, in a transaction shared with
+        whatever other chats' inputs arrive meanwhile (bot/writer.py); returns after the
+        commit, like `commit`."""
+        self._check_held(inbound)
+        try:
+            turn = await self.writer.submit(lambda db: self._turn(db, inbound))
+        except sqlite3.OperationalError as exc:
+            raise self._not_stored(inbound, exc) from exc
+        self._held.pop(inbound.chat, None)
+        return turn
+
+    def _check_held(self, inbound: Inbound) -> None:
+        """Order: while an earlier input of the chat is not stored, later ones are refused."""
+        held = self._held.get(inbound.chat)
+        if held is not None and time.monotonic() >= held[1]:
+            self._held.pop(inbound.chat, None)  # it never came back: do not block for ever
+        elif held is not None and held[0] != inbound.uid:
+            raise NotStored("an earlier input of this chat is not stored yet")
+
+    def _not_stored(self, inbound: Inbound, exc: Exception) -> NotStored:
+        """Full, locked, I/O: it may work next time; the chat waits for this input."""
+        self._held.setdefault(inbound.chat, (inbound.uid, time.monotonic() + HOLD_S))
+        return NotStored(str(exc))
 
     def refuse(self, inbound: Inbound, notice: Reply | None = None) -> bool:
         """Note a refused input (flow control: its chat had too many waiting) as handled, without
@@ -225,53 +246,55 @@ class Delivery:
             raise NotStored(str(exc)) from exc
 
     def _commit(self, inbound: Inbound) -> Turn:
-        storage, channel, chat, uid = self.storage, self.channel.name, inbound.chat, inbound.uid
-        with storage.transaction() as db:
-            row = db.execute(
-                "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
-            ).fetchone()
-            marks = json.loads(row[0]) if row else {}
-            if uid is not None:
-                seen = db.execute(
-                    "SELECT tag FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
-                    [channel, chat, uid],
-                ).fetchone()
-                if seen is not None and (None in (seen[0], inbound.tag) or seen[0] == inbound.tag):
-                    return Turn(chat, "duplicate", uid, pending=self._pending(chat), marks=marks)
-                # else: a reused id with another tag is a new input
-            if self.channel.stale(inbound, marks):
-                return Turn(chat, "stale", uid, marks=marks)
+        with self.storage.transaction() as db:
+            return self._turn(db, inbound)
 
-            cid, state = storage.load(channel, chat, inbound.user, self.lang)
-            new_state, replies = self.step(state, inbound.input)
-            now = storage.now()
-            first, last = storage.record(
-                cid, inbound.user, uid, inbound.input, new_state, replies, now
+    def _turn(self, db: sqlite3.Connection, inbound: Inbound) -> Turn:
+        """The commit's body, inside the transaction."""
+        storage, channel, chat, uid = self.storage, self.channel.name, inbound.chat, inbound.uid
+        row = db.execute(
+            "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
+        ).fetchone()
+        marks = json.loads(row[0]) if row else {}
+        if uid is not None:
+            seen = db.execute(
+                "SELECT tag FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
+                [channel, chat, uid],
+            ).fetchone()
+            if seen is not None and (None in (seen[0], inbound.tag) or seen[0] == inbound.tag):
+                return Turn(chat, "duplicate", uid, pending=self._pending(chat), marks=marks)
+            # else: a reused id with another tag is a new input
+        if self.channel.stale(inbound, marks):
+            return Turn(chat, "stale", uid, marks=marks)
+
+        cid, state = storage.load(channel, chat, inbound.user, self.lang)
+        new_state, replies = self.step(state, inbound.input)
+        now = storage.now()
+        first, last = storage.record(cid, inbound.user, uid, inbound.input, new_state, replies, now)
+        if uid is not None:
+            db.execute(
+                "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
+                " SET tag = excluded.tag, conversation_id = excluded.conversation_id",
+                [channel, chat, uid, inbound.tag, cid],
             )
-            if uid is not None:
-                db.execute(
-                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
-                    " SET tag = excluded.tag, conversation_id = excluded.conversation_id",
-                    [channel, chat, uid, inbound.tag, cid],
-                )
-            pending = []
-            if replies and self.channel.outbox:
-                row_id = db.execute(
-                    "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
-                    " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [cid, channel, chat, uid, first, last, now],
-                ).lastrowid
-                marks = self.channel.committed(marks)
-                db.execute(
-                    "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
-                    " conversation_id = excluded.conversation_id,"
-                    " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
-                    [channel, chat, cid, json.dumps(marks), now],
-                )
-                pending = self._pending(chat, {row_id: list(replies)})
-            return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
+        pending = []
+        if replies and self.channel.outbox:
+            row_id = db.execute(
+                "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
+                " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [cid, channel, chat, uid, first, last, now],
+            ).lastrowid
+            marks = self.channel.committed(marks)
+            db.execute(
+                "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
+                " conversation_id = excluded.conversation_id,"
+                " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
+                [channel, chat, cid, json.dumps(marks), now],
+            )
+            pending = self._pending(chat, {row_id: list(replies)})
+        return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 
     def _pending(self, chat: str, fresh: dict[int, list[Reply]] | None = None) -> list[Pending]:
         """The chat's unsent outbox rows; `fresh`: rows just written, whose replies are known
@@ -309,21 +332,24 @@ class Delivery:
         """Note what went out of an outbox row, and the chat's new marks, in one transaction.
         A conversation deleted meanwhile took its rows along: then nothing is noted. Without
         an fsync: a power cut may undo the note, and the replies are then sent once more."""
-        done = sent.count >= len(pending.replies)
         with self.storage.transaction(fsync=False) as db:
-            now = self.storage.now()
-            db.execute(
-                "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
-                " status = CASE WHEN ? THEN 'sent' WHEN ? OR attempts + 1 >= ? THEN 'dropped'"
-                " ELSE status END, done_at = CASE WHEN ? OR ? OR attempts + 1 >= ? THEN ? END"
-                " WHERE id = ?",
-                [sent.count, done, sent.final, MAX_ATTEMPTS]
-                + [done, sent.final, MAX_ATTEMPTS, now, pending.outbox_id],
-            )
-            db.execute(
-                "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
-                [json.dumps(sent.marks), now, self.channel.name, chat],
-            )
+            self._mark(db, chat, pending, sent)
+
+    def _mark(self, db: sqlite3.Connection, chat: str, pending: Pending, sent: Sent) -> None:
+        done = sent.count >= len(pending.replies)
+        now = self.storage.now()
+        db.execute(
+            "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
+            " status = CASE WHEN ? THEN 'sent' WHEN ? OR attempts + 1 >= ? THEN 'dropped'"
+            " ELSE status END, done_at = CASE WHEN ? OR ? OR attempts + 1 >= ? THEN ? END"
+            " WHERE id = ?",
+            [sent.count, done, sent.final, MAX_ATTEMPTS]
+            + [done, sent.final, MAX_ATTEMPTS, now, pending.outbox_id],
+        )
+        db.execute(
+            "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
+            [json.dumps(sent.marks), now, self.channel.name, chat],
+        )
 
     # --- sending (async) ---
 
@@ -345,8 +371,9 @@ class Delivery:
                 except Exception:  # a bug in sending: the answer is stored, try again later
                     log.exception("sending to a chat failed; its replies stay in the outbox")
                     sent = Sent(0, marks)
-            try:
-                await asyncio.to_thread(self.mark, chat, row, sent)
+            try:  # in the writer's next batch: its order behind this chat's turn is kept
+                note = functools.partial(self._mark, chat=chat, pending=row, sent=sent)
+                await self.writer.submit(lambda db, note=note: note(db), durable=False)
             except sqlite3.Error as exc:  # noted on the next try instead of sent again
                 self._unnoted[row.outbox_id] = sent
                 log.error("could not note replies as sent (%s); will note it later", exc)
@@ -390,6 +417,7 @@ class Delivery:
             task.cancel()
         await asyncio.gather(*retries, return_exceptions=True)
         self._retries.clear()
+        self.writer.close()  # what is queued is written first
 
     async def flush(self) -> int:
         """Send every chat's unsent replies; returns how many chats had some."""

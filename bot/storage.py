@@ -852,6 +852,46 @@ class Storage:
             if group.error is not None:
                 raise group.error
 
+    def run_batch(self, bodies: list[tuple[Callable[[Connection], Any], bool]]) -> list[Any]:
+        """Run several bodies `(body, durable)` in ONE transaction, each in its own savepoint
+        (a body that raises has its writes undone; the others stand), and commit once: with an
+        fsync when any body is durable. Returns, per body, its result or the exception it
+        raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py."""
+        durable = any(d for _, d in bodies)
+        with self._turns:
+            if self._group is not None:  # a synchronous group waits for its commit: do it
+                self._commit(self._group)
+            conn = self.conn
+            try:
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                return [exc] * len(bodies)
+            results: list[Any] = []
+            for body, _ in bodies:
+                conn.execute("SAVEPOINT body")
+                try:
+                    results.append(body(conn))
+                    conn.execute("RELEASE body")
+                except Exception as exc:
+                    results.append(exc)
+                    try:
+                        conn.execute("ROLLBACK TO body")
+                        conn.execute("RELEASE body")
+                    except sqlite3.Error as undo:  # the transaction is gone: all fail with it
+                        conn.rollback()
+                        return [undo] * len(bodies)
+            try:
+                conn.commit()
+                self.commits += 1
+            except sqlite3.Error as exc:
+                conn.rollback()
+                results = [exc] * len(bodies)
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+            return results
+
     def _undo_body(self, group: _Group) -> None:
         try:
             self.conn.execute("ROLLBACK TO body")

@@ -272,7 +272,7 @@ class LineBot:
         loading = asyncio.create_task(self._loading(event.user))
         inbound = Inbound(event.user, event.user, event.uid, None, inp, event.reply_token)
         try:
-            turn = await asyncio.to_thread(self.delivery.commit, inbound)
+            turn = await self.delivery.commit_async(inbound)
         except NotStored as exc:
             log.error("event %s not stored (%s); LINE will redeliver it", event.uid, exc)
             stored.set_result(False)

@@ -1,0 +1,97 @@
+"""bot/writer.py: writes from async code, batched per pass of the event loop. Bodies queued
+together share one commit; each caller resumes only after that commit; a body that fails undoes
+only its own writes; nothing is reported stored that is not; order is kept."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from bot.storage import Storage
+from bot.writer import MAX_BATCH, Writer
+
+INSERT = (
+    "INSERT INTO conversations (channel, chat_id, lang, started_at, updated_at, phase,"
+    " state_json) VALUES ('console', ?, 'ja', '', '', 'start', '{}')"
+)
+
+
+def on_disk(path) -> list[str]:
+    """What another connection sees: committed rows only, in insertion order."""
+    with sqlite3.connect(path) as other:
+        return [r[0] for r in other.execute("SELECT chat_id FROM conversations ORDER BY id")]
+
+
+def insert(chat: str, fail: bool = False):
+    def body(db):
+        db.execute(INSERT, [chat])
+        if fail:
+            raise ValueError("a bug in the body")
+        return chat
+
+    return body
+
+
+def test_bodies_queued_together_share_one_commit_and_resume_after_it(tmp_path):
+    path = tmp_path / "bot.db"
+
+    async def main(storage: Storage, writer: Writer) -> list:
+        before = storage.commits
+
+        async def one(i: int):
+            chat = await writer.submit(insert(f"c{i}", fail=i == 3))
+            return chat in on_disk(path)  # committed by the time the caller resumes
+
+        results = await asyncio.gather(*(one(i) for i in range(8)), return_exceptions=True)
+        return [results, storage.commits - before]
+
+    with Storage(path) as storage:
+        results, commits = asyncio.run(main(storage, Writer(storage)))
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [True] * 7
+    assert commits == 1
+    assert on_disk(path) == [f"c{i}" for i in range(8) if i != 3]  # in order, the bad undone
+
+
+def test_a_long_burst_is_cut_into_batches_in_order(tmp_path):
+    path = tmp_path / "bot.db"
+
+    async def main(writer: Writer) -> None:
+        await asyncio.gather(*(writer.submit(insert(f"c{i:03}")) for i in range(MAX_BATCH * 2 + 1)))
+
+    with Storage(path) as storage:
+        writer = Writer(storage)
+        asyncio.run(main(writer))
+    assert writer.batches == 3
+    assert on_disk(path) == [f"c{i:03}" for i in range(MAX_BATCH * 2 + 1)]
+
+
+def test_a_full_disk_fails_every_body_and_stores_nothing(tmp_path):
+    path = tmp_path / "bot.db"
+
+    async def main(writer: Writer) -> list:
+        return await asyncio.gather(
+            *(writer.submit(insert(f"pad{i}" * 2000)) for i in range(4)), return_exceptions=True
+        )
+
+    with Storage(path) as storage:
+        pages = storage.conn.execute("PRAGMA page_count").fetchone()[0]
+        storage.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        results = asyncio.run(main(Writer(storage)))
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+    assert on_disk(path) == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_close_writes_what_is_queued(tmp_path, durable):
+    path = tmp_path / "bot.db"
+
+    async def main(writer: Writer) -> asyncio.Future:
+        future = writer.submit(insert("late"), durable=durable)
+        writer.close()  # before the loop got to it
+        return future
+
+    with Storage(path) as storage:
+        future = asyncio.run(main(Writer(storage)))
+    assert future.result() == "late"
+    assert on_disk(path) == ["late"]
