@@ -19,6 +19,7 @@ import yaml
 from bot.console.session import ConsoleChannel
 from bot.delivery import Channel, Delivery, Inbound, Sent
 from bot.storage import Storage
+from dialogs import understanding
 from dialogs.engine import step
 from dialogs.io import State, UserInput
 from dialogs.parsing import parse_money
@@ -50,11 +51,20 @@ def timed(label: str, fn, n: int) -> None:
     )
 
 
-def whole_dialog() -> State:
+def whole_dialog(unseen: bool = False) -> State:
+    """The scenario's dialog; `unseen`: as if no text had been typed before (readings of typed
+    text are remembered, and a bench repeats its texts)."""
     s = State()
     for text in DIALOG:
+        if unseen:
+            understanding._remembered.cache_clear()
         s, _ = step(s, UserInput(text=text), on=ON)
     return s
+
+
+def never_seen(qid: str, text: str):
+    understanding._remembered.cache_clear()
+    return understand(qid, text, {}, "ja")
 
 
 def first_reading() -> None:
@@ -70,11 +80,15 @@ def main() -> None:
     full = whole_dialog()
     assert full.verdict["status"] == "eligible"
     timed(f"parse_money({NUMERAL!r})", lambda: parse_money(NUMERAL), 2000)
+    timed("understand(industry, a sentence), new", lambda: never_seen("industry", SENTENCE), 200)
     timed(
-        "understand(industry, a sentence)", lambda: understand("industry", SENTENCE, {}, "ja"), 200
+        "the same sentence again (remembered)",
+        lambda: understand("industry", SENTENCE, {}, "ja"),
+        2000,
     )
     timed("evaluate(full answers)", lambda: evaluate(full.answers, on=ON), 2000)
     timed("whole dialog, 12 steps (pure)", whole_dialog, 50)
+    timed("the same, every typed text new", lambda: whole_dialog(unseen=True), 50)
     with tempfile.TemporaryDirectory() as tmp, Storage(Path(tmp) / "b.db") as storage:
 
         def stored_dialog():

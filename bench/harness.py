@@ -128,6 +128,8 @@ class OfflineAPI(BaseRequest):
                 "text": params.get("text", "…"),
             }
             markup = params.get("reply_markup")
+            if isinstance(markup, str):  # sent already serialised, as the Bot API takes it
+                markup = json.loads(markup)
             if name == "sendMessage" and markup:
                 labels = {b["text"]: b["callback_data"] for row in markup["inline_keyboard"]
                           for b in row}  # fmt: skip

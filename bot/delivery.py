@@ -251,9 +251,9 @@ class Delivery:
                 cid, _ = storage.load(channel, inbound.chat, inbound.user, self.lang)
                 now = storage.now()
                 new = db.execute(
-                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
-                    [channel, inbound.chat, inbound.uid, inbound.tag, cid, now],
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
+                    [channel, inbound.chat, inbound.uid, inbound.tag, cid],
                 ).rowcount
                 if not (new and notice is not None and self.channel.outbox):
                     return False
@@ -295,11 +295,10 @@ class Delivery:
         first, last = storage.record(cid, inbound.user, uid, inbound.input, new_state, replies, now)
         if uid is not None:
             db.execute(
-                "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id, at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
-                " SET tag = excluded.tag, conversation_id = excluded.conversation_id,"
-                " at = excluded.at",
-                [channel, chat, uid, inbound.tag, cid, now],
+                "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
+                " SET tag = excluded.tag, conversation_id = excluded.conversation_id",
+                [channel, chat, uid, inbound.tag, cid],
             )
         pending = []
         if replies and self.channel.outbox:

@@ -11,6 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialogs.io import Choice, Reply, State, UserInput
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
 
 if TYPE_CHECKING:
@@ -292,6 +293,365 @@ def _m6_references_and_tests(db: Connection) -> None:
     db.execute("CREATE UNIQUE INDEX conversations_reference ON conversations (reference)")
 
 
+# --- compact storage (migration 7) --------------------------------------------------------
+# What repeats is stored once. `texts` holds each distinct reply text, choice list and verdict
+# JSON (found by a hash of its content), `names` the code words (question ids, outcomes,
+# commands, locale keys). The log is two tables, `in_events` (what people sent) and
+# `out_events` (the bot's replies, as ids), each row with only its own kind's columns; the view
+# `events` gives the rows exactly as they were written (same columns, same bytes), so readers'
+# SQL is as it was. A reply text quoting its conversation's reference number is stored with the
+# number replaced by REF_MARK (`ref` = 1), and the view puts it back: one row for every
+# conversation. A reply written in the same turn as its input stores no time and no input id
+# (`at` NULL): the view takes those of the nearest earlier input. Times are stored as
+# microseconds since the Unix epoch (an ISO text that would not come back the same is kept as
+# written). A conversation's state is stored without its verdict (`verdict_id`, in texts) and
+# without its empty fields; `answers_json` is computed from it. Deleting conversations deletes
+# the texts no longer used (names are code words, not anyone's data: they stay).
+REF_MARK = "\ue000"  # a private-use character: a text that contains it is not templated
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def _at_sql(at: str) -> str:
+    """SQL: the ISO text of a stored time (`_iso`; a text is shown as it is)."""
+    return (
+        f"CASE typeof({at}) WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', {at} / 1000000,"
+        f" 'unixepoch') || printf('.%06d+00:00', {at} % 1000000) ELSE {at} END"
+    )
+
+
+_ITS_INPUT = """(SELECT p.rowid FROM in_events p WHERE p.conversation_id = l.conversation_id
+  AND p.seq < l.seq ORDER BY p.seq DESC LIMIT 1)"""
+
+EVENTS_VIEW = f"""
+CREATE VIEW events AS
+SELECT l.id, l.conversation_id, l.seq, {_at_sql("l.at")} AS at, 'in' AS direction,
+  q.name AS question, o.name AS outcome, l.raw_text, l.value_json, m.name AS command,
+  NULL AS reply_key, NULL AS choices_json, NULL AS verdict_json, l.input_uid
+FROM in_events l
+LEFT JOIN names q ON q.id = l.question
+LEFT JOIN names o ON o.id = l.outcome
+LEFT JOIN names m ON m.id = l.command
+UNION ALL
+SELECT l.id, l.conversation_id, l.seq, {_at_sql("coalesce(l.at, h.at)")} AS at, 'out' AS direction,
+  q.name AS question, NULL AS outcome,
+  CASE WHEN l.ref THEN replace(x.body, char({ord(REF_MARK)}), c.reference) ELSE x.body END
+    AS raw_text,
+  NULL AS value_json, NULL AS command, k.name AS reply_key, ch.body AS choices_json,
+  v.body AS verdict_json, CASE WHEN l.at IS NULL THEN h.input_uid ELSE l.input_uid END
+FROM out_events l
+LEFT JOIN in_events h ON h.rowid = CASE WHEN l.at IS NULL THEN {_ITS_INPUT} END
+LEFT JOIN names q ON q.id = l.question
+LEFT JOIN names k ON k.id = l.reply_key
+LEFT JOIN texts x ON x.id = l.text
+LEFT JOIN texts ch ON ch.id = l.choices
+LEFT JOIN texts v ON v.id = l.verdict
+LEFT JOIN conversations c ON c.id = l.conversation_id
+"""
+
+_IN_COLUMNS = (
+    "id", "conversation_id", "seq", "at", "question", "outcome", "raw_text", "value_json",
+    "command", "input_uid",
+)  # fmt: skip
+_OUT_COLUMNS = (
+    "id", "conversation_id", "seq", "at", "input_uid", "question", "reply_key", "text", "ref",
+    "choices", "verdict",
+)  # fmt: skip
+_INSERT_IN = (
+    f"INSERT INTO in_events ({', '.join(_IN_COLUMNS)}) VALUES ({', '.join('?' * len(_IN_COLUMNS))})"
+)
+_INSERT_OUT = (
+    f"INSERT INTO out_events ({', '.join(_OUT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_OUT_COLUMNS))})"
+)
+
+
+def _micros(iso: str) -> int | str:
+    """An event time as stored: microseconds since the epoch when the view shows exactly `iso`
+    for them (times as Storage.now writes them), else `iso` itself."""
+    try:
+        micros = (datetime.fromisoformat(iso) - _EPOCH) // _MICRO
+    except (ValueError, TypeError):
+        return iso
+    return micros if _iso(micros) == iso else iso
+
+
+def _iso(micros: int) -> str:
+    """The text `_at_sql` makes of stored microseconds."""
+    return (_EPOCH + micros * _MICRO).isoformat(timespec="microseconds")
+
+
+def _templated(text: str, reference: str | None) -> tuple[str, int]:
+    """A reply text as stored, and whether the reference number was taken out of it."""
+    if reference and reference in text and REF_MARK not in text:
+        return text.replace(reference, REF_MARK), 1
+    return text, 0
+
+
+def _text_hash(body: str) -> int:
+    """Finds a text's candidate rows (a CRC: equal hashes are common enough, the body
+    decides)."""
+    return zlib.crc32(body.encode())
+
+
+def _intern(db: Connection, texts: set[str], names: set[str]) -> tuple[dict, dict]:
+    """The ids of `texts` (table texts) and `names` (table names), each added when new: one
+    query for both."""
+    texts, names = texts - {None}, names - {None}
+    hashes = {text: _text_hash(text) for text in texts}
+    if not (texts or names):
+        return {}, {}
+    sql = " UNION ALL ".join(
+        [f"SELECT id, body, 0 FROM texts WHERE hash IN ({', '.join('?' * len(hashes))})"]
+        * bool(texts)
+        + [f"SELECT id, name, 1 FROM names WHERE name IN ({', '.join('?' * len(names))})"]
+        * bool(names)
+    )
+    tid: dict[str, int] = {}
+    nid: dict[str, int] = {}
+    for row_id, value, is_name in db.execute(sql, [*hashes.values(), *names]):
+        if is_name:
+            nid[value] = row_id
+        elif value in hashes:
+            tid[value] = row_id
+    for text in texts - tid.keys():
+        sql = "INSERT INTO texts (hash, body) VALUES (?, ?)"
+        tid[text] = db.execute(sql, [hashes[text], text]).lastrowid
+    for name in names - nid.keys():
+        nid[name] = db.execute("INSERT INTO names (name) VALUES (?)", [name]).lastrowid
+    return tid, nid
+
+
+def _text_ids(db: Connection, texts: set[str]) -> dict[str, int]:
+    """The ids of `texts` in table texts, each added when new."""
+    return _intern(db, texts, set())[0]
+
+
+def _name_ids(db: Connection, names: set[str]) -> dict[str, int]:
+    """The ids of `names` in table names, each added when new."""
+    return _intern(db, set(), names)[1]
+
+
+def _defaults(model: type[Any]) -> dict[str, Any]:
+    return {k: f.get_default(call_default_factory=True) for k, f in model.model_fields.items()}
+
+
+_STATE_DEFAULTS = _defaults(State)
+_STATE_EMPTY = {k for k, v in _STATE_DEFAULTS.items() if v is None or v == [] or v == {}}
+_LAST_EMPTY = {k for k, v in _defaults(Interpretation).items() if v is None}
+STATE_COLUMNS = ("phase", "lang", "awaiting", "reference")  # state fields with a column
+SUBLISTS = ("history", "skipped", "guided", "approx")  # question ids, mostly also in `asked`
+
+
+def _state_refs(state: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a state (its JSON dict) keeps in texts: its verdict and the buttons offered, as
+    JSON (None when empty)."""
+    verdict, offered = state.get("verdict"), state.get("offered")
+    return None if verdict is None else _dumps(verdict), _dumps(offered) if offered else None
+
+
+def _state_row(
+    db: Connection,
+    state: dict[str, Any],
+    columns: dict[str, Any],
+    last_logged: bool = False,
+    known: dict[str, int] | None = None,
+    refs: tuple[str | None, str | None] | None = None,
+) -> tuple[str, int | None, int | None]:
+    """A state (its JSON dict) as stored: (state_json, verdict_id, offered_id). The verdict
+    and the buttons offered go to texts; state_json leaves out the fields equal to the row's
+    `columns` (STATE_COLUMNS), those empty (None, [], {}) by default, and `last` when
+    `last_logged` (the conversation's latest 'in' event holds it); in SUBLISTS a question id
+    that is in `asked` is stored as its index there. `known`: text ids looked up already;
+    `refs`: `_state_refs(state)`, when made already."""
+    verdict, offered = refs or _state_refs(state)
+    known = known or {}
+    texts = known | _text_ids(db, {verdict, offered} - {None} - known.keys())
+    asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
+    kept: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in ("verdict", "offered") or (key in columns and columns[key] == value):
+            continue
+        if key == "last":
+            if last_logged:
+                continue
+            value = {k: v for k, v in value.items() if not (k in _LAST_EMPTY and v is None)}
+        elif key in _STATE_EMPTY and value == _STATE_DEFAULTS[key]:
+            continue
+        elif key in SUBLISTS:
+            value = [asked.get(q, q) for q in value]
+        kept[key] = value
+    state_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+    return state_json, texts.get(verdict), texts.get(offered)
+
+
+_LAST_INPUT = """(SELECT json_array(q.name, o.name, l.value_json, m.name) FROM in_events l
+  LEFT JOIN names q ON q.id = l.question LEFT JOIN names o ON o.id = l.outcome
+  LEFT JOIN names m ON m.id = l.command
+  WHERE l.conversation_id = c.id ORDER BY l.seq DESC LIMIT 1)"""
+STATE_SQL = f"c.state_json, c.phase, c.lang, c.awaiting, c.reference, v.body, o.body, {_LAST_INPUT}"
+STATE_JOINS = "LEFT JOIN texts v ON v.id = c.verdict_id LEFT JOIN texts o ON o.id = c.offered_id"
+
+
+def _state(state_json: str, *columns: Any) -> State:
+    """The State of a conversations row (the columns of STATE_SQL, in order)."""
+    state = json.loads(state_json)
+    *columns, verdict, offered, last_input = columns
+    for key, value in zip(STATE_COLUMNS, columns, strict=True):
+        state.setdefault(key, value)
+    if verdict is not None:
+        state["verdict"] = json.loads(verdict)
+    if offered is not None:
+        state["offered"] = json.loads(offered)
+    asked = state.get("asked") or []
+    for key in SUBLISTS:
+        if key in state:
+            state[key] = [asked[q] if isinstance(q, int) else q for q in state[key]]
+    if "last" not in state and last_input is not None:
+        question, outcome, value, command = json.loads(last_input)
+        value = None if value is None else json.loads(value)
+        last = {"question": question, "outcome": outcome, "value": value, "command": command}
+        state["last"] = {k: v for k, v in last.items() if v is not None}
+    return State.model_validate(state)
+
+
+def stored_state(db: Connection, conversation_id: int) -> State | None:
+    """A conversation's state as stored, read on any connection (read-only ones too)."""
+    row = db.execute(
+        f"SELECT {STATE_SQL} FROM conversations c {STATE_JOINS} WHERE c.id = ?", [conversation_id]
+    ).fetchone()
+    return None if row is None else _state(*row)
+
+
+def _copy_events(db: Connection) -> None:
+    """Migration 7: every events row into in_events or out_events, in order."""
+    rows = db.execute(
+        "SELECT e.id, e.conversation_id, e.seq, e.at, e.direction, e.question, e.outcome,"
+        " e.raw_text, e.value_json, e.command, e.reply_key, e.choices_json, e.verdict_json,"
+        " e.input_uid, c.reference FROM events e LEFT JOIN conversations c"
+        " ON c.id = e.conversation_id ORDER BY e.conversation_id, e.seq"
+    )
+    last_in: tuple[Any, ...] = ()  # (conversation, at, input_uid) of the last input
+    while batch := rows.fetchmany(500):
+        texts, names, ins, outs = set(), set(), [], []
+        for i, cid, seq, at, direction, q, o, raw, value, cmd, key, ch, v, uid, ref in batch:
+            names |= {q, o, cmd, key} - {None}
+            if direction != "out":
+                last_in = (cid, at, uid)
+                ins.append((i, cid, seq, _micros(at), q, o, raw, value, cmd, uid))
+                continue
+            text, templated = _templated(raw, ref) if raw is not None else (None, 0)
+            texts |= {text, ch, v} - {None}
+            at, uid = (None, None) if last_in == (cid, at, uid) else (_micros(at), uid)
+            outs.append((i, cid, seq, at, uid, q, key, text, templated, ch, v))
+        tid, nid = _intern(db, texts, names)
+        db.executemany(
+            _INSERT_IN,
+            [(*r[:4], nid.get(r[4]), nid.get(r[5]), r[6], r[7], nid.get(r[8]), r[9]) for r in ins],
+        )
+        db.executemany(
+            _INSERT_OUT,
+            [
+                (*r[:5], nid.get(r[5]), nid.get(r[6]), tid.get(r[7]), r[8], tid.get(r[9]),
+                 tid.get(r[10]))
+                for r in outs
+            ],
+        )  # fmt: skip
+
+
+def _m7_compact(db: Connection) -> None:
+    """Shared texts and names, the event log as ids behind the view `events`, compact states,
+    sent outbox rows deleted, inputs and reference numbers without a rowid (see above)."""
+    for sql in (
+        "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX texts_hash ON texts (hash)",
+        "CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        """CREATE TABLE in_events (
+            id INTEGER PRIMARY KEY,  -- one sequence with out_events' (the view's `id`)
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at ANY NOT NULL,  -- microseconds since the epoch (or an ISO text)
+            question INTEGER,  -- names
+            outcome INTEGER,  -- names
+            raw_text TEXT,  -- as received
+            value_json TEXT,
+            command INTEGER,  -- names
+            input_uid TEXT
+        )""",
+        "CREATE UNIQUE INDEX in_events_conversation_seq ON in_events (conversation_id, seq)",
+        """CREATE TABLE out_events (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at ANY,  -- as in_events; NULL: the time and input_uid of the input before it
+            input_uid TEXT,
+            question INTEGER,  -- names
+            reply_key INTEGER,  -- names
+            text INTEGER NOT NULL,  -- texts
+            ref INTEGER NOT NULL DEFAULT 0,  -- 1: the reference number taken out of `text`
+            choices INTEGER,  -- texts
+            verdict INTEGER  -- texts
+        )""",
+        "CREATE UNIQUE INDEX out_events_conversation_seq ON out_events (conversation_id, seq)",
+    ):
+        db.execute(sql)
+    _copy_events(db)
+    db.execute("DROP TABLE events")
+    db.execute(EVENTS_VIEW)
+    for sql in (
+        """CREATE TRIGGER in_events_append_only BEFORE UPDATE ON in_events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER out_events_append_only BEFORE UPDATE ON out_events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER events_append_only INSTEAD OF UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        # conversations: the verdict in texts, the state compact, the answers computed
+        "ALTER TABLE conversations ADD COLUMN verdict_id INTEGER",  # texts
+        "ALTER TABLE conversations ADD COLUMN offered_id INTEGER",  # texts
+        # written each turn, read by no query (purge can scan; the admins' SQL filters on
+        # expressions of the times, which no index serves)
+        "DROP INDEX conversations_updated_at",
+        "DROP INDEX conversations_status_updated_at",
+    ):
+        db.execute(sql)
+    rows = db.execute(f"SELECT id, state_json, {', '.join(STATE_COLUMNS)} FROM conversations")
+    for row_id, state_json, *columns in rows.fetchall():
+        columns = dict(zip(STATE_COLUMNS, columns, strict=True))
+        db.execute(
+            "UPDATE conversations SET state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
+            [*_state_row(db, json.loads(state_json), columns), row_id],
+        )
+    for sql in (
+        "ALTER TABLE conversations DROP COLUMN answers_json",
+        "ALTER TABLE conversations ADD COLUMN answers_json TEXT GENERATED ALWAYS AS"
+        " (coalesce(json_extract(state_json, '$.answers'), '{}')) VIRTUAL",
+        # inputs: the dedup key and what it needs, clustered on the key; deleted with their
+        # conversation by Storage (no foreign key: its index would cost more than the table)
+        """CREATE TABLE inputs_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            tag TEXT,
+            conversation_id INTEGER NOT NULL,
+            PRIMARY KEY (channel, chat_id, uid)
+        ) WITHOUT ROWID""",
+        "INSERT INTO inputs_new SELECT channel, chat_id, uid, tag, conversation_id FROM inputs",
+        "DROP TABLE inputs",
+        "ALTER TABLE inputs_new RENAME TO inputs",
+        # outbox: a row lives until its replies are sent (a dropped one stays)
+        "DELETE FROM outbox WHERE status = 'sent'",
+        """CREATE TRIGGER outbox_sent AFTER UPDATE OF status ON outbox WHEN NEW.status = 'sent'
+        BEGIN DELETE FROM outbox WHERE id = NEW.id; END""",
+        """CREATE TABLE reference_numbers_new (
+            reference TEXT PRIMARY KEY, issued_at TEXT NOT NULL) WITHOUT ROWID""",
+        "INSERT INTO reference_numbers_new SELECT reference, issued_at FROM reference_numbers",
+        "DROP TABLE reference_numbers",
+        "ALTER TABLE reference_numbers_new RENAME TO reference_numbers",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_core,
     _m2_admin_indexes,
@@ -299,6 +659,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m4_delivery,
     _m5_line_channel,
     _m6_references_and_tests,
+    _m7_compact,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -335,23 +696,6 @@ def _utc_now() -> datetime:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-_EVENT_COLUMNS = (
-    "conversation_id", "seq", "at", "direction", "question", "outcome", "raw_text",
-    "value_json", "command", "reply_key", "choices_json", "verdict_json", "input_uid",
-)  # fmt: skip
-
-
-_INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
-)
-
-
-def _event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """An events row with every column present (NULL unless given), in column order."""
-    return dict.fromkeys(_EVENT_COLUMNS) | base | fields
 
 
 def _status(state: State) -> str:
@@ -418,7 +762,10 @@ class Storage:
         # state. The bot writes a few rows per human message, so the extra fsync costs nothing.
         conn.execute("PRAGMA synchronous = FULL")
         with self.lock:
+            fresh = schema_version(conn) == 0
             migrate(conn)
+            if fresh:  # the migrations' dropped tables leave free pages: a new file starts compact
+                conn.execute("VACUUM")
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """Before anything is written (WAL switch, migrations): refuse a file that is not
@@ -583,11 +930,13 @@ class Storage:
         it (the dialog offers to go on, see the summary or start over)."""
         where = " AND status IN ('active', 'cancelled')" if active_only else ""
         row = self.conn.execute(
-            "SELECT id, status, state_json FROM conversations WHERE channel = ?"
-            f" AND chat_id = ?{where} ORDER BY id DESC LIMIT 1",
+            f"SELECT c.id, c.status, {STATE_SQL} FROM conversations c {STATE_JOINS}"
+            f" WHERE c.channel = ? AND c.chat_id = ?{where} ORDER BY c.id DESC LIMIT 1",
             [channel, chat_id],
         ).fetchone()
-        return {"id": row[0], "state_json": row[2]} if row and row[1] != "abandoned" else None
+        if row is None or row[1] == "abandoned":
+            return None
+        return {"id": row[0], "state": _state(*row[2:])}
 
     def _create(
         self, channel: str, chat_id: str, user_id: str | None, state: State, test: bool = False
@@ -598,10 +947,11 @@ class Storage:
         state = state.model_copy(update={"reference": _issue_reference(self.conn, now)})
         row_id = self.conn.execute(
             "INSERT INTO conversations (reference, is_test, channel, chat_id, user_id, lang,"
-            " started_at, updated_at, status, phase, awaiting, state_json, answers_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            " started_at, updated_at, status, phase, awaiting, state_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
             [state.reference, int(test), channel, chat_id, user_id, state.lang, now, now,
-             state.phase, state.awaiting, state.model_dump_json(), _dumps(state.answers)],
+             state.phase, state.awaiting, _state_row(self.conn, state.model_dump(mode="json"),
+             {k: getattr(state, k) for k in STATE_COLUMNS})[0]],
         ).lastrowid  # fmt: skip
         return row_id, state
 
@@ -629,7 +979,7 @@ class Storage:
         """The conversation an input steps: the chat's current one, created if it has none."""
         row = self._latest(channel, chat_id, active_only=False)
         if row is not None:
-            return row["id"], State.model_validate_json(row["state_json"])
+            return row["id"], row["state"]
         return self._create(channel, chat_id, user_id, State(lang=lang))
 
     def note_reply(
@@ -637,17 +987,24 @@ class Storage:
     ) -> int:
         """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
         be lost, so it goes through the outbox); returns its seq. The state is left alone."""
-        seq = (
-            1
-            + self.conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?",
-                [conversation_id],
-            ).fetchone()[0]
-        )
-        base = {"conversation_id": conversation_id, "at": now, "input_uid": input_uid}
-        event = _event(base, seq=seq, direction="out", raw_text=reply.text, reply_key=reply.key)
-        self.conn.execute(_INSERT_EVENT, tuple(event.values()))
-        return seq
+        seq, row_id = self._last(conversation_id)
+        text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
+        self.conn.execute(
+            _INSERT_OUT,
+            (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
+             key[reply.key], text[reply.text], 0, None, None),
+        )  # fmt: skip
+        return seq + 1
+
+    def _last(self, conversation_id: int) -> tuple[int, int]:
+        """The conversation's last event seq, and the last event id (of any conversation)."""
+        return self.conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM in_events WHERE conversation_id = ?1), 0),"
+            " coalesce((SELECT max(seq) FROM out_events WHERE conversation_id = ?1), 0)),"
+            " max(coalesce((SELECT max(id) FROM in_events), 0),"
+            " coalesce((SELECT max(id) FROM out_events), 0))",
+            [conversation_id],
+        ).fetchone()
 
     def record(
         self,
@@ -660,45 +1017,48 @@ class Storage:
         now: str,
     ) -> tuple[int, int]:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
-        `now`. Returns the seqs of the first and last 'out' events (first > last: none)."""
-        cid, last = conversation_id, new_state.last
-        seq = self.conn.execute(
-            "SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?", [cid]
-        ).fetchone()[0]
+        `now`. Returns the seqs of the first and last 'out' events (first > last: none).
+        The replies' texts, choices and verdicts go to `texts` and the code words to `names`
+        (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
+        cid, last, db = conversation_id, new_state.last, self.conn
+        seq, row_id = self._last(cid)
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
-        base = {"conversation_id": cid, "at": now, "input_uid": input_uid}
-        events = [
-            _event(
-                base,
-                seq=seq + 1,
-                direction="in",
-                question=last.question,
-                outcome=last.outcome,
-                raw_text=user_input.raw,
-                value_json=None if last.value is None else _dumps(value),
-                command=last.command,
-            )
-        ]
-        for i, reply in enumerate(replies, start=seq + 2):
-            choices = [c.model_dump() for c in reply.choices]
-            events.append(
-                _event(
-                    base,
-                    seq=i,
-                    direction="out",
-                    question=new_state.awaiting,
-                    raw_text=reply.text,
-                    reply_key=reply.key,
-                    choices_json=_dumps(choices) if choices else None,
-                    verdict_json=None if reply.verdict is None else _dumps(reply.verdict),
-                )
-            )
-        self.conn.executemany(_INSERT_EVENT, [tuple(e.values()) for e in events])
+        columns = {k: getattr(new_state, k) for k in STATE_COLUMNS}
         verdict = new_state.verdict or {}
-        self.conn.execute(
+        shaped = [
+            (
+                *_templated(r.text, new_state.reference),
+                _dumps([c.model_dump() for c in r.choices]) if r.choices else None,
+                None if r.verdict is None else _dumps(r.verdict),
+            )
+            for r in replies
+        ]
+        state = new_state.model_dump(mode="json")
+        refs = state_verdict, offered = _state_refs(state)
+        texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
+        texts |= {state_verdict, offered}
+        names = {last.question, last.outcome, last.command, new_state.awaiting}
+        names |= {r.key for r in replies}
+        tid, nid = _intern(db, texts, names)
+        db.execute(
+            _INSERT_IN,
+            (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
+             user_input.raw, None if last.value is None else _dumps(value),
+             nid.get(last.command), input_uid),
+        )  # fmt: skip
+        question, keys = nid.get(new_state.awaiting), [nid[r.key] for r in replies]
+        db.executemany(
+            _INSERT_OUT,
+            [
+                (row_id + 2 + i, cid, seq + 2 + i, None, None, question, key, tid[text], ref,
+                 tid.get(choices), tid.get(v))
+                for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
+            ],
+        )  # fmt: skip
+        db.execute(
             "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
-            " ruleset = ?, state_json = ?, answers_json = ? WHERE id = ?",
+            " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
             [
                 user_id,
                 new_state.lang,
@@ -708,8 +1068,7 @@ class Storage:
                 new_state.awaiting,
                 verdict.get("status"),
                 verdict.get("ruleset"),
-                new_state.model_dump_json(),
-                _dumps(new_state.answers),
+                *_state_row(db, state, columns, last_logged=True, known=tid, refs=refs),
                 cid,
             ],
         )
@@ -742,13 +1101,13 @@ class Storage:
         """The chat's latest conversation unless abandoned (what `handle` steps)."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=False)
-        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+        return None if row is None else (row["id"], row["state"])
 
     def last_unfinished(self, channel: str, chat_id: str | int) -> tuple[int, State] | None:
         """The chat's latest 'active' or 'cancelled' conversation, if any."""
         with self.lock:
             row = self._latest(channel, str(chat_id), active_only=True)
-        return None if row is None else (row["id"], State.model_validate_json(row["state_json"]))
+        return None if row is None else (row["id"], row["state"])
 
     def find(self, reference: str | None = None, channel: str = "", chat_prefix: str = ""):
         """The conversation (id, channel, chat_id, status) with this reference number, or
@@ -770,19 +1129,43 @@ class Storage:
     # --- deletion ---
 
     def _delete_conversations(self, where: str, params: list[Any]) -> dict[str, int]:
+        """Delete the conversations, their events and inputs (their outbox rows and marks go
+        by cascade), then the shared texts that no other conversation uses."""
         ids = f"SELECT id FROM conversations WHERE {where}"
+        chats = f"SELECT channel, chat_id FROM conversations WHERE {where}"
         with self.transaction() as db:
+            used = db.execute(
+                f"SELECT json_group_array(DISTINCT x) FROM (SELECT text AS x FROM out_events"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT choices FROM out_events"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict FROM out_events"
+                f" WHERE conversation_id IN ({ids}) UNION ALL SELECT verdict_id"
+                f" FROM conversations WHERE {where} UNION ALL SELECT offered_id"
+                f" FROM conversations WHERE {where}) WHERE x IS NOT NULL",
+                params * 5,
+            ).fetchone()[0]
             counts = {
-                "events": db.execute(
-                    f"DELETE FROM events WHERE conversation_id IN ({ids})", params
-                ).rowcount,
-                "inputs": db.execute(
-                    f"DELETE FROM inputs WHERE conversation_id IN ({ids})", params
+                "events": sum(
+                    db.execute(f"DELETE FROM {t} WHERE conversation_id IN ({ids})", params).rowcount
+                    for t in ("in_events", "out_events")
+                ),
+                "inputs": db.execute(  # the key's prefix finds them; the id picks them
+                    f"DELETE FROM inputs WHERE (channel, chat_id) IN ({chats})"
+                    f" AND conversation_id IN ({ids})",
+                    params * 2,
                 ).rowcount,
                 "conversations": db.execute(
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
+            db.execute(
+                "DELETE FROM texts WHERE id IN (SELECT value FROM json_each(?)) AND id NOT IN"
+                " (SELECT text FROM out_events UNION ALL SELECT choices"
+                " FROM out_events WHERE choices IS NOT NULL UNION ALL SELECT verdict FROM"
+                " out_events WHERE verdict IS NOT NULL UNION ALL SELECT verdict_id FROM"
+                " conversations WHERE verdict_id IS NOT NULL UNION ALL SELECT offered_id FROM"
+                " conversations WHERE offered_id IS NOT NULL)",
+                [used],
+            )
         with self.lock:  # the WAL still holds the pages as they were: move them home, empty it
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts

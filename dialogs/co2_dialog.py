@@ -111,16 +111,22 @@ def typed(turn: engine.Turn, qid: str, text: str) -> str | None:
 def _fuel_named(text: str) -> tuple[str | None, str]:
     """The fuel a typed figure names (its longest synonym found), and the text without it."""
     t_ = parsing.normalize(text)
-    found = [
-        (len(w), fuel, w)
-        for fuel, words in _data()["questions"]["fuel"]["fuel"]["choices"].items()
-        for w in map(parsing.normalize, words)
-        if w and w in t_
-    ]
+    found = [(len(w), fuel, w) for fuel, w in _fuel_words() if w in t_]
     if not found:
         return None, text
     _, fuel, word = max(found)
     return fuel, t_.replace(word, " ")
+
+
+@cache
+def _fuel_words() -> tuple[tuple[str, str], ...]:
+    """(fuel, synonym normalised) for every fuel's synonyms, empty ones left out."""
+    return tuple(
+        (fuel, w)
+        for fuel, words in _data()["questions"]["fuel"]["fuel"]["choices"].items()
+        for w in map(parsing.normalize, words)
+        if w
+    )
 
 
 def target_note(answers: dict, qid: str, on: dt.date | None, lang: str) -> str:
@@ -157,7 +163,7 @@ def step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[
         return engine.step(state.model_copy(update={"co2": None}), inp, on, sub=False)
     if name in ("summary", "start"):  # shown by the engine; /continue comes back here
         return engine.step(state, inp, on, sub=False)
-    turn = engine.Turn(state.model_copy(deep=True), on)
+    turn = engine.Turn(engine.working_copy(state), on)
     turn.s.last = Interpretation(question=turn.s.awaiting, outcome="command", command=name)
     if name == "back":
         _back(turn)

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dialogs import co2_dialog, parsing
-from dialogs.io import Choice, Interpretation, Reply, State, UserInput
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput, copied
 from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
 from dialogs.render import verdict_json
 from locales import has, t
 from rules import Verdict, evaluate, relevant_fields
-from rules.clock import texts_on
+from rules.clock import texts_on, today
 from rules.engine import HUBS
 
 if TYPE_CHECKING:
@@ -90,9 +90,13 @@ class Turn:
         done = [f for f in s.asked if f != qid and (f in s.answers or f in s.skipped)]
         before = s.asked[: s.asked.index(qid)] if qid in s.asked else s.asked
         n = len([f for f in done if f in before]) + 1
-        answers = {f: v for f, v in s.answers.items() if f != qid}
         skipped = tuple(sorted(f for f in s.skipped if f != qid))
-        left = _most_left(json.dumps(answers, sort_keys=True), skipped, self.on)
+        try:  # each value with its type, so that true is not 1
+            items = tuple(sorted([(f, type(v), v) for f, v in s.answers.items() if f != qid]))
+            left = _left_by_items(items, skipped, self.on)
+        except TypeError:  # a value that cannot be a key (not in a dialog's answers)
+            answers = {f: v for f, v in s.answers.items() if f != qid}
+            left = _most_left(json.dumps(answers, sort_keys=True), skipped, self.on)
         return n, max(left, 1)
 
     def show(self, qid: str, value: Any) -> str:
@@ -255,6 +259,15 @@ def _command_index() -> dict[str, str]:
     return {normalize(w): name for name, words in command_words().items() for w in words}
 
 
+# Labels are the locale's texts (and answers shown back): few, and read at every typed input.
+_label_key = lru_cache(maxsize=4096)(normalize)
+
+
+def _normalized(text: str) -> str:
+    """normalize(text); a short text (most answers, often the same) remembered."""
+    return _label_key(text) if len(text) <= 64 else normalize(text)
+
+
 def numbers_select(state: State) -> bool:
     """Whether a typed number picks a shown choice. While a number is asked it is the answer,
     except when the choices shown are the summary's edit list: "2" there is never "2 people"."""
@@ -270,12 +283,12 @@ def read(state: State, inp: UserInput) -> tuple[str, str | None]:
     if inp.choice is not None:
         return ("command", inp.choice) if inp.choice.startswith("/") else ("button", inp.choice)
     text = (inp.text or "").strip()
-    key = normalize(text).strip("!！。.")
+    key = _normalized(text).strip("!！。.")
     word = _command_index().get(key) or _command_index().get(key.split(" ")[0])
     if word and (word != "edit" or " " in key):
         arg = key.split(" ", 1)[1] if word == "edit" else ""
         return "command", f"/{word} {arg}".strip()
-    labels = {normalize(c.label): c.value for c in state.offered}
+    labels = {_label_key(c.label): c.value for c in state.offered}
     button_no = key.isascii() and key.isdigit() and len(key) <= 3  # "1" to "999", nothing odd
     chosen = labels.get(key)
     if (
@@ -545,15 +558,15 @@ def _readback_reply(turn: Turn, text: str) -> str:
     read as an answer: the same reading confirms, another replaces it ("it is in the
     prefecture" is no yes to "outside Tochigi"), unless the reply also begins with a yes
     (contradictory: unclear); else a reply that begins with a yes confirms."""
-    key = normalize(text).strip(_END_PUNCT)
+    key = _normalized(text).strip(_END_PUNCT)
     words = readback_words()
     for name, role in (("confirm", "affirm"), ("deny", "deny")):
-        if key in {normalize(w) for w in words[role]}:
+        if key in {_label_key(w) for w in words[role]}:
             return name
     starts = {
         name
         for name, role in (("confirm", "affirm_start"), ("deny", "deny_start"))
-        if any(key.startswith(normalize(w)) for w in words[role])
+        if any(key.startswith(_label_key(w)) for w in words[role])
     }
     start = starts.pop() if len(starts) == 1 else None
     if start == "deny":  # "no, ...": whatever follows, nothing is recorded (asked again)
@@ -747,15 +760,24 @@ def step(
     state: State, inp: UserInput, on: dt.date | None = None, sub: bool = True
 ) -> tuple[State, list[Reply]]:
     """Apply one user input. Never raises on user input; returns the new state and replies.
-    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back)."""
+    While the CO2 estimate is open, it reads the input first (`sub=False`: it hands back).
+    Without a date, the day in Japan when the step begins (one date for the whole step)."""
+    on = on or today()
     with texts_on(on):  # the texts quote the ruleset the verdict uses
         if sub and state.co2 is not None:
             return co2_dialog.step(state, inp, on)
         return _step(state, inp, on)
 
 
+def working_copy(state: State) -> State:
+    """The state a step changes: a deep copy of its argument (which must not change), except
+    the buttons last shown and the last interpretation: a step reads the buttons from its
+    argument and sets both (`last` first thing, `offered` last), so they start as None."""
+    return copied(state, blank=("offered", "last"))
+
+
 def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
-    turn = Turn(state.model_copy(deep=True), on)
+    turn = Turn(working_copy(state), on)
     s = turn.s
     s.last = Interpretation(question=s.awaiting, outcome="command")
     kind, payload = read(state, inp)
@@ -867,6 +889,13 @@ def _reference_note(turn: Turn) -> str:
     if not turn.s.reference:
         return ""
     return t("takeaway.contact_reference", turn.lang, reference=turn.s.reference)
+
+
+@lru_cache(maxsize=4096)
+def _left_by_items(items: tuple, skipped: tuple[str, ...], on: dt.date | None) -> int:
+    """_most_left by the answers as (field, type, value), sorted: no JSON made on a hit."""
+    answers = {f: v for f, _, v in items}
+    return _most_left(json.dumps(answers, sort_keys=True), skipped, on)
 
 
 @lru_cache(maxsize=4096)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from rules.model import shallow_copy
 
 
 class UserInput(BaseModel):
@@ -70,3 +75,37 @@ class State(BaseModel):
     # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
     # (its working and factors, in the conversation's language)}.
     co2_estimate: dict | None = None
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None), Decimal, dt.date})
+
+
+def _copied(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:  # immutable: deepcopy returns them as they are too
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _ATOMS else _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMS else _copied(v) for v in value]
+    if kind is tuple:
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, BaseModel):
+        return copied(value)
+    return copy.deepcopy(value)
+
+
+def copied(model: BaseModel, blank: tuple[str, ...] = ()) -> BaseModel:
+    """`model.model_copy(deep=True)` for the plain data crossing the seam (JSON values, lists,
+    dicts and models of them), without copy.deepcopy's memo and dispatch: a fresh copy of every
+    list, dict and model inside, the immutable values shared; a value of another type still
+    goes through copy.deepcopy. Fields named in `blank` are not copied but set to None (a
+    step's copy of the fields it sets before any use)."""
+    new = shallow_copy(model)  # its own __dict__ and fields set, the values still shared
+    fields = new.__dict__
+    for name, value in fields.items():
+        if name in blank:
+            fields[name] = None
+        elif type(value) not in _ATOMS:
+            fields[name] = _copied(value)
+    return new

@@ -4,6 +4,7 @@ routes: which triggers each phase accepts and where they lead. The work is done 
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from transitions import Machine
 
@@ -97,6 +98,7 @@ def _routes() -> dict[tuple[str, str], list[tuple[dict[str, bool], str]]]:
 ROUTES = _routes()
 
 
+@lru_cache(maxsize=1024)  # a handful of phases and triggers: every answer remembered
 def route(
     phase: str, trigger: str, decided: bool = False, reading_back: bool = False
 ) -> str | None:

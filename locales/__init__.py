@@ -6,7 +6,7 @@ texts never type a threshold or a clause number themselves."""
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from rules import yaml_data
@@ -51,17 +51,22 @@ def t(key: str, lang: str | None = None, **params) -> str:
     template = cat.get(key) or catalog(DEFAULT).get(key)
     if template is None:
         raise KeyError(f"missing locale key {key!r}")
+    if "{" not in template and "}" not in template:  # nothing to fill: the text as it is
+        return template
     for name in LABELLED:
         if name in params and f"{name}_label" not in params:
             params[f"{name}_label"] = cat.get(f"choices.{name}.{params[name]}", params[name])
-    if "{" in template:
-        params = _figures() | params
-    return template.format(**params)
+    return template.format(**(_figures() | params))
 
 
 def _figures() -> dict:
     """The figures of the ruleset the texts quote now (rules.clock.texts_on, else today's)."""
-    return _figures_of(ruleset_for(texts_date())[0].id)
+    return _figures_on(texts_date())
+
+
+@lru_cache(maxsize=64)
+def _figures_on(on) -> dict:  # callers merge it into a new dict, never change it
+    return _figures_of(ruleset_for(on)[0].id)
 
 
 @cache

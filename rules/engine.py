@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from rules.clock import today
-from rules.model import Answers, EntityType, ProjectType, Reason, Verdict
+from rules.model import Answers, EntityType, ProjectType, Reason, Verdict, shallow_copy
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
 KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
@@ -294,13 +294,55 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
+# Keyed by (answers, date), the answers as their JSON once validated, and also as given when
+# the dialog's plain dict (`_plain_key`): that spares validating them again.
+_MEMO: dict[tuple, Verdict] = {}  # a dialog step asks about the same answers
+_RELEVANT: dict[tuple, tuple[str, ...]] = {}  # relevant_fields, the same way
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
+
+
 def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[str]:
     """The answered fields some criterion still uses, found by replaying the answers in asking
     order as a dialog would. Ignores the overall status on purpose: an answer is kept while a
     knock-out elsewhere is being corrected. Used by the dialog to drop answers that no longer
-    apply after one is changed (e.g. capital once the applicant is a medical corporation)."""
-    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    rs, _ = ruleset_for(on or today())
+    apply after one is changed (e.g. capital once the applicant is a medical corporation).
+    Remembered by (answers, date) like `evaluate`."""
+    on = on or today()
+    plain = _plain_key(answers, on)
+    fields = _RELEVANT.get(plain) if plain is not None else None
+    if fields is None:
+        a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+        key = (a.model_dump_json(exclude_none=True), on)
+        fields = _RELEVANT.get(key)
+        if fields is None:
+            fields = _remember(_RELEVANT, key, tuple(_relevant_fields(a, on)))
+        if plain is not None:
+            _remember(_RELEVANT, plain, fields)
+    return list(fields)
+
+
+def _plain_key(answers: Answers | dict, on: dt.date) -> tuple | None:
+    """A dict of plain JSON values (as the dialog keeps them) as a key, as given: each value
+    with its type (`true` is not 1: validation refuses it for a count). None for anything else
+    (a Decimal or a float has several spellings of one number: only the validated key)."""
+    if type(answers) is not dict:
+        return None
+    types = tuple(map(type, answers.values()))
+    if not _PLAIN_TYPES.issuperset(types):
+        return None
+    return tuple(answers.items()), types, on
+
+
+def _remember(memo: dict, key: tuple, value):
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
+    rs, _ = ruleset_for(on)
     given, kept = a.model_dump(exclude_none=True), {}
     while True:
         partial = Answers.model_validate(kept)
@@ -342,24 +384,26 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-_MEMO: dict[tuple[str, dt.date], Verdict] = {}  # a dialog step asks about the same answers
-MEMO_SIZE = 4096  # verdicts kept (then forgotten all at once)
-
-
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
     several times, and many chats share their first answers."""
-    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    key = (a.model_dump_json(exclude_none=True), on or today())
-    verdict = _MEMO.get(key)
+    on = on or today()
+    plain = _plain_key(answers, on)
+    verdict = _MEMO.get(plain) if plain is not None else None
     if verdict is None:
-        if len(_MEMO) >= MEMO_SIZE:
-            _MEMO.clear()
-        verdict = _MEMO[key] = _evaluate(a, key[1])
+        a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+        key = (a.model_dump_json(exclude_none=True), on)
+        verdict = _MEMO.get(key)
+        if verdict is None:
+            verdict = _remember(_MEMO, key, _evaluate(a, on))
+        if plain is not None:
+            _remember(_MEMO, plain, verdict)
     # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
     # the verdict costs more than evaluating it)
-    lists = {k: list(getattr(verdict, k)) for k in ("reasons", "missing", "warnings")}
-    return verdict.model_copy(update=lists)
+    copy = shallow_copy(verdict)
+    for name in ("reasons", "missing", "warnings"):
+        copy.__dict__[name] = list(copy.__dict__[name])
+    return copy
 
 
 def _evaluate(a: Answers, on: dt.date) -> Verdict:

@@ -127,7 +127,7 @@ async def test_nothing_can_write(ds, db):
     database = ds.get_database(NAME)
     assert database.is_mutable  # read as it changes (not immutable=1), through mode=ro
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        await database.execute_fn(lambda conn: conn.execute("DELETE FROM events"))
+        await database.execute_fn(lambda conn: conn.execute("DELETE FROM out_events"))
     r = await ds.client.get(f"/{NAME}.json?sql=delete+from+events", cookies=cookie(ds))
     assert r.status_code == 400
     assert sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone()[0] > 0

@@ -45,8 +45,8 @@ def test_a_reply_is_seen_at_most_once_per_lost_answer_more(emu, tmp_path, lost):
         wait_done(db, chat.id, update_id, 20)
         assert len(chat.messages) == before + 1 + lost  # nothing more once noted as sent
     assert len({m["text"] for m in copies}) == 1 and "主な業種" in copies[0]["text"]
-    # one post per attempt: each lost answer ended its attempt (no retry in the loop)
-    assert rows(db, chat)[-1] == ("sent", 1 + lost)
+    # one post per lost answer, then noted as sent: the outbox row is gone
+    assert rows(db, chat) == []
 
 
 def test_a_5xx_is_retried_in_the_loop_and_sends_once(emu, tmp_path):
@@ -58,7 +58,7 @@ def test_a_5xx_is_retried_in_the_loop_and_sends_once(emu, tmp_path):
         [reply] = chat.say("1")
         wait_done(db, chat.id, chat.last_update)
     assert "主な業種" in reply["text"]
-    assert rows(db, chat)[-1] == ("sent", 1)  # one attempt, its retries inside
+    assert rows(db, chat) == []  # sent: the outbox row is gone
 
 
 def test_sigterm_while_sends_fail_stops_promptly_and_keeps_the_unsent(emu, tmp_path):
@@ -79,6 +79,6 @@ def test_sigterm_while_sends_fail_stops_promptly_and_keeps_the_unsent(emu, tmp_p
     assert unsent, bot.output  # left in the outbox, not given up
     before = len(chat.messages)
     with BotProcess(emu, tmp_path, db):  # the next start sends them, in order
-        emu.wait_until(lambda: all(r[0] == "sent" for r in rows(db, chat)), 20)
+        emu.wait_until(lambda: rows(db, chat) == [], 20)  # all sent: the rows are gone
     assert len(chat.messages) > before
     assert len(query(db, "SELECT 1 FROM inputs WHERE chat_id = ?", str(chat.id))) == 4

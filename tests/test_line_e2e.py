@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from contextlib import closing
 
 import pytest
 
@@ -29,6 +30,7 @@ except ImportError:
     from e2e.scripts import BY_BUTTONS, BY_TEXT, TITLES
     from line_emulator import LineEmulator
 
+from bot.storage import stored_state
 from dialogs.checklist import checklist_text
 from dialogs.engine import step
 from dialogs.io import State, UserInput
@@ -158,8 +160,9 @@ def test_the_checklist_comes_as_text_with_the_verdicts_quick_reply_kept(bot, use
     for n, text in enumerate(script, 1):
         user.say(text, 2 if n == len(script) else 1)
     got = user.tap(t("takeaway.buttons.checklist", "ja"))
-    [(stored,)] = query(bot.db, "SELECT state_json FROM conversations WHERE chat_id = ?", user.id)
-    state = State.model_validate_json(stored)
+    [(cid,)] = query(bot.db, "SELECT id FROM conversations WHERE chat_id = ?", user.id)
+    with closing(sqlite3.connect(bot.db)) as conn:
+        state = stored_state(conn, cid)
     text = "\n".join(m["text"] for m in got)
     assert text.startswith(t("takeaway.checklist.ready", "ja"))
     assert checklist_text(state, today()) in text and state.reference in text

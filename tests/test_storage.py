@@ -1,13 +1,17 @@
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound
 from bot.storage import (
     MIGRATIONS,
+    REF_MARK,
     SCHEMA_VERSION,
     Storage,
     StorageError,
@@ -81,7 +85,11 @@ def send(store, text, uid, chat="c1", user="u1", channel="telegram"):
 
 
 def counts(store) -> dict[str, int]:
-    return {t: store.db.table(t).count for t in ("conversations", "events", "inputs")}
+    sql = "SELECT count(*) FROM {}"
+    return {
+        t: store.db.execute(sql.format(t)).fetchone()[0]
+        for t in ("conversations", "events", "inputs")
+    }
 
 
 def test_creates_database_on_first_use(tmp_path):
@@ -92,7 +100,10 @@ def test_creates_database_on_first_use(tmp_path):
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert {"conversations", "events", "inputs"} <= set(s.db.table_names())
+        assert {"conversations", "in_events", "out_events", "texts", "names", "inputs"} <= set(
+            s.db.table_names()
+        )
+        assert "events" in s.db.view_names()  # the log as written, for every reader
 
 
 def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
@@ -111,7 +122,7 @@ def test_handle_writes_one_in_and_n_out_events_and_updates_row(store):
     assert ask["choices_json"] == '[{"value": "y", "label": "はい"}]'
     row = store.db.table("conversations").get(h.conversation_id)
     assert row["status"] == "active" and row["phase"] == "asking" and row["awaiting"] == "q1"
-    assert row["answers_json"] == '{"texts": ["hello"]}'
+    assert json.loads(row["answers_json"]) == {"texts": ["hello"]}  # computed from the state
     assert row["channel"] == "telegram" and row["chat_id"] == "c1" and row["user_id"] == "u1"
     assert row["updated_at"] > row["started_at"]
     assert counts(store) == {"conversations": 1, "events": 3, "inputs": 1}
@@ -250,7 +261,8 @@ def test_migrates_from_version_1_keeping_data(tmp_path, clock):
     db.close()
     with Storage(path, clock=clock) as s:
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert "conversations_updated_at" in {i.name for i in s.db.table("conversations").indexes}
+        indexes = {i.name for i in s.db.table("conversations").indexes}
+        assert "conversations_user_id" in indexes  # migration 2's, for delete_user
         cid, state = s.current("telegram", "c1")
         assert state.awaiting == "q1"
         assert send(s, "a", "1").conversation_id == cid
@@ -365,3 +377,167 @@ def test_line_channel_migration_widens_the_check_and_keeps_every_row(tmp_path, c
         s.db.table("conversations").insert(row | {"channel": "line", "chat_id": "U1"})
         with pytest.raises(sqlite3.IntegrityError):
             s.db.table("conversations").insert(row | {"channel": "fax"})
+
+
+# --- compact storage (migration 7) ----------------------------------------------------------
+
+
+def quoting_step(state: State, user_input: UserInput) -> tuple[State, list[Reply]]:
+    """Replies quoting the reference number (as the welcome does), one shared by everyone."""
+    new = state.model_copy(deep=True)
+    new.phase, new.awaiting = "asking", "q1"
+    new.last = Interpretation(outcome="answer", value=user_input.raw)
+    return new, [
+        Reply(key="welcome", text=f"No. {state.reference} ({state.reference})"),
+        Reply(key="ask", text="next?", choices=[Choice(value="y", label="はい")]),
+        Reply(key="odd", text=f"{REF_MARK} {state.reference}"),  # not templated
+    ]
+
+
+def test_reply_texts_are_stored_once_and_read_back_exactly(store):
+    delivery = Delivery(store, Named("telegram"), quoting_step)
+    turns = [delivery.commit(Inbound(c, "u", "1", None, UserInput(text="x"))) for c in "ab"]
+    refs = [store.current("telegram", c)[1].reference for c in "ab"]
+    assert refs[0] != refs[1]
+    for turn, ref in zip(turns, refs, strict=True):
+        rows = store.conn.execute(
+            "SELECT raw_text, choices_json, at, input_uid FROM events"
+            " WHERE conversation_id = ? AND direction = 'out' ORDER BY seq",
+            [turn.conversation_id],
+        ).fetchall()
+        at = store.conn.execute(
+            "SELECT at FROM events WHERE conversation_id = ? AND direction = 'in'",
+            [turn.conversation_id],
+        ).fetchone()[0]
+        assert [r[0] for r in rows] == [f"No. {ref} ({ref})", "next?", f"{REF_MARK} {ref}"]
+        assert rows[1][1] == '[{"value": "y", "label": "はい"}]'
+        assert {(r[2], r[3]) for r in rows} == {(at, "1")}  # the input's time and id
+        assert store.replies(turn.conversation_id, 2, 4) == turn.replies
+    bodies = [r[0] for r in store.conn.execute("SELECT body FROM texts")]
+    assert bodies.count(f"No. {REF_MARK} ({REF_MARK})") == 1  # one row for both
+    assert bodies.count("next?") == 1
+
+
+def test_deleting_a_user_deletes_the_texts_no_one_else_uses(store):
+    send(store, "mine", "1", chat="c1", user="u1")
+    send(store, "done", "2", chat="c1", user="u1")
+    send(store, "yours", "1", chat="c2", user="u2")
+    bodies = lambda: {r[0] for r in store.conn.execute("SELECT body FROM texts")}  # noqa: E731
+    assert {"got mine", "got yours", "next?"} <= bodies()
+    assert any('"tochigi-2025"' in b for b in bodies())  # the verdict
+    store.delete_user("u1")
+    assert "got mine" not in bodies() and not any('"tochigi-2025"' in b for b in bodies())
+    assert {"got yours", "next?"} <= bodies()  # still used by u2's conversation
+    assert "ok" not in bodies()  # u1's verdict reply
+    assert [r.text for r in send(store, "yours", "1", chat="c2", user="u2").pending[0].replies] == [
+        "got yours",
+        "next?",
+    ]  # u2's unsent replies read back whole
+    store.delete_user("u2")
+    assert bodies() == set()
+
+
+def old_event(cid: int, seq: int, at: str, direction: str, **fields) -> dict:
+    columns = ("question", "outcome", "raw_text", "value_json", "command", "reply_key")
+    columns += ("choices_json", "verdict_json", "input_uid")
+    return {"conversation_id": cid, "seq": seq, "at": at, "direction": direction} | {
+        c: fields.get(c) for c in columns
+    }
+
+
+def test_migration_7_keeps_every_event_state_and_input_exactly(tmp_path, clock):
+    """A version-6 database with data: the events read back byte for byte through the view,
+    the states as they were, unsent outbox rows kept and sent ones deleted."""
+    path = tmp_path / "bot.db"
+    db = Database(path)
+    migrate(db, MIGRATIONS[:6])
+    ref, at = "TC-2345-67", "2025-01-01T00:00:00.000001+00:00"
+    state = State(
+        phase="verdict",
+        answers={"entity_type": "company"},
+        history=["entity_type"],
+        asked=["entity_type"],
+        offered=[Choice(value="/restart", label="最初から")],
+        last=Interpretation(question="entity_type", outcome="answer", value="company"),
+        verdict=VERDICT,
+        reference=ref,
+    )
+    row = {"channel": "telegram", "chat_id": "42", "user_id": "7", "lang": "ja",
+           "started_at": at, "updated_at": at, "status": "finished", "phase": "verdict",
+           "verdict_status": "eligible", "ruleset": "tochigi-2025", "reference": ref,
+           "state_json": state.model_dump_json(),
+           "answers_json": '{"entity_type": "company"}'}  # fmt: skip
+    cid = db.table("conversations").insert(row).last_pk
+    db.table("reference_numbers").insert({"reference": ref, "issued_at": at})
+    later = "2025-01-01T09:00:00+09:00"  # not as Storage.now writes it: kept as text
+    events = [
+        old_event(cid, 1, at, "in", outcome="start", raw_text="/start", command="start",
+                  input_uid="1:1"),
+        old_event(cid, 2, at, "out", question="entity_type", raw_text=f"No. {ref}\n!",
+                  reply_key="question.entity_type.text", input_uid="1:1",
+                  choices_json='[{"value": "a", "label": "A"}]'),
+        old_event(cid, 3, later, "in", question="entity_type", outcome="answer",
+                  raw_text="会社", value_json='"company"', input_uid="1:2"),
+        old_event(cid, 4, later, "out", raw_text="ok", reply_key="verdict",
+                  verdict_json=json.dumps(VERDICT), input_uid="1:2"),
+        old_event(cid, 5, at, "out", raw_text="wait", reply_key="robustness.flood.wait",
+                  input_uid="1:3"),  # a notice: its own time and input
+    ]  # fmt: skip
+    db.table("events").insert_all(events)
+    db.table("inputs").insert_all(
+        {"channel": "telegram", "chat_id": "42", "uid": f"1:{i}", "tag": None,
+         "conversation_id": cid, "at": at} for i in (1, 2, 3)
+    )  # fmt: skip
+    outbox = {"conversation_id": cid, "channel": "telegram", "chat_id": "42", "created_at": at}
+    db.table("outbox").insert_all(
+        [outbox | {"input_uid": "1:1", "first_seq": 2, "last_seq": 2, "status": "sent"},
+         outbox | {"input_uid": "1:3", "first_seq": 5, "last_seq": 5, "status": "pending"}]
+    )  # fmt: skip
+    db.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        got = list(s.db.query("SELECT * FROM events ORDER BY seq"))
+        assert got == [{"id": i} | e for i, e in enumerate(events, start=1)]
+        assert s.current("telegram", "42") == (cid, state)
+        conv = s.db.table("conversations").get(cid)
+        assert json.loads(conv["answers_json"]) == {"entity_type": "company"}
+        assert '"verdict"' not in conv["state_json"] and "最初から" not in conv["state_json"]
+        assert s.db.execute("SELECT uid FROM inputs ORDER BY uid").fetchall() == [
+            ("1:1",),
+            ("1:2",),
+            ("1:3",),
+        ]
+        assert s.db.execute("SELECT input_uid, status FROM outbox").fetchall() == [
+            ("1:3", "pending")
+        ]
+        delivery = Delivery(s, Named("telegram"), fake_step)
+        [pending] = delivery.pending("42")[0]
+        assert [r.text for r in pending.replies] == ["wait"]
+        assert send(s, "again", "1:2", chat="42").status == "duplicate"
+        assert send(s, "more", "1:4", chat="42", user="7").status == "new"
+        assert [e["seq"] for e in s.db.query("SELECT seq FROM events ORDER BY seq")] == list(
+            range(1, 9)
+        )
+        assert s.delete_user("7") == {"conversations": 1, "events": 8, "inputs": 4}
+        assert s.db.execute("SELECT count(*) FROM texts").fetchone() == (0,)
+
+
+def test_a_real_dialogs_state_reads_back_as_the_step_left_it(store):
+    """The state is stored compactly (verdict and buttons in texts, `last` from the latest
+    input, sub-lists as indices into `asked`): every turn of a real dialog reads back equal."""
+    from dialogs.engine import step
+
+    delivery = Delivery(store, Named("telegram"), step)
+    said = ["/start", "会社", "製造業", "わからない", "スキップ", "戻る", "3000万円", "はい"]
+    said += ["20人", "いいえ", "回答確認", "やめる", "続ける", "いいえ", "はい", "栃木県内です"]
+    scenario = Path(__file__).parent / "scenarios" / "eligible_led_by_text.yaml"
+    steps = yaml.safe_load(scenario.read_text("utf-8"))["steps"]
+    to_verdict = ["/start"] + [str(s["say"]) for s in steps if "say" in s]
+    seen: set[str] = set()
+    for chat, texts in (("c1", said), ("c2", to_verdict)):
+        for i, text in enumerate(texts):
+            turn = delivery.commit(Inbound(chat, "u1", str(i), None, UserInput(text=text)))
+            assert store.current("telegram", chat) == (turn.conversation_id, turn.state), text
+            seen |= {k for k, v in turn.state.model_dump().items() if v not in (None, [], {})}
+    assert {"verdict", "offered", "history", "asked", "skipped", "guided", "last"} <= seen

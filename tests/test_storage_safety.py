@@ -68,10 +68,10 @@ def damaged(tmp_path: Path) -> Path:
         storage.db.execute("PRAGMA journal_mode = DELETE")
         page = storage.db.execute("PRAGMA page_size").fetchone()[0]
         root = storage.db.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'events'"
+            "SELECT rootpage FROM sqlite_master WHERE name = 'in_events'"
         ).fetchone()[0]
     with path.open("r+b") as f:
-        f.seek((root - 1) * page)  # the events table's root page: its header and cell pointers
+        f.seek((root - 1) * page)  # the event log's root page: its header and cell pointers
         f.write(b"\xa5" * 64)
     return path
 

@@ -204,13 +204,13 @@ async def test_the_poller_confirms_up_to_the_first_update_not_stored():
 async def test_a_failing_update_is_logged_and_the_user_told(tmp_path, caplog):
     sent = []
 
-    async def send_message(chat_id, text, **kwargs):
-        sent.append((chat_id, text))
-        return SimpleNamespace(message_id=1)
+    async def do_api_request(endpoint, api_kwargs):
+        sent.append((api_kwargs["chat_id"], api_kwargs["text"]))
+        return {"message_id": 1}
 
     with Storage(tmp_path / "bot.db") as storage:
         bot = TelegramBot(storage, "ja", frozenset())
-        bot.app = SimpleNamespace(bot=SimpleNamespace(send_message=send_message))
+        bot.app = SimpleNamespace(bot=SimpleNamespace(do_api_request=do_api_request))
         context = SimpleNamespace(error=RuntimeError("database is locked"))
         with caplog.at_level(logging.ERROR):
             await bot.on_error(_update(5, 77), context)
@@ -225,13 +225,16 @@ def _from_user(update_id: int, chat_id: int, text: str) -> Update:
 
 
 def _fake_api(bot: TelegramBot, sent: list, fail: Exception | None = None) -> None:
-    async def send_message(chat_id, text, **kwargs):
+    async def do_api_request(endpoint, api_kwargs):
+        assert endpoint == "sendMessage"
         if fail is not None:
             raise fail
-        sent.append((chat_id, text))
-        return SimpleNamespace(message_id=len(sent))
+        sent.append((api_kwargs["chat_id"], api_kwargs["text"]))
+        return {"message_id": len(sent)}
 
-    bot.app = SimpleNamespace(bot=SimpleNamespace(send_message=send_message, id=1, username="b"))
+    bot.app = SimpleNamespace(
+        bot=SimpleNamespace(do_api_request=do_api_request, id=1, username="b")
+    )
 
 
 async def test_an_update_not_stored_is_not_confirmed_and_nobody_told(tmp_path):

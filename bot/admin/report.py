@@ -404,7 +404,9 @@ def transcript_report(
         else:
             text = e["raw_text"] if e["direction"] == "in" else _first_line(e["raw_text"])
             lines.append(f"{head} {text}  {_mark(e, lang)}".rstrip())
-    lines += ["", *_verdict_lines(json.loads(conv["state_json"]).get("verdict"), lang)]
+    # the state's verdict is stored once in `texts` (bot/storage.py, migration 7)
+    verdict = next(db.query("SELECT body FROM texts WHERE id = ?", [conv["verdict_id"]]), None)
+    lines += ["", *_verdict_lines(verdict and json.loads(verdict["body"]), lang)]
     return "\n".join(lines)
 
 

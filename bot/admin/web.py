@@ -105,6 +105,11 @@ def metadata(db_name: str, lang: str | None) -> dict:
                     "outbox": {"hidden": True},
                     "chats": {"hidden": True},
                     "reference_numbers": {"hidden": True},  # issued numbers, never reused
+                    # the event log as stored: read through the view `events`
+                    "in_events": {"hidden": True},
+                    "out_events": {"hidden": True},
+                    "texts": {"hidden": True},
+                    "names": {"hidden": True},
                 },
                 "queries": {
                     "recent": query(

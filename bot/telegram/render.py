@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import logging
 import unicodedata
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Outgoing:
     html: str
     keyboard: InlineKeyboardMarkup | None = None
     reply: int = 0  # index of the reply it is (a chunk of) in the turn
+    keyboard_json: str | None = None  # the keyboard as the Bot API takes it (made once)
 
 
 def escape(text: str) -> str:
@@ -77,6 +79,13 @@ def keyboard(choices: list[Choice]) -> InlineKeyboardMarkup | None:
     return _keyboard(tuple((c.value, c.label) for c in choices))
 
 
+@functools.lru_cache(maxsize=512)
+def _keyboard_json(choices: tuple[tuple[str, str], ...]) -> str | None:
+    """The keyboard serialised as python-telegram-bot would for each request, once."""
+    markup = _keyboard(choices)
+    return None if markup is None else json.dumps(markup.to_dict(), ensure_ascii=False)
+
+
 @functools.lru_cache(maxsize=512)  # the same questions' choices, over and over: built once
 def _keyboard(choices: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
     fitting = []
@@ -101,8 +110,11 @@ def messages(replies: list[Reply]) -> list[Outgoing]:
     for i, reply in enumerate(replies):
         chunks = split_text(reply.text)
         for n, chunk in enumerate(chunks, 1):
-            markup = keyboard(reply.choices) if i == keyed and n == len(chunks) else None
-            out.append(Outgoing(escape(chunk), markup, i))
+            if i == keyed and n == len(chunks):
+                choices = tuple((c.value, c.label) for c in reply.choices)
+                out.append(Outgoing(escape(chunk), _keyboard(choices), i, _keyboard_json(choices)))
+            else:
+                out.append(Outgoing(escape(chunk), None, i))
     return out
 
 
