@@ -334,16 +334,16 @@ class Delivery:
 
     def pending(self, chat: str) -> tuple[list[Pending], Marks]:
         """The chat's unsent replies and its marks (what the flusher sends)."""
-        with self.storage.lock:
+        with self.storage.reading():
             return self._pending(chat), self.marks(chat)
 
     def _chats_pending(self) -> list[str]:
-        with self.storage.lock:
+        with self.storage.reading():
             sql = "SELECT DISTINCT chat_id FROM outbox WHERE channel = ? AND status = 'pending'"
             return [r[0] for r in self.storage.conn.execute(sql, [self.channel.name])]
 
     def marks(self, chat: str) -> Marks:
-        with self.storage.lock:
+        with self.storage.reading():
             row = self.storage.conn.execute(
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?",
                 [self.channel.name, chat],

@@ -32,6 +32,10 @@ Connection = sqlite3.Connection
 BUSY_TIMEOUT_MS = 10_000
 
 
+class Busy(Exception):
+    """The database is being written by a thread or another process (run_batch, wait=False)."""
+
+
 class StorageError(Exception):
     """A database the bot must not use (damaged, newer, not SQLite): one line for the operator,
     in the operator's language (`text`)."""
@@ -787,6 +791,16 @@ class Storage:
 
         return Database(self.conn)
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """The connection under the lock, for reads that must see committed rows only: a
+        synchronous group waiting for its commit (its transaction open on this connection) is
+        committed first, so nothing is read that a crash could still undo."""
+        with self._turns:
+            if self._group is not None:
+                self._commit(self._group)
+            yield self.conn
+
     def ping(self) -> None:
         """Raises unless the database answers (the webhook's health endpoint)."""
         with self.lock:
@@ -852,45 +866,67 @@ class Storage:
             if group.error is not None:
                 raise group.error
 
-    def run_batch(self, bodies: list[tuple[Callable[[Connection], Any], bool]]) -> list[Any]:
+    def run_batch(
+        self, bodies: list[tuple[Callable[[Connection], Any], bool]], wait: bool = True
+    ) -> list[Any]:
         """Run several bodies `(body, durable)` in ONE transaction, each in its own savepoint
         (a body that raises has its writes undone; the others stand), and commit once: with an
         fsync when any body is durable. Returns, per body, its result or the exception it
-        raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py."""
+        raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py.
+
+        `wait=False` (the event loop's writer): if a thread holds the lock, or another process
+        the database's write lock, raise `Busy` at once, having run nothing, rather than wait."""
         durable = any(d for _, d in bodies)
-        with self._turns:
+        if not self.lock.acquire(blocking=wait):
+            raise Busy
+        try:
             if self._group is not None:  # a synchronous group waits for its commit: do it
                 self._commit(self._group)
-            conn = self.conn
+            return self._run_batch(bodies, durable, wait)
+        finally:
+            self._turns.notify_all()
+            self.lock.release()
+
+    def _run_batch(self, bodies: list, durable: bool, wait: bool) -> list[Any]:
+        conn = self.conn
+        try:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            if not wait:
+                conn.execute("PRAGMA busy_timeout = 0")
             try:
-                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                return [exc] * len(bodies)
-            results: list[Any] = []
+            finally:
+                if not wait:
+                    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.OperationalError as exc:
+            if not wait and "locked" in str(exc):
+                raise Busy from exc
+            return [exc] * len(bodies)
+        except sqlite3.Error as exc:
+            return [exc] * len(bodies)
+        results: list[Any] = []
+        try:
             for body, _ in bodies:
                 conn.execute("SAVEPOINT body")
                 try:
-                    results.append(body(conn))
-                    conn.execute("RELEASE body")
+                    result = body(conn)
                 except Exception as exc:
-                    results.append(exc)
-                    try:
-                        conn.execute("ROLLBACK TO body")
-                        conn.execute("RELEASE body")
-                    except sqlite3.Error as undo:  # the transaction is gone: all fail with it
-                        conn.rollback()
-                        return [undo] * len(bodies)
-            try:
-                conn.commit()
-                self.commits += 1
-            except sqlite3.Error as exc:
-                conn.rollback()
-                results = [exc] * len(bodies)
-            finally:
-                if not durable:
-                    conn.execute("PRAGMA synchronous = FULL")
-            return results
+                    result = exc
+                    conn.execute("ROLLBACK TO body")
+                conn.execute("RELEASE body")
+                results.append(result)
+            conn.commit()
+            self.commits += 1
+        except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
+            conn.rollback()
+            results = [exc] * len(bodies)
+        except BaseException:  # not a body's failure (interrupted): nothing stays half done
+            conn.rollback()
+            raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
+        return results
 
     def _undo_body(self, group: _Group) -> None:
         try:

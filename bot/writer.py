@@ -13,23 +13,34 @@ every statement (up to the 5 ms switch interval each time); on the loop nobody c
 What waits is the fsync, once per batch, while the loop has nothing else it could do for those
 chats. Bodies run in submission order, so one chat's writes (its turn, then the "sent" mark of
 its replies) keep their order.
+
+The loop never waits for someone else's write: while a thread (a deletion, a flow-control
+note) or another process (an admin tool) holds the database, the batch is tried again a moment
+later and the loop goes on; after BUSY_S (the busy timeout any writer waits) the batch fails:
+every body gets "database is locked" (NotStored for an input: not confirmed, delivered again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.storage import Connection, Storage
+from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage
 
 MAX_BATCH = 64  # bodies per transaction at most: a burst does not delay the first one long
+BUSY_RETRY_S = 0.002  # a busy database is tried again this soon (the loop goes on meanwhile)
+BUSY_S = BUSY_TIMEOUT_MS / 1000  # ... for as long as any writer waits; then it fails
 
 
 class Writer:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._jobs: list[tuple[Callable[[Connection], Any], bool, asyncio.Future]] = []
+        self._soon: asyncio.Handle | None = None  # the next batch's run, when one is due
+        self._busy_since: float | None = None  # the database has been someone else's since
         self.batches = 0  # transactions run (the bench reports bodies per batch)
 
     def submit(self, body: Callable[[Connection], Any], durable: bool = True) -> asyncio.Future:
@@ -38,20 +49,32 @@ class Writer:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._jobs.append((body, durable, future))
-        if len(self._jobs) == 1:  # the first of a batch: run it once this pass is over
-            loop.call_soon(self._run)
+        if self._soon is None:  # the first of a batch: run it once this pass is over
+            self._soon = loop.call_soon(self._run)
         return future
 
-    def _run(self) -> None:
-        jobs, self._jobs = self._jobs[:MAX_BATCH], self._jobs[MAX_BATCH:]
-        if self._jobs:
-            asyncio.get_running_loop().call_soon(self._run)
+    def _run(self, wait: bool = False) -> None:
+        self._soon = None
+        jobs = self._jobs[:MAX_BATCH]
         if not jobs:
             return
         try:
-            results = self.storage.run_batch([(body, durable) for body, durable, _ in jobs])
+            results = self.storage.run_batch(
+                [(body, durable) for body, durable, _ in jobs], wait=wait
+            )
+        except Busy as exc:
+            self._busy_since = self._busy_since or time.monotonic()
+            if time.monotonic() - self._busy_since < BUSY_S:
+                self._soon = asyncio.get_running_loop().call_later(BUSY_RETRY_S, self._run)
+                return
+            # busy as long as any writer waits: the batch fails (NotStored for an input)
+            results = [sqlite3.OperationalError(f"database is locked ({exc})")] * len(jobs)
         except Exception as exc:  # the connection is closed or broken
             results = [exc] * len(jobs)
+        self._busy_since = None
+        del self._jobs[: len(jobs)]
+        if self._jobs and self._soon is None:
+            self._soon = asyncio.get_running_loop().call_soon(self._run)
         self.batches += 1
         for (_, _, future), result in zip(jobs, results, strict=True):
             if future.cancelled():
@@ -62,6 +85,10 @@ class Writer:
                 future.set_result(result)
 
     def close(self) -> None:
-        """Run what is queued now (before the storage closes)."""
+        """Run what is queued now, waiting for the database if need be (before the storage
+        closes)."""
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         while self._jobs:
-            self._run()
+            self._run(wait=True)

@@ -95,3 +95,84 @@ def test_close_writes_what_is_queued(tmp_path, durable):
         future = asyncio.run(main(Writer(storage)))
     assert future.result() == "late"
     assert on_disk(path) == ["late"]
+
+
+def _loop_keeps_running_while(hold, release, path) -> tuple[int, list[str]]:
+    """Submit a body while someone else holds the database; count the loop's ticks meanwhile."""
+
+    async def main() -> tuple[int, list[str]]:
+        with Storage(path) as storage:
+            writer = Writer(storage)
+            hold(storage)
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(ticker())
+            future = writer.submit(insert("after"))
+            await asyncio.sleep(0.3)  # the loop goes on: the batch waits, not the loop
+            assert not future.done()
+            release(storage)
+            chat = await asyncio.wait_for(future, 5)
+            task.cancel()
+            return ticks, [chat, *on_disk(path)]
+
+    return asyncio.run(main())
+
+
+def test_a_thread_holding_the_database_does_not_stop_the_loop(tmp_path):
+    import threading
+
+    held, done = threading.Event(), threading.Event()
+
+    def hold(storage):
+        def thread():
+            with storage.lock:  # e.g. a deletion in a worker thread
+                held.set()
+                done.wait(5)
+
+        threading.Thread(target=thread, daemon=True).start()
+        held.wait(5)
+
+    ticks, seen = _loop_keeps_running_while(hold, lambda s: done.set(), tmp_path / "bot.db")
+    assert ticks >= 10 and seen == ["after", "after"]
+
+
+def test_another_process_writing_does_not_stop_the_loop(tmp_path):
+    other = {}
+
+    def hold(storage):
+        other["conn"] = sqlite3.connect(storage.path, isolation_level=None)
+        other["conn"].execute("BEGIN IMMEDIATE")  # an admin tool writing
+
+    def release(storage):
+        other["conn"].execute("ROLLBACK")
+        other["conn"].close()
+
+    ticks, seen = _loop_keeps_running_while(hold, release, tmp_path / "bot.db")
+    assert ticks >= 10 and seen == ["after", "after"]
+
+
+def test_busy_for_longer_than_any_writer_waits_fails_every_body(tmp_path, monkeypatch):
+    monkeypatch.setattr("bot.writer.BUSY_S", 0.1)
+    path = tmp_path / "bot.db"
+
+    async def main(writer: Writer) -> list:
+        return await asyncio.gather(
+            *(writer.submit(insert(f"c{i}")) for i in range(3)), return_exceptions=True
+        )
+
+    with Storage(path) as storage:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # held throughout
+        try:
+            results = asyncio.run(main(Writer(storage)))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+    assert on_disk(path) == []
