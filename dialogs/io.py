@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticUndefined
 
 from rules.model import shallow_copy
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+class _Plain(BaseModel):
+    """A model whose fields are set as they are (no validation on assignment, as pydantic's
+    own default), without pydantic's per-assignment dispatch; other names take its way."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).__pydantic_fields__:
+            self.__dict__[name] = value
+            self.__pydantic_fields_set__.add(name)
+        else:
+            super().__setattr__(name, value)
 
 
 class UserInput(BaseModel):
@@ -37,7 +54,7 @@ class Reply(BaseModel):
     verdict: dict | None = None  # the rules command's JSON, when the verdict is given
 
 
-class Interpretation(BaseModel):
+class Interpretation(_Plain):
     """How `step` understood the last input: what the event log records beside the raw text."""
 
     question: str | None = None  # the question awaited when the input arrived
@@ -48,7 +65,7 @@ class Interpretation(BaseModel):
     command: str | None = None
 
 
-class State(BaseModel):
+class State(_Plain):
     """Per-chat state: plain data, serialisable to JSON, rebuilt without rebuilding the machine."""
 
     phase: str = "start"  # the transitions machine's state
@@ -75,6 +92,36 @@ class State(BaseModel):
     # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
     # (its working and factors, in the conversation's language)}.
     co2_estimate: dict | None = None
+
+
+@functools.cache
+def _defaults(cls: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
+    return tuple(
+        (name, f.default, f.default_factory) for name, f in cls.__pydantic_fields__.items()
+    )
+
+
+def built(cls: type[M], **values: Any) -> M:
+    """`cls(**values)` without validation, for values our own code made, of the declared
+    types (a reply's texts and buttons, an interpretation): the same fields, defaults and
+    fields set. A list given is the model's own copy, as validation would make it."""
+    fields = {}
+    for name, default, factory in _defaults(cls):
+        if name in values:
+            value = values[name]
+            fields[name] = list(value) if type(value) is list else value
+        elif factory is not None:
+            fields[name] = factory()
+        elif default is PydanticUndefined:
+            raise TypeError(f"{cls.__name__}: {name} is required")
+        else:
+            fields[name] = default
+    new = cls.__new__(cls)
+    _set(new, "__dict__", fields)
+    _set(new, "__pydantic_fields_set__", set(values))
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 _ATOMS = frozenset({str, int, float, bool, type(None), Decimal, dt.date})
