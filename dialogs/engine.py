@@ -21,9 +21,9 @@ from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
 from dialogs.render import verdict_json
 from locales import has, t
-from rules import Verdict, evaluate, relevant_fields
+from rules import Verdict, relevant_fields
 from rules.clock import texts_on, today
-from rules.engine import HUBS
+from rules.engine import HUBS, remembered_verdict
 
 if TYPE_CHECKING:
     from dialogs.understanding import Reading
@@ -65,7 +65,9 @@ class Turn:
         return built(Choice, value=value, label=t(key, self.lang))
 
     def verdict(self) -> Verdict:
-        return evaluate(self.s.answers, on=self.on)
+        """The verdict on the answers now: the remembered one, read only (what the state keeps
+        of it, verdict_json copies)."""
+        return remembered_verdict(self.s.answers, on=self.on)
 
     def ask(self, qid: str, prefix: str = "") -> None:
         """Ask a question; a prefix (echo, re-ask reason) shares its message."""
@@ -448,7 +450,7 @@ def _newly_failing(turn: Turn, r: dict) -> list:
         return []
     before = {x.criterion for x in turn.verdict().reasons if x.status == "not_met"}
     try:
-        after = evaluate(turn.s.answers | {r["field"]: r["value"]}, on=turn.on)
+        after = remembered_verdict(turn.s.answers | {r["field"]: r["value"]}, on=turn.on)
     except ValidationError:
         return []
     return [x for x in after.reasons if x.status == "not_met" and x.criterion not in before]
@@ -631,7 +633,7 @@ def _bound_extremes(q, op: str, number: Any) -> tuple | None:
 
 def _decides(turn: Turn, qid: str, value: Any) -> tuple:
     """What a value would decide: the verdict, each criterion and what is still to ask."""
-    v = evaluate(turn.s.answers | {qid: value}, on=turn.on)
+    v = remembered_verdict(turn.s.answers | {qid: value}, on=turn.on)
     return v.status, tuple(x.status for x in v.reasons), tuple(v.missing)
 
 
@@ -915,7 +917,7 @@ def _most_left(answers_json: str, skipped: tuple[str, ...], on: dt.date | None) 
     (entity type, project type) is open, the rules list what any of its values could need;
     the longest single way is one question for the hub plus the longest of its worlds."""
     answers = json.loads(answers_json)
-    missing = [f for f in evaluate(answers, on=on).missing if f not in skipped]
+    missing = [f for f in remembered_verdict(answers, on=on).missing if f not in skipped]
     hub = next((h for h in HUBS if h in missing), None)
     if hub is None:
         return len(missing)

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
-from pydantic_core import PydanticUndefined
 
 from rules.model import shallow_copy
 
@@ -95,9 +94,13 @@ class State(_Plain):
 
 
 @functools.cache
-def _defaults(cls: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
-    return tuple(
-        (name, f.default, f.default_factory) for name, f in cls.__pydantic_fields__.items()
+def _defaults(cls: type[BaseModel]) -> tuple[dict, tuple, frozenset]:
+    """(the fields in order with their defaults, those made by a factory, the required)."""
+    fields = cls.__pydantic_fields__
+    return (
+        {name: f.default for name, f in fields.items()},
+        tuple((name, f.default_factory) for name, f in fields.items() if f.default_factory),
+        frozenset(name for name, f in fields.items() if f.is_required()),
     )
 
 
@@ -105,17 +108,16 @@ def built(cls: type[M], **values: Any) -> M:
     """`cls(**values)` without validation, for values our own code made, of the declared
     types (a reply's texts and buttons, an interpretation): the same fields, defaults and
     fields set. A list given is the model's own copy, as validation would make it."""
-    fields = {}
-    for name, default, factory in _defaults(cls):
-        if name in values:
-            value = values[name]
-            fields[name] = list(value) if type(value) is list else value
-        elif factory is not None:
+    defaults, factories, required = _defaults(cls)
+    if not required.issubset(values) or not defaults.keys() >= values.keys():
+        return cls(**values)  # pydantic says what is wrong
+    fields = defaults | values
+    for name, factory in factories:
+        if name not in values:
             fields[name] = factory()
-        elif default is PydanticUndefined:
-            raise TypeError(f"{cls.__name__}: {name} is required")
-        else:
-            fields[name] = default
+    for name, value in values.items():
+        if type(value) is list:
+            fields[name] = list(value)
     new = cls.__new__(cls)
     _set(new, "__dict__", fields)
     _set(new, "__pydantic_fields_set__", set(values))
