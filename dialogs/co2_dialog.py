@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dialogs import engine, parsing
 from dialogs.co2_text import factor_lines, factor_name, number, working_lines
-from dialogs.io import Choice, Interpretation, Reply, State, UserInput, built
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
 from rules import yaml_data
 from rules.clock import today
@@ -164,7 +164,7 @@ def step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[
     if name in ("summary", "start"):  # shown by the engine; /continue comes back here
         return engine.step(state, inp, on, sub=False)
     turn = engine.Turn(engine.working_copy(state), on)
-    turn.s.last = built(Interpretation, question=turn.s.awaiting, outcome="command", command=name)
+    turn.s.last = Interpretation(question=turn.s.awaiting, outcome="command", command=name)
     if name == "back":
         _back(turn)
     elif name == "help":
@@ -219,14 +219,13 @@ def _ask(turn: engine.Turn, prefix: str = "") -> None:
         return
     q = _questions(c)[c["at"]]
     choices = [
-        built(Choice, value=f"co2:{v}", label=t(f"co2.choice.{v}", turn.lang))
+        Choice(value=f"co2:{v}", label=t(f"co2.choice.{v}", turn.lang))
         for v in q.get("choices", {})
     ]
-    quit_button = built(Choice, value="co2:quit", label=t("co2.dialog.quit", turn.lang))
+    quit_button = Choice(value="co2:quit", label=t("co2.dialog.quit", turn.lang))
     text = t(f"co2.ask.{q.get('text', c['at'])}", turn.lang, **_params(turn, c))
     turn.replies.append(
-        built(
-            Reply,
+        Reply(
             key=f"co2.ask.{c['at']}",
             text="\n\n".join(p for p in (prefix, text) if p),
             choices=[*choices, quit_button],
@@ -344,13 +343,12 @@ def _offer(turn: engine.Turn, prefix: str = "") -> None:
         t("co2.dialog.use", turn.lang),
     ]
     turn.replies.append(
-        built(
-            Reply,
+        Reply(
             key="co2.dialog.result",
             text="\n\n".join(p for p in (prefix, "\n".join(lines)) if p),
             choices=[
-                built(Choice, value="co2:yes", label=t("co2.dialog.use_yes", turn.lang)),
-                built(Choice, value="co2:no", label=t("co2.dialog.use_no", turn.lang)),
+                Choice(value="co2:yes", label=t("co2.dialog.use_yes", turn.lang)),
+                Choice(value="co2:no", label=t("co2.dialog.use_no", turn.lang)),
             ],
         )
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dialogs import co2_dialog, parsing
-from dialogs.io import Choice, Interpretation, Reply, State, UserInput, built, copied
+from dialogs.io import Choice, Interpretation, Reply, State, UserInput, copied
 from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
@@ -52,17 +52,11 @@ class Turn:
         self, key: str, choices: list[Choice] | None = None, verdict: dict | None = None, **params
     ) -> None:
         self.replies.append(
-            built(
-                Reply,
-                key=key,
-                text=t(key, self.lang, **params),
-                choices=choices or [],
-                verdict=verdict,
-            )
+            Reply(key=key, text=t(key, self.lang, **params), choices=choices or [], verdict=verdict)
         )
 
     def button(self, key: str, value: str) -> Choice:
-        return built(Choice, value=value, label=t(key, self.lang))
+        return Choice(value=value, label=t(key, self.lang))
 
     def verdict(self) -> Verdict:
         """The verdict on the answers now: the remembered one, read only (what the state keeps
@@ -79,9 +73,7 @@ class Turn:
                 # an estimate asked once more (next to a limit): it may stay, even after a re-ask
                 choices.append(self.button("dialog.buttons.keep", "/keep"))
         else:
-            choices = [
-                built(Choice, value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)
-            ]
+            choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
         n, left = self.progress(qid)
         if qid not in self.s.asked:
             self.s.asked.append(qid)
@@ -90,7 +82,7 @@ class Turn:
         text = "\n\n".join(
             p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
         )
-        self.replies.append(built(Reply, key=f"question.{qid}.text", text=text, choices=choices))
+        self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def progress(self, qid: str) -> tuple[int, int]:
         """(n, m) for 'question n, at most m left': n counts the questions the user was asked
@@ -165,7 +157,7 @@ class Turn:
         self.s.verdict = vj
         # the verdict that follows ends with the reference number: once per turn is enough
         summary = "\n\n".join(p for p in (prefix, self.summary_text(reference=False)) if p)
-        self.replies.append(built(Reply, key="dialog.summary_title", text=summary))
+        self.replies.append(Reply(key="dialog.summary_title", text=summary))
         shown = {
             "eligible": {"met"},
             "ineligible": {"not_met"},
@@ -208,8 +200,7 @@ class Turn:
         lines += ["", t("verdict.next_title", self.lang), *next_steps(vj, self.lang)]
         lines += self.reference_lines()
         self.replies.append(
-            built(
-                Reply,
+            Reply(
                 key=f"verdict.title.{verdict.status}",
                 text="\n".join(lines),
                 verdict=vj,
@@ -324,7 +315,7 @@ def _answer(turn: Turn, kind: str, payload: str) -> str:
     q = questions()[qid]
     reading_back = (s.confirming, s.pending) if s.confirming else None
     s.confirming, s.pending = None, []
-    s.last = built(Interpretation, question=qid, outcome="reask")
+    s.last = Interpretation(question=qid, outcome="reask")
     if kind in ("button", "label"):
         field, _, value = payload.partition(":")
         if field != qid and reading_back:  # an old question's button: the read-back stands
@@ -480,7 +471,7 @@ def _record(turn: Turn, r: dict) -> None:
     still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
     s.skipped = [f for f in s.skipped if f in still_open]
     if not r["also"]:
-        s.last = built(Interpretation, question=s.last.question, outcome="answer", value=value)
+        s.last = Interpretation(question=s.last.question, outcome="answer", value=value)
 
 
 def _shown_reading(turn: Turn, r: dict) -> str:
@@ -530,8 +521,7 @@ def _show_read_back(turn: Turn, prefix: str = "") -> None:
     ]
     lines.append(t("dialog_understanding.ask", turn.lang))
     turn.replies.append(
-        built(
-            Reply,
+        Reply(
             key="dialog_understanding.understood",
             text="\n".join(p for p in lines if p),
             choices=[
@@ -549,7 +539,7 @@ def _confirm(turn: Turn) -> str:
     s.confirming, s.pending = None, []
     _record(turn, r)
     if r["also"]:
-        s.last = built(Interpretation, question=s.last.question, outcome="answer", value=r["value"])
+        s.last = Interpretation(question=s.last.question, outcome="answer", value=r["value"])
     return _settle(turn, pending, typed=True, trigger="confirm", echoes=(_echo(turn, r),))
 
 
@@ -643,7 +633,7 @@ def _which(turn: Turn, qid: str, r: Reading) -> str:
     note = _note(turn, _reading(qid, None, note=r.note))  # the reader's own "which?" if any
     turn.ask(qid, note or t("dialog_understanding.which", turn.lang))
     turn.replies[-1].choices = [
-        built(Choice, value=f"{qid}:{_button_value(c)}", label=q.show(c, turn.lang))
+        Choice(value=f"{qid}:{_button_value(c)}", label=q.show(c, turn.lang))
         for c in r.candidates
         if q.fits_model(c)
     ] + [c for c in turn.replies[-1].choices if c.value.endswith(":?")]
@@ -791,7 +781,7 @@ def working_copy(state: State) -> State:
 def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list[Reply]]:
     turn = Turn(working_copy(state), on)
     s = turn.s
-    s.last = built(Interpretation, question=s.awaiting, outcome="command")
+    s.last = Interpretation(question=s.awaiting, outcome="command")
     kind, payload = read(state, inp)
     if kind == "command":
         name, _, arg = payload[1:].partition(" ")
@@ -873,8 +863,7 @@ def _step(state: State, inp: UserInput, on: dt.date | None) -> tuple[State, list
         dest = turn.proceed(t("dialog.resumed", turn.lang), trigger="continue")
     elif name == "continue":  # where the owner left off: the answers so far, then the question
         turn.replies.append(
-            built(
-                Reply,
+            Reply(
                 key="dialog.resumed",
                 text="\n\n".join([t("dialog.resumed", turn.lang), turn.summary_text()]),
             )
@@ -929,16 +918,14 @@ def _most_left(answers_json: str, skipped: tuple[str, ...], on: dt.date | None) 
 
 def _summary(turn: Turn) -> None:
     buttons = [
-        built(
-            Choice,
+        Choice(
             value=f"/edit {f}",
             label=t("dialog.edit_button", turn.lang, short=t(f"question.{f}.short", turn.lang)),
         )
         for f in turn.summary_fields()
     ]
     turn.replies.append(
-        built(
-            Reply,
+        Reply(
             key="dialog.summary_title",
             text=turn.summary_text(),
             choices=buttons + [turn.button("dialog.buttons.continue", "/continue")],

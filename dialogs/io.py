@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import functools
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from rules.model import shallow_copy
-
-M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
-
-
-class _Plain(BaseModel):
-    """A model whose fields are set as they are (no validation on assignment, as pydantic's
-    own default), without pydantic's per-assignment dispatch; other names take its way."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in type(self).__pydantic_fields__:
-            self.__dict__[name] = value
-            self.__pydantic_fields_set__.add(name)
-        else:
-            super().__setattr__(name, value)
 
 
 class UserInput(BaseModel):
@@ -53,7 +37,7 @@ class Reply(BaseModel):
     verdict: dict | None = None  # the rules command's JSON, when the verdict is given
 
 
-class Interpretation(_Plain):
+class Interpretation(BaseModel):
     """How `step` understood the last input: what the event log records beside the raw text."""
 
     question: str | None = None  # the question awaited when the input arrived
@@ -64,7 +48,7 @@ class Interpretation(_Plain):
     command: str | None = None
 
 
-class State(_Plain):
+class State(BaseModel):
     """Per-chat state: plain data, serialisable to JSON, rebuilt without rebuilding the machine."""
 
     phase: str = "start"  # the transitions machine's state
@@ -91,39 +75,6 @@ class State(_Plain):
     # The accepted CO2 estimate, for the checklist: {"before", "after" (as recorded), "lines"
     # (its working and factors, in the conversation's language)}.
     co2_estimate: dict | None = None
-
-
-@functools.cache
-def _defaults(cls: type[BaseModel]) -> tuple[dict, tuple, frozenset]:
-    """(the fields in order with their defaults, those made by a factory, the required)."""
-    fields = cls.__pydantic_fields__
-    return (
-        {name: f.default for name, f in fields.items()},
-        tuple((name, f.default_factory) for name, f in fields.items() if f.default_factory),
-        frozenset(name for name, f in fields.items() if f.is_required()),
-    )
-
-
-def built(cls: type[M], **values: Any) -> M:
-    """`cls(**values)` without validation, for values our own code made, of the declared
-    types (a reply's texts and buttons, an interpretation): the same fields, defaults and
-    fields set. A list given is the model's own copy, as validation would make it."""
-    defaults, factories, required = _defaults(cls)
-    if not required.issubset(values) or not defaults.keys() >= values.keys():
-        return cls(**values)  # pydantic says what is wrong
-    fields = defaults | values
-    for name, factory in factories:
-        if name not in values:
-            fields[name] = factory()
-    for name, value in values.items():
-        if type(value) is list:
-            fields[name] = list(value)
-    new = cls.__new__(cls)
-    _set(new, "__dict__", fields)
-    _set(new, "__pydantic_fields_set__", set(values))
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_private__", None)
-    return new
 
 
 _ATOMS = frozenset({str, int, float, bool, type(None), Decimal, dt.date})
