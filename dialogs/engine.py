@@ -463,11 +463,13 @@ def _record(turn: Turn, r: dict) -> None:
     s.bounds = {f: b for f, b in s.bounds.items() if f != qid}
     if r["bound"]:
         s.bounds[qid] = r["bound"]
-    kept = set(relevant_fields(s.answers, on=turn.on))
-    s.answers = {f: v for f, v in s.answers.items() if f in kept}
-    s.history = [f for f in s.history if f in kept]
-    s.approx = [f for f in s.approx if f in kept]
-    s.bounds = {f: b for f, b in s.bounds.items() if f in kept}
+    kept = relevant_fields(s.answers, on=turn.on)  # the answered fields still used
+    if len(kept) < len(s.answers):  # some no longer apply: dropped everywhere
+        kept = set(kept)
+        s.answers = {f: v for f, v in s.answers.items() if f in kept}
+        s.history = [f for f in s.history if f in kept]
+        s.approx = [f for f in s.approx if f in kept]
+        s.bounds = {f: b for f, b in s.bounds.items() if f in kept}
     still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
     s.skipped = [f for f in s.skipped if f in still_open]
     if not r["also"]:
