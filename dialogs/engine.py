@@ -20,9 +20,9 @@ from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
 from dialogs.render import verdict_json
-from locales import has, t
+from locales import LANGS, has, t
 from rules import Verdict, relevant_fields
-from rules.clock import texts_on, today
+from rules.clock import texts_date, texts_on, today
 from rules.engine import HUBS, remembered_verdict
 
 if TYPE_CHECKING:
@@ -67,21 +67,24 @@ class Turn:
         """Ask a question; a prefix (echo, re-ask reason) shares its message."""
         q = questions()[qid]
         self.s.awaiting = qid
+        by = self.s.answers.get(q.text_by, "led") if q.text_by else None
+        if self.lang in LANGS and type(by) in (str, type(None)):  # the same for every chat
+            question, options = _rendered(qid, self.lang, by, texts_date())
+        else:
+            question, options = q.text(self.s.answers, self.lang), _options(q, self.lang)
         if q.kind in NUMERIC:
             choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
             if qid in self.s.answers and qid in self.s.approx and qid in LIMIT_PARAMS:
                 # an estimate asked once more (next to a limit): it may stay, even after a re-ask
                 choices.append(self.button("dialog.buttons.keep", "/keep"))
         else:
-            choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
+            choices = [Choice(value=value, label=label) for value, label in options]
         n, left = self.progress(qid)
         if qid not in self.s.asked:
             self.s.asked.append(qid)
         progress = t("dialog.progress", self.lang, n=n, left=left)
         note = co2_dialog.target_note(self.s.answers, qid, self.on, self.lang)
-        text = "\n\n".join(
-            p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
-        )
+        text = "\n\n".join(p for p in (prefix, question + note + progress) if p)
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def progress(self, qid: str) -> tuple[int, int]:
@@ -227,6 +230,21 @@ class Turn:
         else:
             self.ask(nxt, prefix)
         return phase
+
+
+@lru_cache(maxsize=1024)
+def _rendered(qid: str, lang: str, by: str | None, on: dt.date) -> tuple[str, tuple]:
+    """A question's text (its wording picked by the answer `by`) and its buttons' (value,
+    label), as the texts quote the ruleset on a date: the same for every chat asked it."""
+    q = questions()[qid]
+    return q.text({q.text_by: by} if q.text_by else {}, lang), _options(q, lang)
+
+
+def _options(q, lang: str) -> tuple[tuple[str, str], ...]:
+    """A choice or yes/no question's buttons as (value, label); none for a figure."""
+    if q.kind in NUMERIC:
+        return ()
+    return tuple((f"{q.id}:{v}", label) for v, label in q.options(lang))
 
 
 def verdict_keys(verdict: dict) -> tuple[str, str]:
