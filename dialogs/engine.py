@@ -20,10 +20,10 @@ from dialogs.machine import route
 from dialogs.parsing import normalize
 from dialogs.questions import command_words, questions, readback_words
 from dialogs.render import verdict_json
-from locales import has, t
-from rules import Verdict, evaluate, relevant_fields
-from rules.clock import texts_on, today
-from rules.engine import HUBS
+from locales import LANGS, has, t
+from rules import Verdict, relevant_fields
+from rules.clock import texts_date, texts_on, today
+from rules.engine import HUBS, remembered_verdict
 
 if TYPE_CHECKING:
     from dialogs.understanding import Reading
@@ -59,27 +59,32 @@ class Turn:
         return Choice(value=value, label=t(key, self.lang))
 
     def verdict(self) -> Verdict:
-        return evaluate(self.s.answers, on=self.on)
+        """The verdict on the answers now: the remembered one, read only (what the state keeps
+        of it, verdict_json copies)."""
+        return remembered_verdict(self.s.answers, on=self.on)
 
     def ask(self, qid: str, prefix: str = "") -> None:
         """Ask a question; a prefix (echo, re-ask reason) shares its message."""
         q = questions()[qid]
         self.s.awaiting = qid
+        by = self.s.answers.get(q.text_by, "led") if q.text_by else None
+        if self.lang in LANGS and type(by) in (str, type(None)):  # the same for every chat
+            question, options = _rendered(qid, self.lang, by, texts_date())
+        else:
+            question, options = q.text(self.s.answers, self.lang), _options(q, self.lang)
         if q.kind in NUMERIC:
             choices = [self.button("dialog.buttons.unknown", f"{qid}:?")]
             if qid in self.s.answers and qid in self.s.approx and qid in LIMIT_PARAMS:
                 # an estimate asked once more (next to a limit): it may stay, even after a re-ask
                 choices.append(self.button("dialog.buttons.keep", "/keep"))
         else:
-            choices = [Choice(value=f"{qid}:{v}", label=label) for v, label in q.options(self.lang)]
+            choices = [Choice(value=value, label=label) for value, label in options]
         n, left = self.progress(qid)
         if qid not in self.s.asked:
             self.s.asked.append(qid)
         progress = t("dialog.progress", self.lang, n=n, left=left)
         note = co2_dialog.target_note(self.s.answers, qid, self.on, self.lang)
-        text = "\n\n".join(
-            p for p in (prefix, q.text(self.s.answers, self.lang) + note + progress) if p
-        )
+        text = "\n\n".join(p for p in (prefix, question + note + progress) if p)
         self.replies.append(Reply(key=f"question.{qid}.text", text=text, choices=choices))
 
     def progress(self, qid: str) -> tuple[int, int]:
@@ -225,6 +230,21 @@ class Turn:
         else:
             self.ask(nxt, prefix)
         return phase
+
+
+@lru_cache(maxsize=1024)
+def _rendered(qid: str, lang: str, by: str | None, on: dt.date) -> tuple[str, tuple]:
+    """A question's text (its wording picked by the answer `by`) and its buttons' (value,
+    label), as the texts quote the ruleset on a date: the same for every chat asked it."""
+    q = questions()[qid]
+    return q.text({q.text_by: by} if q.text_by else {}, lang), _options(q, lang)
+
+
+def _options(q, lang: str) -> tuple[tuple[str, str], ...]:
+    """A choice or yes/no question's buttons as (value, label); none for a figure."""
+    if q.kind in NUMERIC:
+        return ()
+    return tuple((f"{q.id}:{v}", label) for v, label in q.options(lang))
 
 
 def verdict_keys(verdict: dict) -> tuple[str, str]:
@@ -439,7 +459,7 @@ def _newly_failing(turn: Turn, r: dict) -> list:
         return []
     before = {x.criterion for x in turn.verdict().reasons if x.status == "not_met"}
     try:
-        after = evaluate(turn.s.answers | {r["field"]: r["value"]}, on=turn.on)
+        after = remembered_verdict(turn.s.answers | {r["field"]: r["value"]}, on=turn.on)
     except ValidationError:
         return []
     return [x for x in after.reasons if x.status == "not_met" and x.criterion not in before]
@@ -461,11 +481,13 @@ def _record(turn: Turn, r: dict) -> None:
     s.bounds = {f: b for f, b in s.bounds.items() if f != qid}
     if r["bound"]:
         s.bounds[qid] = r["bound"]
-    kept = set(relevant_fields(s.answers, on=turn.on))
-    s.answers = {f: v for f, v in s.answers.items() if f in kept}
-    s.history = [f for f in s.history if f in kept]
-    s.approx = [f for f in s.approx if f in kept]
-    s.bounds = {f: b for f, b in s.bounds.items() if f in kept}
+    kept = relevant_fields(s.answers, on=turn.on)  # the answered fields still used
+    if len(kept) < len(s.answers):  # some no longer apply: dropped everywhere
+        kept = set(kept)
+        s.answers = {f: v for f, v in s.answers.items() if f in kept}
+        s.history = [f for f in s.history if f in kept]
+        s.approx = [f for f in s.approx if f in kept]
+        s.bounds = {f: b for f, b in s.bounds.items() if f in kept}
     still_open = set(turn.verdict().missing)  # a skipped question may no longer apply
     s.skipped = [f for f in s.skipped if f in still_open]
     if not r["also"]:
@@ -621,7 +643,7 @@ def _bound_extremes(q, op: str, number: Any) -> tuple | None:
 
 def _decides(turn: Turn, qid: str, value: Any) -> tuple:
     """What a value would decide: the verdict, each criterion and what is still to ask."""
-    v = evaluate(turn.s.answers | {qid: value}, on=turn.on)
+    v = remembered_verdict(turn.s.answers | {qid: value}, on=turn.on)
     return v.status, tuple(x.status for x in v.reasons), tuple(v.missing)
 
 
@@ -904,7 +926,7 @@ def _most_left(answers_json: str, skipped: tuple[str, ...], on: dt.date | None) 
     (entity type, project type) is open, the rules list what any of its values could need;
     the longest single way is one question for the hub plus the longest of its worlds."""
     answers = json.loads(answers_json)
-    missing = [f for f in evaluate(answers, on=on).missing if f not in skipped]
+    missing = [f for f in remembered_verdict(answers, on=on).missing if f not in skipped]
     hub = next((h for h in HUBS if h in missing), None)
     if hub is None:
         return len(missing)

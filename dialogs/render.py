@@ -18,7 +18,7 @@ def verdict_json(verdict: Verdict, lang: str | None = None) -> dict:
             }
             for r in verdict.reasons
         ],
-        "missing": verdict.missing,
+        "missing": list(verdict.missing),  # its own list: the verdict may be a remembered one
         "ruleset": verdict.ruleset,
         "warnings": [t(w["key"], lang, **w["params"]) for w in verdict.warnings],
     }

@@ -17,6 +17,13 @@ DEFAULT = "ja"
 LANGS = ("ja", "en")
 # Parameters whose values are codes from the answer model; their label is looked up by `t`.
 LABELLED = ("entity_type", "industry", "project_type", "equipment", "delivery")
+# Filled texts remembered by (key, language, parameters with their types) for the figures in
+# force: a step renders the same question, button and progress texts again and again. Only
+# for parameters of these types: equal values of them always read the same (True is not 1 by
+# its type; 1.0 and Decimal("1.00") are never remembered).
+_TEXTS: dict[tuple, tuple[dict, str]] = {}
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+MEMO_SIZE = 4096  # texts kept (then forgotten all at once)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -53,10 +60,21 @@ def t(key: str, lang: str | None = None, **params) -> str:
         raise KeyError(f"missing locale key {key!r}")
     if "{" not in template and "}" not in template:  # nothing to fill: the text as it is
         return template
+    figures = _figures()
+    types = tuple(map(type, params.values()))
+    memo = (key, lang, tuple(params.items()), types) if _PLAIN_TYPES.issuperset(types) else None
+    hit = _TEXTS.get(memo) if memo is not None else None
+    if hit is not None and hit[0] is figures:  # filled with these very figures
+        return hit[1]
     for name in LABELLED:
         if name in params and f"{name}_label" not in params:
             params[f"{name}_label"] = cat.get(f"choices.{name}.{params[name]}", params[name])
-    return template.format(**(_figures() | params))
+    text = template.format(**(figures | params))
+    if memo is not None:
+        if len(_TEXTS) >= MEMO_SIZE:
+            _TEXTS.clear()
+        _TEXTS[memo] = (figures, text)
+    return text
 
 
 def _figures() -> dict:

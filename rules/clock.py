@@ -27,10 +27,12 @@ class _TextsOn:
         self.on = on
 
     def __enter__(self) -> None:
-        self.token = _texts_on.set(self.on)
+        # already so (a step inside a step, or the same date again): nothing to set
+        self.token = None if _texts_on.get() == self.on else _texts_on.set(self.on)
 
     def __exit__(self, *exc: object) -> None:
-        _texts_on.reset(self.token)
+        if self.token is not None:
+            _texts_on.reset(self.token)
 
 
 def texts_on(on: dt.date | None) -> _TextsOn:

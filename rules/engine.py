@@ -387,6 +387,17 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """The verdict on `answers` on a date. Remembered by (answers, date): a dialog step asks
     several times, and many chats share their first answers."""
+    # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
+    # the verdict costs more than evaluating it)
+    copy = shallow_copy(remembered_verdict(answers, on))
+    for name in ("reasons", "missing", "warnings"):
+        copy.__dict__[name] = list(copy.__dict__[name])
+    return copy
+
+
+def remembered_verdict(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
+    """`evaluate` without the copy: the remembered verdict itself, for a caller that only
+    reads it (the dialog step) and copies whatever of it it keeps."""
     on = on or today()
     plain = _plain_key(answers, on)
     verdict = _MEMO.get(plain) if plain is not None else None
@@ -398,12 +409,7 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
             verdict = _remember(_MEMO, key, _evaluate(a, on))
         if plain is not None:
             _remember(_MEMO, plain, verdict)
-    # a caller may reorder or extend its lists; no caller changes a reason (a deep copy of
-    # the verdict costs more than evaluating it)
-    copy = shallow_copy(verdict)
-    for name in ("reasons", "missing", "warnings"):
-        copy.__dict__[name] = list(copy.__dict__[name])
-    return copy
+    return verdict
 
 
 def _evaluate(a: Answers, on: dt.date) -> Verdict:

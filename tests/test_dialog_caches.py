@@ -34,6 +34,8 @@ def forget_everything() -> None:
     engine._left_by_items.cache_clear()
     engine._label_key.cache_clear()
     locales._figures_on.cache_clear()
+    locales._TEXTS.clear()
+    engine._rendered.cache_clear()
 
 
 def containers(value, seen=None) -> dict[int, object]:
@@ -265,6 +267,19 @@ def test_a_text_without_placeholders_is_the_catalogue_text_and_others_are_filled
     assert locales.t(plain, "ja") == cat[plain]
     with texts_on(ON):
         assert "{" not in locales.t("dialog.progress", "ja", n=1, left=3)
+
+
+def test_a_remembered_text_is_the_one_filled_afresh():
+    cases = [(1, 3), (True, 3), (1.0, 3), (2, 3)]  # equal as keys, not as texts
+    with texts_on(ON):
+        shown = [locales.t("dialog.progress", "en", n=n, left=left) for n, left in cases]
+        locales._TEXTS.clear()
+        for (n, left), text in zip(cases, shown, strict=True):
+            assert text == locales.t("dialog.progress", "en", n=n, left=left)
+            assert text == locales.catalog("en")["dialog.progress"].format(
+                **(locales._figures() | {"n": n, "left": left})
+            )
+    assert len(set(shown)) == len(cases)
 
 
 def test_the_lexicon_index_finds_what_the_longest_first_pattern_finds():
