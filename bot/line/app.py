@@ -28,6 +28,7 @@ from bot import logsafe
 from bot.cli import add_bot_options
 from bot.line.adapter import LineBot
 from bot.lock import Busy, ProcessLock
+from bot.runtime import tune_gc
 from bot.settings import Settings
 from bot.storage import Storage
 from locales import DEFAULT, LANGS, default_lang, t
@@ -161,6 +162,7 @@ async def serve(settings: Settings, args: argparse.Namespace, lang: str) -> int:
             return _fail("line.cli.failed", lang, problem=str(exc))
         log.info("LINE webhook on http://%s:%d%s", args.listen, args.port, args.path)
         flusher = asyncio.create_task(bot.delivery.run_flusher())
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -38,6 +38,7 @@ from bot import MAX_INPUT_CHARS, retry
 from bot.checklist_pdf import checklist_pdf
 from bot.checklist_pdf import filename as checklist_filename
 from bot.delivery import Channel, Delivery, Inbound, Marks, NotStored, Sent
+from bot.runtime import tune_gc
 from bot.storage import Storage
 from bot.telegram import render
 from dialogs.engine import CHECKLIST_KEY, step
@@ -170,6 +171,7 @@ class TelegramBot:
         log.info("bot @%s ready; resuming from %s", app.bot.username, self.storage.path)
         if self._flusher is None:  # unsent replies now (a crash may have left some) and later
             self._flusher = asyncio.create_task(self.delivery.run_flusher())
+        tune_gc()
 
     async def on_stop(self, app: Application) -> None:
         """Stop sending and retrying, and the outbox flusher (what is unsent stays in the
