@@ -4,8 +4,10 @@ and reports which unanswered fields could still change it; the verdict combines 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import Any
 
 from rules.clock import today
 from rules.model import Answers, EntityType, ProjectType, Reason, Verdict, shallow_copy
@@ -308,18 +310,26 @@ def relevant_fields(answers: Answers | dict, on: dt.date | None = None) -> list[
     knock-out elsewhere is being corrected. Used by the dialog to drop answers that no longer
     apply after one is changed (e.g. capital once the applicant is a medical corporation).
     Remembered by (answers, date) like `evaluate`."""
-    on = on or today()
+    fields = _memoised(
+        _RELEVANT, answers, on or today(), lambda a, d: tuple(_relevant_fields(a, d))
+    )
+    return list(fields)
+
+
+def _memoised(memo: dict, answers: Answers | dict, on: dt.date, compute: Callable) -> Any:
+    """`compute(validated answers, on)`, remembered in `memo` by the validated answers' JSON
+    and, when they are given as a plain dict, by that dict too (sparing the validation)."""
     plain = _plain_key(answers, on)
-    fields = _RELEVANT.get(plain) if plain is not None else None
-    if fields is None:
+    value = memo.get(plain) if plain is not None else None
+    if value is None:
         a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
         key = (a.model_dump_json(exclude_none=True), on)
-        fields = _RELEVANT.get(key)
-        if fields is None:
-            fields = _remember(_RELEVANT, key, tuple(_relevant_fields(a, on)))
+        value = memo.get(key)
+        if value is None:
+            value = _remember(memo, key, compute(a, on))
         if plain is not None:
-            _remember(_RELEVANT, plain, fields)
-    return list(fields)
+            _remember(memo, plain, value)
+    return value
 
 
 def _plain_key(answers: Answers | dict, on: dt.date) -> tuple | None:
@@ -398,18 +408,7 @@ def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
 def remembered_verdict(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
     """`evaluate` without the copy: the remembered verdict itself, for a caller that only
     reads it (the dialog step) and copies whatever of it it keeps."""
-    on = on or today()
-    plain = _plain_key(answers, on)
-    verdict = _MEMO.get(plain) if plain is not None else None
-    if verdict is None:
-        a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-        key = (a.model_dump_json(exclude_none=True), on)
-        verdict = _MEMO.get(key)
-        if verdict is None:
-            verdict = _remember(_MEMO, key, _evaluate(a, on))
-        if plain is not None:
-            _remember(_MEMO, plain, verdict)
-    return verdict
+    return _memoised(_MEMO, answers, on or today(), _evaluate)
 
 
 def _evaluate(a: Answers, on: dt.date) -> Verdict:
