@@ -399,21 +399,28 @@ def _text_hash(body: str) -> int:
     return zlib.crc32(body.encode())
 
 
-def _intern(db: Connection, texts: set[str], names: set[str]) -> tuple[dict, dict]:
+def _intern(
+    db: Connection, texts: set[str], names: set[str], known: dict | None = None
+) -> tuple[dict, dict]:
     """The ids of `texts` (table texts) and `names` (table names), each added when new: one
-    query for both."""
+    query for both. `known`: ids remembered from earlier look-ups (Storage._id_cache), used
+    and added to."""
     texts, names = texts - {None}, names - {None}
-    hashes = {text: _text_hash(text) for text in texts}
+    tid: dict[str, int] = {}
+    nid: dict[str, int] = {}
+    if known:
+        tid = {t: known[0, t] for t in texts if (0, t) in known}
+        nid = {n: known[1, n] for n in names if (1, n) in known}
+        texts, names = texts - tid.keys(), names - nid.keys()
     if not (texts or names):
-        return {}, {}
+        return tid, nid
+    hashes = {text: _text_hash(text) for text in texts}
     sql = " UNION ALL ".join(
         [f"SELECT id, body, 0 FROM texts WHERE hash IN ({', '.join('?' * len(hashes))})"]
         * bool(texts)
         + [f"SELECT id, name, 1 FROM names WHERE name IN ({', '.join('?' * len(names))})"]
         * bool(names)
     )
-    tid: dict[str, int] = {}
-    nid: dict[str, int] = {}
     for row_id, value, is_name in db.execute(sql, [*hashes.values(), *names]):
         if is_name:
             nid[value] = row_id
@@ -424,7 +431,15 @@ def _intern(db: Connection, texts: set[str], names: set[str]) -> tuple[dict, dic
         tid[text] = db.execute(sql, [hashes[text], text]).lastrowid
     for name in names - nid.keys():
         nid[name] = db.execute("INSERT INTO names (name) VALUES (?)", [name]).lastrowid
+    if known is not None:
+        if len(known) > ID_CACHE_SIZE:
+            known.clear()
+        known.update({(0, t): i for t, i in tid.items()})
+        known.update({(1, n): i for n, i in nid.items()})
     return tid, nid
+
+
+ID_CACHE_SIZE = 20_000  # texts and names whose ids a Storage remembers (then all forgotten)
 
 
 def _text_ids(db: Connection, texts: set[str]) -> dict[str, int]:
@@ -744,6 +759,8 @@ class Storage:
         self._queued = 0  # threads waiting to start a transaction
         self._group: _Group | None = None  # the open transaction
         self.commits = 0  # transactions committed (the bench reports bodies per commit)
+        self._ids: dict[tuple[int, str], int] = {}  # see _id_cache
+        self._version: int | None = None  # PRAGMA data_version when _ids was last valid
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -790,6 +807,17 @@ class Storage:
         from sqlite_utils import Database
 
         return Database(self.conn)
+
+    def _id_cache(self) -> dict[tuple[int, str], int]:
+        """Ids of texts and names stored already, remembered between turns (inside a write
+        transaction): forgotten when another connection has committed since (an admin tool may
+        have deleted texts: PRAGMA data_version tells), when a write of ours is undone, and when
+        we delete texts."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._ids.clear()
+            self._version = version
+        return self._ids
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -912,15 +940,18 @@ class Storage:
                     result = body(conn)
                 except Exception as exc:
                     result = exc
+                    self._ids.clear()  # what it added is undone: ids it learnt may be gone
                     conn.execute("ROLLBACK TO body")
                 conn.execute("RELEASE body")
                 results.append(result)
             conn.commit()
             self.commits += 1
         except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
+            self._ids.clear()
             conn.rollback()
             results = [exc] * len(bodies)
         except BaseException:  # not a body's failure (interrupted): nothing stays half done
+            self._ids.clear()
             conn.rollback()
             raise
         finally:
@@ -929,6 +960,7 @@ class Storage:
         return results
 
     def _undo_body(self, group: _Group) -> None:
+        self._ids.clear()
         try:
             self.conn.execute("ROLLBACK TO body")
             self.conn.execute("RELEASE body")
@@ -952,6 +984,7 @@ class Storage:
             self.conn.commit()
             self.commits += 1
         except BaseException as exc:
+            self._ids.clear()
             self.conn.rollback()
             group.error = group.error or exc
         finally:
@@ -1075,7 +1108,7 @@ class Storage:
         texts |= {state_verdict, offered}
         names = {last.question, last.outcome, last.command, new_state.awaiting}
         names |= {r.key for r in replies}
-        tid, nid = _intern(db, texts, names)
+        tid, nid = _intern(db, texts, names, self._id_cache())
         db.execute(
             _INSERT_IN,
             (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
@@ -1193,6 +1226,7 @@ class Storage:
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
+            self._ids.clear()
             db.execute(
                 "DELETE FROM texts WHERE id IN (SELECT value FROM json_each(?)) AND id NOT IN"
                 " (SELECT text FROM out_events UNION ALL SELECT choices"

@@ -541,3 +541,41 @@ def test_a_real_dialogs_state_reads_back_as_the_step_left_it(store):
             assert store.current("telegram", chat) == (turn.conversation_id, turn.state), text
             seen |= {k for k, v in turn.state.model_dump().items() if v not in (None, [], {})}
     assert {"verdict", "offered", "history", "asked", "skipped", "guided", "last"} <= seen
+
+
+def dangling(store) -> int:
+    """Replies whose text row is gone."""
+    return store.conn.execute(
+        "SELECT count(*) FROM out_events o LEFT JOIN texts t ON t.id = o.text WHERE t.id IS NULL"
+    ).fetchone()[0]
+
+
+def test_remembered_text_ids_are_forgotten_when_an_admin_tool_deletes_texts(tmp_path, clock):
+    """The bot remembers the ids of texts it stored; another process (admin delete-user or
+    purge) may delete them: the next turn must store them again, never point at a gone row."""
+    path = tmp_path / "bot.db"
+    with Storage(path, clock=clock) as bot, Storage(path, clock=clock) as admin:
+        send(bot, "mine", "1", chat="c1", user="u1")  # texts "got mine", "next?" remembered
+        admin.delete_user("u1")  # another connection deletes them (nobody else uses them)
+        turn = send(bot, "mine", "1", chat="c2", user="u2")  # the same texts again
+        assert dangling(bot) == 0
+        assert [r.text for r in bot.replies(turn.conversation_id, 2, 3)] == ["got mine", "next?"]
+
+
+def test_remembered_text_ids_are_forgotten_when_a_turn_is_undone_or_texts_deleted(store):
+    def failing(state, user_input):
+        new, replies = fake_step(state, user_input)
+        return new, [*replies, Reply(key="x", text="bad")]
+
+    class Boom(Exception):
+        pass
+
+    delivery = Delivery(store, Named("telegram"), failing)
+    with pytest.raises(Boom), store.transaction():  # the texts of a turn undone with it
+        delivery._turn(store.conn, Inbound("c1", "u1", "1", None, UserInput(text="new")))
+        raise Boom
+    send(store, "new", "2", chat="c2", user="u2")  # "got new" stored afresh
+    send(store, "x", "1", chat="c3", user="u3")
+    store.delete_user("u2")  # "got new" deleted by us
+    send(store, "new", "2", chat="c4", user="u4")
+    assert dangling(store) == 0
