@@ -213,9 +213,9 @@ class Delivery:
         return turn
 
     async def commit_async(self, inbound: Inbound) -> Turn:
-        """`commit` from async code: through the writer thread, in a transaction shared with
-        whatever other chats' inputs arrive meanwhile (bot/writer.py); returns after the
-        commit, like `commit`."""
+        """`commit` from async code: through the writer (bot/writer.py), on the event loop, in
+        a transaction shared with whatever other chats' inputs arrive meanwhile; returns after
+        the commit, like `commit`."""
         self._check_held(inbound)
         try:
             turn = await self.writer.submit(lambda db: self._turn(db, inbound))
@@ -395,7 +395,7 @@ class Delivery:
                     sent = Sent(0, marks)
             try:  # in the writer's next batch: its order behind this chat's turn is kept
                 note = functools.partial(self._mark, chat=chat, pending=row, sent=sent)
-                await self.writer.submit(lambda db, note=note: note(db), durable=False)
+                await self.writer.submit(note, durable=False)
             except sqlite3.Error as exc:  # noted on the next try instead of sent again
                 self._unnoted[row.outbox_id] = sent
                 log.error("could not note replies as sent (%s); will note it later", exc)

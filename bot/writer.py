@@ -41,7 +41,7 @@ class Writer:
         self._jobs: list[tuple[Callable[[Connection], Any], bool, asyncio.Future]] = []
         self._soon: asyncio.Handle | None = None  # the next batch's run, when one is due
         self._busy_since: float | None = None  # the database has been someone else's since
-        self.batches = 0  # transactions run (the bench reports bodies per batch)
+        self.batches = 0  # transactions run (tests count them)
 
     def submit(self, body: Callable[[Connection], Any], durable: bool = True) -> asyncio.Future:
         """Queue `body(conn)`; the future resolves after its batch's commit with its result,
