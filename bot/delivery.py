@@ -47,6 +47,7 @@ ids restart after a week without updates: the message or callback query id is th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -58,7 +59,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from bot.storage import Storage
+from bot.storage import Remembered, Storage, _status
 from dialogs.io import Reply, State, UserInput
 
 if TYPE_CHECKING:  # imported where used: the console (synchronous commits) never loads asyncio
@@ -274,10 +275,15 @@ class Delivery:
     def _turn(self, db: sqlite3.Connection, inbound: Inbound) -> Turn:
         """The commit's body, inside the transaction."""
         storage, channel, chat, uid = self.storage, self.channel.name, inbound.chat, inbound.uid
-        row = db.execute(
-            "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
-        ).fetchone()
-        marks = json.loads(row[0]) if row else {}
+        known = storage.recall(channel, chat)  # what its last turn left, if remembered
+        if known is not None:
+            marks_json = known.marks
+        else:
+            row = db.execute(
+                "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
+            ).fetchone()
+            marks_json = row[0] if row else "{}"
+        marks = json.loads(marks_json)
         if uid is not None:
             seen = db.execute(
                 "SELECT tag FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
@@ -289,10 +295,15 @@ class Delivery:
         if self.channel.stale(inbound, marks):
             return Turn(chat, "stale", uid, marks=marks)
 
-        cid, state = storage.load(channel, chat, inbound.user, self.lang)
+        if known is not None:
+            cid, state = known.conversation_id, known.state
+        else:
+            cid, state = storage.load(channel, chat, inbound.user, self.lang)
         new_state, replies = self.step(state, inbound.input)
         now = storage.now()
-        first, last = storage.record(cid, inbound.user, uid, inbound.input, new_state, replies, now)
+        first, last, last_id = storage.record(
+            cid, inbound.user, uid, inbound.input, new_state, replies, now, known
+        )
         if uid is not None:
             db.execute(
                 "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
@@ -308,14 +319,17 @@ class Delivery:
                 [cid, channel, chat, uid, first, last, now],
             ).lastrowid
             marks = self.channel.committed(marks)
+            marks_json = json.dumps(marks)
             db.execute(
                 "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
                 " conversation_id = excluded.conversation_id,"
                 " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
-                [channel, chat, cid, json.dumps(marks), now],
+                [channel, chat, cid, marks_json, now],
             )
             pending = self._pending(chat, {row_id: list(replies)})
+        entry = Remembered(cid, _status(new_state), new_state, last, marks_json)
+        storage.remember(channel, chat, entry, last_id)  # after the body's last write
         return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 
     def _pending(self, chat: str, fresh: dict[int, list[Reply]] | None = None) -> list[Pending]:
@@ -358,6 +372,7 @@ class Delivery:
             self._mark(db, chat, pending, sent)
 
     def _mark(self, db: sqlite3.Connection, chat: str, pending: Pending, sent: Sent) -> None:
+        known = self.storage.recall(self.channel.name, chat)
         done = sent.count >= len(pending.replies)
         now = self.storage.now()
         db.execute(
@@ -368,10 +383,14 @@ class Delivery:
             [sent.count, done, sent.final, MAX_ATTEMPTS]
             + [done, sent.final, MAX_ATTEMPTS, now, pending.outbox_id],
         )
-        db.execute(
+        marks_json = json.dumps(sent.marks)
+        changed = db.execute(
             "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
-            [json.dumps(sent.marks), now, self.channel.name, chat],
-        )
+            [marks_json, now, self.channel.name, chat],
+        ).rowcount
+        # the chat's new marks, the rest as it was (the outbox is not remembered)
+        entry = dataclasses.replace(known, marks=marks_json) if known and changed else None
+        self.storage.remember(self.channel.name, chat, entry)
 
     # --- sending (async) ---
 

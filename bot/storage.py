@@ -403,7 +403,7 @@ def _intern(
     db: Connection, texts: set[str], names: set[str], known: dict | None = None
 ) -> tuple[dict, dict]:
     """The ids of `texts` (table texts) and `names` (table names), each added when new: one
-    query for both. `known`: ids remembered from earlier look-ups (Storage._id_cache), used
+    query for both. `known`: ids remembered from earlier look-ups (Storage._ids), used
     and added to."""
     texts, names = texts - {None}, names - {None}
     tid: dict[str, int] = {}
@@ -738,6 +738,23 @@ class _Group:
     error: BaseException | None = None
 
 
+MEMORY_CHATS = 4096  # chats whose last turn a Storage remembers (the least recent forgotten)
+
+
+@dataclass(slots=True)
+class Remembered:
+    """What a chat's last committed turn left (Storage.recall): its conversation (the chat's
+    latest), that conversation's status, its state as the step returned it (never mutated:
+    the step works on copies), its last event seq, and the chat's marks (table `chats`, the
+    JSON text as stored, '{}' without a row)."""
+
+    conversation_id: int
+    status: str
+    state: State
+    seq: int
+    marks: str
+
+
 class Storage:
     """Conversations of every chat, in one SQLite file.
 
@@ -759,8 +776,13 @@ class Storage:
         self._queued = 0  # threads waiting to start a transaction
         self._group: _Group | None = None  # the open transaction
         self.commits = 0  # transactions committed (the bench reports bodies per commit)
-        self._ids: dict[tuple[int, str], int] = {}  # see _id_cache
-        self._version: int | None = None  # PRAGMA data_version when _ids was last valid
+        # The memory (see recall): ids of texts and names, each chat's last turn, the last
+        # event id; when it may be wrong, forgotten together (_forget), never in part.
+        self._ids: dict[tuple[int, str], int] = {}
+        self._chats: dict[tuple[str, str], Remembered] = {}
+        self._last_id: int | None = None
+        self._version: int | None = None  # PRAGMA data_version when the memory was checked
+        self._changes = -1  # conn.total_changes when the memory was last brought up to date
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -808,16 +830,57 @@ class Storage:
 
         return Database(self.conn)
 
-    def _id_cache(self) -> dict[tuple[int, str], int]:
-        """Ids of texts and names stored already, remembered between turns (inside a write
-        transaction): forgotten when another connection has committed since (an admin tool may
-        have deleted texts: PRAGMA data_version tells), when a write of ours is undone, and when
-        we delete texts."""
+    # --- the memory ---
+    # Between turns the Storage remembers what it wrote: text and name ids (_ids), each chat's
+    # last turn (_chats, see Remembered), the last event id (_last_id). All of it is forgotten
+    # at once (_forget) when it may no longer be what the database holds:
+    # - another connection has committed (PRAGMA data_version, checked after each batch's
+    #   BEGIN: while the batch holds the write lock nobody else commits);
+    # - a write of ours is undone (a body rolled back to its savepoint, a failed COMMIT);
+    # - anything writes outside a turn: every `transaction()` starts by forgetting (deletions,
+    #   start_new, refused inputs' notes, the console's commits), and as a net under all of
+    #   that, any change on this connection that the memory was not told of
+    #   (conn.total_changes differs from the count `remember` last saw) forgets it at the next
+    #   `recall`.
+    # A turn's body remembers only at its end (`remember`), after its last write; a body that
+    # fails after that is undone and the memory forgotten with it.
+
+    def _forget(self) -> None:
+        self._ids.clear()
+        self._chats.clear()
+        self._last_id = None
+
+    def _check_version(self) -> None:
+        """Inside a write transaction: forget everything if another connection has committed
+        since the last check."""
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
-            self._ids.clear()
+            self._forget()
             self._version = version
-        return self._ids
+
+    def recall(self, channel: str, chat_id: str) -> Remembered | None:
+        """Inside a write transaction (run_batch's bodies): what the chat's last turn left, or
+        None when it is not remembered (then read the database)."""
+        if self.conn.total_changes != self._changes:  # written by someone the memory ignores
+            self._forget()
+            self._changes = self.conn.total_changes
+        return self._chats.get((channel, chat_id))
+
+    def remember(
+        self, channel: str, chat_id: str, entry: Remembered | None, last_id: int | None = None
+    ) -> None:
+        """At the end of a body that called `recall`, after its last write, when everything it
+        wrote since is known: `entry` is what the chat's rows now hold (None: forget the chat);
+        `last_id`: the last event id written (None: no event written)."""
+        key = (channel, chat_id)
+        self._chats.pop(key, None)  # to the end: the least recently written goes first
+        if entry is not None:
+            self._chats[key] = entry
+            if len(self._chats) > MEMORY_CHATS:
+                del self._chats[next(iter(self._chats))]
+        if last_id is not None:
+            self._last_id = last_id
+        self._changes = self.conn.total_changes
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -873,6 +936,7 @@ class Storage:
         with self._turns:
             with self._queue_lock:
                 self._queued -= 1
+            self._forget()  # a write outside run_batch's turns: see "the memory"
             group = self._group
             if group is not None and fsync and not group.durable:
                 self._commit(group)  # lazy bodies only: committed without an fsync
@@ -934,24 +998,25 @@ class Storage:
             return [exc] * len(bodies)
         results: list[Any] = []
         try:
+            self._check_version()
             for body, _ in bodies:
                 conn.execute("SAVEPOINT body")
                 try:
                     result = body(conn)
                 except Exception as exc:
                     result = exc
-                    self._ids.clear()  # what it added is undone: ids it learnt may be gone
+                    self._forget()  # what it wrote is undone: what it remembered may be gone
                     conn.execute("ROLLBACK TO body")
                 conn.execute("RELEASE body")
                 results.append(result)
             conn.commit()
             self.commits += 1
         except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
-            self._ids.clear()
+            self._forget()
             conn.rollback()
             results = [exc] * len(bodies)
         except BaseException:  # not a body's failure (interrupted): nothing stays half done
-            self._ids.clear()
+            self._forget()
             conn.rollback()
             raise
         finally:
@@ -960,7 +1025,7 @@ class Storage:
         return results
 
     def _undo_body(self, group: _Group) -> None:
-        self._ids.clear()
+        self._forget()
         try:
             self.conn.execute("ROLLBACK TO body")
             self.conn.execute("RELEASE body")
@@ -984,7 +1049,7 @@ class Storage:
             self.conn.commit()
             self.commits += 1
         except BaseException as exc:
-            self._ids.clear()
+            self._forget()
             self.conn.rollback()
             group.error = group.error or exc
         finally:
@@ -1063,6 +1128,7 @@ class Storage:
             (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
              key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
+        self._forget()  # a write outside a turn (see "the memory")
         return seq + 1
 
     def _last(self, conversation_id: int) -> tuple[int, int]:
@@ -1084,13 +1150,20 @@ class Storage:
         new_state: State,
         replies: list[Reply],
         now: str,
-    ) -> tuple[int, int]:
+        known: Remembered | None = None,
+    ) -> tuple[int, int, int]:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
-        `now`. Returns the seqs of the first and last 'out' events (first > last: none).
-        The replies' texts, choices and verdicts go to `texts` and the code words to `names`
-        (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
+        `now`. Returns the seqs of the first and last 'out' events (first > last: none) and
+        the last event id written. The replies' texts, choices and verdicts go to `texts` and
+        the code words to `names` (one look-up of each per turn, of those not remembered);
+        the 'out' rows take the 'in' row's time and input id. `known`: the conversation's
+        chat as `recall` gave it in this body (its last seq, and the last event id, then
+        come from the memory)."""
         cid, last, db = conversation_id, new_state.last, self.conn
-        seq, row_id = self._last(cid)
+        if known is not None and known.conversation_id == cid and self._last_id is not None:
+            seq, row_id = known.seq, self._last_id
+        else:
+            seq, row_id = self._last(cid)
         value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
         columns = {k: getattr(new_state, k) for k in STATE_COLUMNS}
         verdict = new_state.verdict or {}
@@ -1108,7 +1181,7 @@ class Storage:
         texts |= {state_verdict, offered}
         names = {last.question, last.outcome, last.command, new_state.awaiting}
         names |= {r.key for r in replies}
-        tid, nid = _intern(db, texts, names, self._id_cache())
+        tid, nid = _intern(db, texts, names, self._ids)
         db.execute(
             _INSERT_IN,
             (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
@@ -1141,7 +1214,7 @@ class Storage:
                 cid,
             ],
         )
-        return seq + 2, seq + 1 + len(replies)
+        return seq + 2, seq + 1 + len(replies), row_id + 1 + len(replies)
 
     def start_new(
         self,
@@ -1226,7 +1299,7 @@ class Storage:
                     f"DELETE FROM conversations WHERE {where}", params
                 ).rowcount,
             }
-            self._ids.clear()
+            self._forget()
             db.execute(
                 "DELETE FROM texts WHERE id IN (SELECT value FROM json_each(?)) AND id NOT IN"
                 " (SELECT text FROM out_events UNION ALL SELECT choices"

@@ -1,0 +1,282 @@
+"""The Storage's memory of each chat's last turn (Storage.recall/remember): the commit body of
+the async path (the writer's batches) uses it instead of reading the chat's conversation back.
+It must always be exactly what the database holds: what a fresh Storage on the same file
+reads, forgotten when another connection commits, when a write of ours is undone, and when
+anything writes outside a turn."""
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from test_delivery import FakeChannel
+from test_storage import Clock, fake_step
+
+from bot.delivery import Delivery, Inbound
+from bot.storage import Storage
+from dialogs.io import UserInput
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def said(name: str) -> list[str]:
+    steps = yaml.safe_load((SCENARIOS / name).read_text("utf-8"))["steps"]
+    return [str(s["say"]) for s in steps if "say" in s]
+
+
+def check_memory(store: Storage) -> int:
+    """Every remembered chat as a fresh Storage on the same file reads it; returns how many."""
+    with Storage(store.path, clock=Clock()) as fresh:
+        db = fresh.conn
+        for (channel, chat), known in store._chats.items():
+            cid, state = fresh.current(channel, chat)
+            assert cid == known.conversation_id, chat
+            assert state == known.state, chat
+            assert repr(state) == repr(known.state), chat  # the same types too (no 1 vs "1")
+            assert state.model_dump(mode="json") == known.state.model_dump(mode="json")
+            status, seq = db.execute(
+                "SELECT status, (SELECT max(seq) FROM events WHERE conversation_id = c.id)"
+                " FROM conversations c WHERE id = ?",
+                [cid],
+            ).fetchone()
+            assert (status, seq) == (known.status, known.seq), chat
+            row = db.execute(
+                "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
+            ).fetchone()
+            assert (row[0] if row else "{}") == known.marks, chat
+        if store._chats:
+            assert store._last_id == db.execute("SELECT max(id) FROM events").fetchone()[0]
+        for (kind, value), row_id in store._ids.items():
+            table, column = ("texts", "body") if kind == 0 else ("names", "name")
+            got = db.execute(f"SELECT {column} FROM {table} WHERE id = ?", [row_id]).fetchone()
+            assert got == (value,), value
+    return len(store._chats)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Storage(tmp_path / "bot.db", clock=Clock()) as s:
+        yield s
+
+
+@pytest.fixture
+def channel():
+    return FakeChannel()
+
+
+def inbound(chat, uid, text=None, choice=None, user="u1", meta=None, tag=None):
+    return Inbound(chat, user, uid, tag, UserInput(text=text, choice=choice), meta)
+
+
+async def commit(dlv: Delivery, *inbounds: Inbound) -> list:
+    """Commit through the writer, all in one batch (what concurrent updates do), and send."""
+    turns = await asyncio.gather(*(dlv.commit_async(i) for i in inbounds))
+    for turn, i in zip(turns, inbounds, strict=True):
+        await dlv.deliver(turn, i.meta)
+    return turns
+
+
+async def test_a_real_dialogs_remembered_state_is_what_a_fresh_storage_reads(store, channel):
+    """Several chats in real dialogs, interleaved in batches: typed answers, buttons, double
+    presses (two inputs of a chat in one batch), redeliveries, stale presses, restarts."""
+    from dialogs.engine import step
+
+    dlv = Delivery(store, channel, step)
+    rng = random.Random(14)
+    scripts = [said(n) for n in sorted(p.name for p in SCENARIOS.glob("*.yaml"))][:8]
+    chats = {f"c{i}": ["/start", *script] for i, script in enumerate(scripts)}
+    uids = iter(range(1, 10**6))
+    last: dict[str, Inbound] = {}
+    hits = 0
+    for _ in range(60):
+        batch = []
+        for chat, script in chats.items():
+            roll = rng.random()
+            state = store.current("telegram", chat)
+            offered = state[1].offered if state else []
+            if roll < 0.1 and chat in last:  # a redelivery
+                batch.append(last[chat])
+                continue
+            if roll < 0.2:  # a press on an old keyboard
+                batch.append(inbound(chat, str(next(uids)), choice="x", meta="old-button"))
+                continue
+            if roll < 0.25:
+                batch.append(inbound(chat, str(next(uids)), text="/restart"))
+            elif roll < 0.55 and offered:  # a button, sometimes pressed twice at once
+                value = rng.choice(offered).value
+                batch.append(inbound(chat, str(next(uids)), choice=value))
+                if rng.random() < 0.3:
+                    batch.append(inbound(chat, str(next(uids)), choice=value))
+            elif script:
+                batch.append(inbound(chat, str(next(uids)), text=script.pop(0)))
+            else:
+                batch.append(inbound(chat, str(next(uids)), text="/start"))
+            last[chat] = batch[-1]
+        rng.shuffle(batch)
+        turns = await commit(dlv, *batch)
+        assert {t.status for t in turns} <= {"new", "duplicate", "stale"}
+        hits = max(hits, check_memory(store))
+    assert hits == len(chats)  # every chat was remembered at some point
+
+
+async def test_the_memory_survives_a_restart_of_the_bot_as_the_database_holds_it(
+    tmp_path, channel
+):
+    path = tmp_path / "bot.db"
+    with Storage(path, clock=Clock()) as s:
+        dlv = Delivery(s, channel, fake_step)
+        await commit(dlv, inbound("c1", "1", "a"), inbound("c2", "2", "b"))
+        await commit(dlv, inbound("c1", "3", "c"))
+    with Storage(path, clock=Clock()) as s:  # a restart: nothing remembered, all read back
+        dlv = Delivery(s, FakeChannel(), fake_step)
+        [t] = await commit(dlv, inbound("c1", "4", "d"))
+        assert t.state.answers == {"texts": ["a", "c", "d"]}
+        [t] = await commit(dlv, inbound("c1", "5", "e"))  # from the memory
+        assert t.state.answers == {"texts": ["a", "c", "d", "e"]}
+        assert check_memory(s) == 1
+
+
+async def test_another_connections_write_is_seen_at_the_next_turn(tmp_path, channel):
+    path = tmp_path / "bot.db"
+    with Storage(path, clock=Clock()) as bot, Storage(path, clock=Clock()) as admin:
+        dlv = Delivery(bot, channel, fake_step)
+        await commit(dlv, inbound("c1", "1", "a"), inbound("c2", "2", "b", user="u2"))
+        first = bot.current("telegram", "c1")[0]
+        assert check_memory(bot) == 2
+
+        admin.delete_user("u1")  # another process: the admin tool's delete-user
+        [t] = await commit(dlv, inbound("c1", "3", "again"))
+        assert t.conversation_id != first and t.state.answers == {"texts": ["again"]}
+        assert [r.text for r in t.replies] == ["got again", "next?"]
+
+        other = admin.start_new("telegram", "c2", "u2")  # another process opens a new one
+        [t] = await commit(dlv, inbound("c2", "4", "fresh", user="u2"))
+        assert (t.conversation_id, t.state.answers) == (other, {"texts": ["fresh"]})
+
+        with admin.transaction() as db:  # ... or changes the conversation's state
+            db.execute(
+                "UPDATE conversations SET state_json = '{\"answers\":{\"texts\":[\"x\"]}}'"
+                " WHERE id = ?",
+                [other],
+            )
+        [t] = await commit(dlv, inbound("c2", "5", "y", user="u2"))
+        assert t.state.answers == {"texts": ["x", "y"]}
+        assert check_memory(bot) == 1  # c1 forgotten with the rest, c2 remembered anew
+
+
+async def test_delete_through_the_same_storage_then_a_new_input_starts_afresh(store, channel):
+    """/delete runs delete_user on the bot's own connection (data_version does not change)."""
+    dlv = Delivery(store, channel, fake_step)
+    await commit(dlv, inbound("c1", "1", "a"))
+    [before] = await commit(dlv, inbound("c1", "2", "b"))
+    await asyncio.to_thread(store.delete_user, "u1")
+    [after] = await commit(dlv, inbound("c1", "3", "c"))
+    assert after.state.answers == {"texts": ["c"]} and after.state.reference is not None
+    assert after.state.reference != before.state.reference
+    assert check_memory(store) == 1
+
+
+async def test_start_new_and_refused_notes_through_the_same_storage_are_seen(store, channel):
+    dlv = Delivery(store, channel, fake_step)
+    await commit(dlv, inbound("c1", "1", "a"))
+    cid = store.start_new("telegram", "c1", "u1")
+    [t] = await commit(dlv, inbound("c1", "2", "b"))
+    assert (t.conversation_id, t.state.answers) == (cid, {"texts": ["b"]})
+    assert dlv.refuse(inbound("c1", "3", "too many"), fake_step(t.state, UserInput())[1][0])
+    [t] = await commit(dlv, inbound("c1", "4", "c"))  # its events after the notice's
+    assert t.state.answers == {"texts": ["b", "c"]}
+    assert check_memory(store) == 1
+    seqs = [r[0] for r in store.conn.execute("SELECT seq FROM events WHERE conversation_id = ?"
+                                             " ORDER BY seq", [cid])]  # fmt: skip
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_write_the_memory_is_not_told_of_makes_it_forget(store, channel):
+    """The net under the rules: any change on the connection outside a turn that remembers
+    (here a writer body that abandons the conversation) is noticed at the next turn."""
+    dlv = Delivery(store, channel, fake_step)
+    [t] = await commit(dlv, inbound("c1", "1", "a"))
+
+    def abandon(db):
+        db.execute("UPDATE conversations SET status = 'abandoned' WHERE id = ?", [t.conversation_id])
+
+    await dlv.writer.submit(abandon)
+    [t2] = await commit(dlv, inbound("c1", "2", "b"))
+    assert t2.conversation_id != t.conversation_id and t2.state.answers == {"texts": ["b"]}
+
+
+async def test_a_body_that_fails_after_remembering_leaves_nothing_remembered(store, channel):
+    dlv = Delivery(store, channel, fake_step)
+    await commit(dlv, inbound("c1", "1", "a"), inbound("c2", "2", "a"))
+
+    def turn_then_fail(db):
+        dlv._turn(db, inbound("c1", "3", "lost"))  # remembered, then undone
+        raise RuntimeError("a bug after the turn")
+
+    with pytest.raises(RuntimeError):
+        await dlv.writer.submit(turn_then_fail)
+    assert check_memory(store) == 0  # forgotten, all of it
+    [t] = await commit(dlv, inbound("c1", "3", "b"))
+    assert t.state.answers == {"texts": ["a", "b"]}
+    assert check_memory(store) == 1
+
+    # a failure inside the turn, after its rows were written (the channel's marks)
+    def boom(marks):
+        raise RuntimeError("a bug in the channel")
+
+    channel.committed = boom
+    with pytest.raises(RuntimeError):
+        await dlv.commit_async(inbound("c1", "4", "lost"))
+    del channel.committed
+    check_memory(store)
+    [t] = await commit(dlv, inbound("c1", "4", "c"))
+    assert t.state.answers == {"texts": ["a", "b", "c"]}
+    check_memory(store)
+
+
+def fail_commit(db):
+    """A body whose writes make the COMMIT fail (a deferred foreign key, checked at COMMIT)."""
+    db.execute("PRAGMA defer_foreign_keys = ON")
+    db.execute(
+        "INSERT INTO chats (channel, chat_id, conversation_id, updated_at)"
+        " VALUES ('telegram', 'nobody', 999999, '')"
+    )
+
+
+async def test_a_failed_commit_leaves_nothing_remembered(store, channel):
+    dlv = Delivery(store, channel, fake_step)
+    await commit(dlv, inbound("c1", "1", "a"))
+    lost = inbound("c1", "2", "lost")
+    batch = [dlv.writer.submit(lambda db: dlv._turn(db, lost)), dlv.writer.submit(fail_commit)]
+    results = await asyncio.gather(*batch, return_exceptions=True)  # one batch, one COMMIT
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert check_memory(store) == 0
+    [t] = await commit(dlv, inbound("c1", "2", "b"))  # the lost input again: new, as before
+    assert t.status == "new" and t.state.answers == {"texts": ["a", "b"]}
+    assert check_memory(store) == 1
+
+
+def test_the_synchronous_path_stays_right_beside_the_memory(store, channel):
+    """The console's commits (Storage.transaction) and the writer's share the connection."""
+    dlv = Delivery(store, channel, fake_step)
+
+    async def one(i: Inbound):
+        return (await commit(dlv, i))[0]
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(one(inbound("c1", "1", "a")))
+        assert dlv.commit(inbound("c1", "2", "b")).state.answers == {"texts": ["a", "b"]}
+        t = loop.run_until_complete(one(inbound("c1", "3", "c")))
+        assert t.state.answers == {"texts": ["a", "b", "c"]}
+        with pytest.raises(sqlite3.Error), store.transaction() as db:
+            dlv._turn(db, inbound("c1", "4", "lost"))
+            fail_commit(db)
+        t = loop.run_until_complete(one(inbound("c1", "4", "d")))
+        assert t.state.answers == {"texts": ["a", "b", "c", "d"]}
+        assert check_memory(store) == 1
+    finally:
+        loop.run_until_complete(dlv.stop())
+        loop.close()
