@@ -121,9 +121,7 @@ async def test_a_real_dialogs_remembered_state_is_what_a_fresh_storage_reads(sto
     assert hits == len(chats)  # every chat was remembered at some point
 
 
-async def test_the_memory_survives_a_restart_of_the_bot_as_the_database_holds_it(
-    tmp_path, channel
-):
+async def test_the_memory_survives_a_restart_of_the_bot_as_the_database_holds_it(tmp_path, channel):
     path = tmp_path / "bot.db"
     with Storage(path, clock=Clock()) as s:
         dlv = Delivery(s, channel, fake_step)
@@ -157,7 +155,7 @@ async def test_another_connections_write_is_seen_at_the_next_turn(tmp_path, chan
 
         with admin.transaction() as db:  # ... or changes the conversation's state
             db.execute(
-                "UPDATE conversations SET state_json = '{\"answers\":{\"texts\":[\"x\"]}}'"
+                'UPDATE conversations SET state_json = \'{"answers":{"texts":["x"]}}\''
                 " WHERE id = ?",
                 [other],
             )
@@ -200,7 +198,8 @@ async def test_a_write_the_memory_is_not_told_of_makes_it_forget(store, channel)
     [t] = await commit(dlv, inbound("c1", "1", "a"))
 
     def abandon(db):
-        db.execute("UPDATE conversations SET status = 'abandoned' WHERE id = ?", [t.conversation_id])
+        sql = "UPDATE conversations SET status = 'abandoned' WHERE id = ?"
+        db.execute(sql, [t.conversation_id])
 
     await dlv.writer.submit(abandon)
     [t2] = await commit(dlv, inbound("c1", "2", "b"))
