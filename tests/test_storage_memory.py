@@ -248,7 +248,7 @@ async def test_a_failed_commit_leaves_nothing_remembered(store, channel):
     dlv = Delivery(store, channel, fake_step)
     await commit(dlv, inbound("c1", "1", "a"))
     lost = inbound("c1", "2", "lost")
-    batch = [dlv.writer.submit(lambda db: dlv._turn(db, lost)), dlv.writer.submit(fail_commit)]
+    batch = [dlv.writer.submit(fail_commit), dlv.writer.submit(lambda db: dlv._turn(db, lost))]
     results = await asyncio.gather(*batch, return_exceptions=True)  # one batch, one COMMIT
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
     assert check_memory(store) == 0
@@ -271,8 +271,11 @@ def test_the_synchronous_path_stays_right_beside_the_memory(store, channel):
         t = loop.run_until_complete(one(inbound("c1", "3", "c")))
         assert t.state.answers == {"texts": ["a", "b", "c"]}
         with pytest.raises(sqlite3.Error), store.transaction() as db:
+            fail_commit(db)  # first: the turn's memory counts this change as known
             dlv._turn(db, inbound("c1", "4", "lost"))
-            fail_commit(db)
+        with pytest.raises(RuntimeError), store.transaction() as db:
+            dlv._turn(db, inbound("c1", "4", "lost too"))
+            raise RuntimeError("a bug after the turn")
         t = loop.run_until_complete(one(inbound("c1", "4", "d")))
         assert t.state.answers == {"texts": ["a", "b", "c", "d"]}
         assert check_memory(store) == 1
