@@ -671,6 +671,51 @@ def _m7_compact(db: Connection) -> None:
         db.execute(sql)
 
 
+def _m8_fewer_pages(db: Connection) -> None:
+    """Fewer pages written per turn (each is a 4 KB frame in the WAL, fsynced with the commit):
+    the outbox and `chats` clustered on the chat (WITHOUT ROWID, one B-tree each). The outbox's
+    id is the event id of its first reply (unique, increasing in every chat); it holds only
+    unsent and given-up rows, so its cascade from conversations needs no index of its own."""
+    for sql in (
+        """CREATE TABLE outbox_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            id INTEGER NOT NULL,  -- the first reply's event id
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            input_uid TEXT,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'dropped')),
+            created_at TEXT NOT NULL,
+            done_at TEXT,
+            PRIMARY KEY (channel, chat_id, id)
+        ) WITHOUT ROWID""",
+        "INSERT INTO outbox_new SELECT o.channel, o.chat_id, e.id, o.conversation_id,"
+        " o.input_uid, o.first_seq, o.last_seq, o.sent, o.attempts, o.status, o.created_at,"
+        " o.done_at FROM outbox o JOIN out_events e"
+        " ON e.conversation_id = o.conversation_id AND e.seq = o.first_seq"
+        " WHERE o.status != 'sent'",
+        "DROP TABLE outbox",  # its indexes and trigger go with it
+        "ALTER TABLE outbox_new RENAME TO outbox",
+        """CREATE TABLE chats_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            marks_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(marks_json)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, chat_id)
+        ) WITHOUT ROWID""",
+        "INSERT INTO chats_new SELECT channel, chat_id, conversation_id, marks_json, updated_at"
+        " FROM chats",
+        "DROP TABLE chats",
+        "ALTER TABLE chats_new RENAME TO chats",
+        "CREATE INDEX chats_conversation ON chats (conversation_id)",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_core,
     _m2_admin_indexes,
@@ -679,6 +724,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m5_line_channel,
     _m6_references_and_tests,
     _m7_compact,
+    _m8_fewer_pages,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -878,8 +924,8 @@ class Storage:
                 self._commit(group)  # lazy bodies only: committed without an fsync
                 group = None
             if group is None:
-                # set outside a transaction (SQLite refuses it inside)
-                self.conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+                if not fsync:  # set outside a transaction (SQLite refuses it inside); FULL is
+                    self.conn.execute("PRAGMA synchronous = NORMAL")  # the setting otherwise
                 self.conn.execute("BEGIN IMMEDIATE")
                 group = self._group = _Group(durable=fsync)
             self.conn.execute("SAVEPOINT body")
@@ -918,7 +964,8 @@ class Storage:
     def _run_batch(self, bodies: list, durable: bool, wait: bool) -> list[Any]:
         conn = self.conn
         try:
-            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            if not durable:  # FULL otherwise, as the connection is outside a lazy batch
+                conn.execute("PRAGMA synchronous = NORMAL")
             if not wait:
                 conn.execute("PRAGMA busy_timeout = 0")
             try:
@@ -1053,9 +1100,10 @@ class Storage:
 
     def note_reply(
         self, conversation_id: int, input_uid: str | None, reply: Reply, now: str
-    ) -> int:
+    ) -> tuple[int, int]:
         """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
-        be lost, so it goes through the outbox); returns its seq. The state is left alone."""
+        be lost, so it goes through the outbox); returns its seq and id. The state is left
+        alone."""
         seq, row_id = self._last(conversation_id)
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
         self.conn.execute(
@@ -1063,7 +1111,7 @@ class Storage:
             (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
              key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
-        return seq + 1
+        return seq + 1, row_id + 1
 
     def _last(self, conversation_id: int) -> tuple[int, int]:
         """The conversation's last event seq, and the last event id (of any conversation)."""
@@ -1084,9 +1132,10 @@ class Storage:
         new_state: State,
         replies: list[Reply],
         now: str,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
-        `now`. Returns the seqs of the first and last 'out' events (first > last: none).
+        `now`. Returns the seqs of the first and last 'out' events (first > last: none) and
+        the first one's event id.
         The replies' texts, choices and verdicts go to `texts` and the code words to `names`
         (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
         cid, last, db = conversation_id, new_state.last, self.conn
@@ -1124,12 +1173,16 @@ class Storage:
                 for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
             ],
         )  # fmt: skip
+        if user_id is not None:  # a statement apart: the user's index is rewritten only here
+            db.execute(
+                "UPDATE conversations SET user_id = ? WHERE id = ? AND user_id IS NULL",
+                [user_id, cid],
+            )
         db.execute(
-            "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
+            "UPDATE conversations SET lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
             " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
             [
-                user_id,
                 new_state.lang,
                 now,
                 _status(new_state),
@@ -1141,7 +1194,7 @@ class Storage:
                 cid,
             ],
         )
-        return seq + 2, seq + 1 + len(replies)
+        return seq + 2, seq + 1 + len(replies), row_id + 2
 
     def start_new(
         self,
