@@ -80,6 +80,10 @@ RETRY_S = (
     16.0,
 )  # a chat's failed send is tried again this soon, then by the flusher
 MAX_ATTEMPTS = 14  # then a row is given up ('dropped'); the answer itself stays stored
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (channel, chat_id, id, conversation_id, input_uid, first_seq, last_seq,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 HOLD_S = 120.0  # how long a chat waits for its unstored input to come back before moving on
 
 
@@ -258,12 +262,9 @@ class Delivery:
                 ).rowcount
                 if not (new and notice is not None and self.channel.outbox):
                     return False
-                seq = storage.note_reply(cid, inbound.uid, notice, now)
-                db.execute(
-                    "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
-                    " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [cid, channel, inbound.chat, inbound.uid, seq, seq, now],
-                )
+                seq, event_id = storage.note_reply(cid, inbound.uid, notice, now)
+                row = [channel, inbound.chat, event_id, cid, inbound.uid, seq, seq, now]
+                db.execute(_INSERT_OUTBOX, row)
                 return True
         except sqlite3.OperationalError as exc:
             raise NotStored(str(exc)) from exc
@@ -301,7 +302,7 @@ class Delivery:
             cid, state = storage.load(channel, chat, inbound.user, self.lang)
         new_state, replies = self.step(state, inbound.input)
         now = storage.now()
-        first, last, last_id = storage.record(
+        first, last, event_id = storage.record(
             cid, inbound.user, uid, inbound.input, new_state, replies, now, known
         )
         if uid is not None:
@@ -313,21 +314,24 @@ class Delivery:
             )
         pending = []
         if replies and self.channel.outbox:
-            row_id = db.execute(
-                "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq,"
-                " last_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [cid, channel, chat, uid, first, last, now],
-            ).lastrowid
+            db.execute(_INSERT_OUTBOX, [channel, chat, event_id, cid, uid, first, last, now])
             marks = self.channel.committed(marks)
             marks_json = json.dumps(marks)
-            db.execute(
-                "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
-                " conversation_id = excluded.conversation_id,"
-                " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
-                [channel, chat, cid, marks_json, now],
-            )
-            pending = self._pending(chat, {row_id: list(replies)})
+            # the chat's conversation rarely changes: then its index entry is not rewritten
+            if not db.execute(
+                "UPDATE chats SET marks_json = ?, updated_at = ?"
+                " WHERE channel = ? AND chat_id = ? AND conversation_id = ?",
+                [marks_json, now, channel, chat, cid],
+            ).rowcount:
+                db.execute(
+                    "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
+                    " conversation_id = excluded.conversation_id,"
+                    " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
+                    [channel, chat, cid, marks_json, now],
+                )
+            pending = self._pending(chat, {event_id: list(replies)})
+        last_id = event_id + last - first  # ids and seqs both consecutive in a turn
         entry = Remembered(cid, _status(new_state), new_state, last, marks_json)
         storage.remember(channel, chat, entry, last_id)  # after the body's last write
         return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
@@ -373,16 +377,17 @@ class Delivery:
 
     def _mark(self, db: sqlite3.Connection, chat: str, pending: Pending, sent: Sent) -> None:
         known = self.storage.recall(self.channel.name, chat)
-        done = sent.count >= len(pending.replies)
-        now = self.storage.now()
-        db.execute(
-            "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
-            " status = CASE WHEN ? THEN 'sent' WHEN ? OR attempts + 1 >= ? THEN 'dropped'"
-            " ELSE status END, done_at = CASE WHEN ? OR ? OR attempts + 1 >= ? THEN ? END"
-            " WHERE id = ?",
-            [sent.count, done, sent.final, MAX_ATTEMPTS]
-            + [done, sent.final, MAX_ATTEMPTS, now, pending.outbox_id],
-        )
+        now, key = self.storage.now(), [self.channel.name, chat, pending.outbox_id]
+        if sent.count >= len(pending.replies):  # all out: the row goes
+            db.execute("DELETE FROM outbox WHERE channel = ? AND chat_id = ? AND id = ?", key)
+        else:
+            db.execute(
+                "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
+                " status = CASE WHEN ? OR attempts + 1 >= ? THEN 'dropped' ELSE status END,"
+                " done_at = CASE WHEN ? OR attempts + 1 >= ? THEN ? END"
+                " WHERE channel = ? AND chat_id = ? AND id = ?",
+                [sent.count, sent.final, MAX_ATTEMPTS, sent.final, MAX_ATTEMPTS, now, *key],
+            )
         marks_json = json.dumps(sent.marks)
         changed = db.execute(
             "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",

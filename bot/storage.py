@@ -671,6 +671,51 @@ def _m7_compact(db: Connection) -> None:
         db.execute(sql)
 
 
+def _m8_fewer_pages(db: Connection) -> None:
+    """Fewer pages written per turn (each is a 4 KB frame in the WAL, fsynced with the commit):
+    the outbox and `chats` clustered on the chat (WITHOUT ROWID, one B-tree each). The outbox's
+    id is the event id of its first reply (unique, increasing in every chat); it holds only
+    unsent and given-up rows, so its cascade from conversations needs no index of its own."""
+    for sql in (
+        """CREATE TABLE outbox_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            id INTEGER NOT NULL,  -- the first reply's event id
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            input_uid TEXT,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'dropped')),
+            created_at TEXT NOT NULL,
+            done_at TEXT,
+            PRIMARY KEY (channel, chat_id, id)
+        ) WITHOUT ROWID""",
+        "INSERT INTO outbox_new SELECT o.channel, o.chat_id, e.id, o.conversation_id,"
+        " o.input_uid, o.first_seq, o.last_seq, o.sent, o.attempts, o.status, o.created_at,"
+        " o.done_at FROM outbox o JOIN out_events e"
+        " ON e.conversation_id = o.conversation_id AND e.seq = o.first_seq"
+        " WHERE o.status != 'sent'",
+        "DROP TABLE outbox",  # its indexes and trigger go with it
+        "ALTER TABLE outbox_new RENAME TO outbox",
+        """CREATE TABLE chats_new (
+            channel TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            marks_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(marks_json)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, chat_id)
+        ) WITHOUT ROWID""",
+        "INSERT INTO chats_new SELECT channel, chat_id, conversation_id, marks_json, updated_at"
+        " FROM chats",
+        "DROP TABLE chats",
+        "ALTER TABLE chats_new RENAME TO chats",
+        "CREATE INDEX chats_conversation ON chats (conversation_id)",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_core,
     _m2_admin_indexes,
@@ -679,6 +724,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _m5_line_channel,
     _m6_references_and_tests,
     _m7_compact,
+    _m8_fewer_pages,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -942,8 +988,8 @@ class Storage:
                 self._commit(group)  # lazy bodies only: committed without an fsync
                 group = None
             if group is None:
-                # set outside a transaction (SQLite refuses it inside)
-                self.conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+                if not fsync:  # set outside a transaction (SQLite refuses it inside); FULL is
+                    self.conn.execute("PRAGMA synchronous = NORMAL")  # the setting otherwise
                 self.conn.execute("BEGIN IMMEDIATE")
                 group = self._group = _Group(durable=fsync)
             self.conn.execute("SAVEPOINT body")
@@ -982,7 +1028,8 @@ class Storage:
     def _run_batch(self, bodies: list, durable: bool, wait: bool) -> list[Any]:
         conn = self.conn
         try:
-            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            if not durable:  # FULL otherwise, as the connection is outside a lazy batch
+                conn.execute("PRAGMA synchronous = NORMAL")
             if not wait:
                 conn.execute("PRAGMA busy_timeout = 0")
             try:
@@ -1118,9 +1165,10 @@ class Storage:
 
     def note_reply(
         self, conversation_id: int, input_uid: str | None, reply: Reply, now: str
-    ) -> int:
+    ) -> tuple[int, int]:
         """Append one 'out' event outside a dialog turn (an adapter's own notice that must not
-        be lost, so it goes through the outbox); returns its seq. The state is left alone."""
+        be lost, so it goes through the outbox); returns its seq and id. The state is left
+        alone."""
         seq, row_id = self._last(conversation_id)
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
         self.conn.execute(
@@ -1129,7 +1177,7 @@ class Storage:
              key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
         self._forget()  # a write outside a turn (see "the memory")
-        return seq + 1
+        return seq + 1, row_id + 1
 
     def _last(self, conversation_id: int) -> tuple[int, int]:
         """The conversation's last event seq, and the last event id (of any conversation)."""
@@ -1154,7 +1202,7 @@ class Storage:
     ) -> tuple[int, int, int]:
         """Append the 'in' event and one 'out' event per reply, and save the new state, at
         `now`. Returns the seqs of the first and last 'out' events (first > last: none) and
-        the last event id written. The replies' texts, choices and verdicts go to `texts` and
+        the first one's event id. The replies' texts, choices and verdicts go to `texts` and
         the code words to `names` (one look-up of each per turn, of those not remembered);
         the 'out' rows take the 'in' row's time and input id. `known`: the conversation's
         chat as `recall` gave it in this body (its last seq, and the last event id, then
@@ -1197,12 +1245,16 @@ class Storage:
                 for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
             ],
         )  # fmt: skip
+        if user_id is not None:  # a statement apart: the user's index is rewritten only here
+            db.execute(
+                "UPDATE conversations SET user_id = ? WHERE id = ? AND user_id IS NULL",
+                [user_id, cid],
+            )
         db.execute(
-            "UPDATE conversations SET user_id = coalesce(user_id, ?), lang = ?,"
+            "UPDATE conversations SET lang = ?,"
             " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
             " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
             [
-                user_id,
                 new_state.lang,
                 now,
                 _status(new_state),
@@ -1214,7 +1266,7 @@ class Storage:
                 cid,
             ],
         )
-        return seq + 2, seq + 1 + len(replies), row_id + 1 + len(replies)
+        return seq + 2, seq + 1 + len(replies), row_id + 2
 
     def start_new(
         self,

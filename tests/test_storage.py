@@ -8,7 +8,7 @@ import pytest
 import yaml
 from sqlite_utils import Database
 
-from bot.delivery import Channel, Delivery, Inbound
+from bot.delivery import Channel, Delivery, Inbound, Sent
 from bot.storage import (
     MIGRATIONS,
     REF_MARK,
@@ -579,3 +579,56 @@ def test_remembered_text_ids_are_forgotten_when_a_turn_is_undone_or_texts_delete
     store.delete_user("u2")  # "got new" deleted by us
     send(store, "new", "2", chat="c4", user="u4")
     assert dangling(store) == 0
+
+
+def test_migration_8_keys_the_outbox_and_chats_on_the_chat(tmp_path, clock):
+    """A version-7 database with an unsent, a given-up and a sent outbox row: the first two
+    are kept with the event id of their first reply as id, the chat's marks are kept, and the
+    rows still send, note and delete as before."""
+    path = tmp_path / "bot.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:7])
+    at = "2025-01-01T00:00:00.000001+00:00"
+    cid = conn.execute(
+        "INSERT INTO conversations (channel, chat_id, user_id, lang, started_at, updated_at,"
+        " status, phase, state_json) VALUES ('telegram', '42', '7', 'ja', ?, ?, 'active',"
+        " 'asking', '{}')",
+        [at, at],
+    ).lastrowid
+    text = conn.execute("INSERT INTO texts (hash, body) VALUES (1, 'hello')").lastrowid
+    key = conn.execute("INSERT INTO names (name) VALUES ('robustness.flood.wait')").lastrowid
+    conn.executemany(
+        "INSERT INTO out_events (id, conversation_id, seq, at, input_uid, reply_key, text)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?)",
+        [(10 + seq, cid, seq, f"1:{seq}", key, text) for seq in (1, 2, 3)],
+    )
+    conn.executemany(
+        "INSERT INTO outbox (conversation_id, channel, chat_id, input_uid, first_seq, last_seq,"
+        " status, created_at) VALUES (?, 'telegram', '42', ?, ?, ?, ?, ?)",
+        [(cid, "1:1", 1, 1, "dropped", at), (cid, "1:2", 2, 2, "sent", at),
+         (cid, "1:3", 3, 3, "pending", at)],
+    )  # fmt: skip
+    conn.execute(
+        "INSERT INTO chats VALUES ('telegram', '42', ?, '{\"keyboard\": 5}', ?)", [cid, at]
+    )
+    conn.close()
+    with Storage(path, clock=clock) as s:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert s.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert s.db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert s.db.execute("SELECT id, input_uid, status FROM outbox ORDER BY id").fetchall() == [
+            (11, "1:1", "dropped"),
+            (13, "1:3", "pending"),
+        ]
+        delivery = Delivery(s, Named("telegram"), fake_step)
+        [pending], marks = delivery.pending("42")
+        assert (pending.outbox_id, [r.text for r in pending.replies], marks) == (
+            13, ["hello"], {"keyboard": 5}
+        )  # fmt: skip
+        delivery.mark("42", pending, Sent(1, {"keyboard": 6}))
+        assert s.db.execute("SELECT id FROM outbox").fetchall() == [(11,)]  # sent: gone
+        assert delivery.marks("42") == {"keyboard": 6}
+        s.delete_user("7")
+        assert [
+            s.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("outbox", "chats")
+        ] == [0, 0]
