@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialogs.io import Choice, Interpretation, Reply, State, UserInput
 from locales import t
+from rules.model import shallow_copy
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -784,7 +785,8 @@ class _Group:
     error: BaseException | None = None
 
 
-MEMORY_CHATS = 4096  # chats whose last turn a Storage remembers (the least recent forgotten)
+MEMORY_CHATS = 1024  # chats whose last turn a Storage remembers (the least recent forgotten)
+SHARED_CHOICES = 4096  # buttons the remembered states share (then all forgotten)
 
 
 @dataclass(slots=True)
@@ -829,6 +831,7 @@ class Storage:
         self._last_id: int | None = None
         self._version: int | None = None  # PRAGMA data_version when the memory was checked
         self._changes = -1  # conn.total_changes when the memory was last brought up to date
+        self._choices: dict[tuple[str, str], Choice] = {}  # see _shared_buttons
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -921,12 +924,32 @@ class Storage:
         key = (channel, chat_id)
         self._chats.pop(key, None)  # to the end: the least recently written goes first
         if entry is not None:
+            entry.state = self._shared_buttons(entry.state)
             self._chats[key] = entry
             if len(self._chats) > MEMORY_CHATS:
                 del self._chats[next(iter(self._chats))]
         if last_id is not None:
             self._last_id = last_id
         self._changes = self.conn.total_changes
+
+    def _shared_buttons(self, state: State) -> State:
+        """`state` to remember: a copy whose buttons offered (two thirds of a state's memory)
+        are instances shared by all the remembered states offering the same button. Nothing
+        changes them: the step copies its input, and the copy is the memory's own."""
+        if not state.offered:
+            return state
+        pool, offered = self._choices, []
+        for choice in state.offered:
+            key = (choice.value, choice.label)
+            shared = pool.get(key)
+            if shared is None:
+                if len(pool) >= SHARED_CHOICES:
+                    pool.clear()
+                shared = pool[key] = Choice(value=choice.value, label=choice.label)
+            offered.append(shared)
+        state = shallow_copy(state)
+        state.__dict__["offered"] = offered
+        return state
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
