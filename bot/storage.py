@@ -922,9 +922,10 @@ class Storage:
         wrote since is known: `entry` is what the chat's rows now hold (None: forget the chat);
         `last_id`: the last event id written (None: no event written)."""
         key = (channel, chat_id)
-        self._chats.pop(key, None)  # to the end: the least recently written goes first
+        old = self._chats.pop(key, None)  # to the end: the least recently written goes first
         if entry is not None:
-            entry.state = self._shared_buttons(entry.state)
+            if old is None or entry.state is not old.state:
+                entry.state = self._shared_buttons(entry.state)
             self._chats[key] = entry
             if len(self._chats) > MEMORY_CHATS:
                 del self._chats[next(iter(self._chats))]
@@ -940,12 +941,13 @@ class Storage:
             return state
         pool, offered = self._choices, []
         for choice in state.offered:
-            key = (choice.value, choice.label)
+            fields = choice.__dict__
+            key = (fields["value"], fields["label"])
             shared = pool.get(key)
             if shared is None:
                 if len(pool) >= SHARED_CHOICES:
                     pool.clear()
-                shared = pool[key] = Choice(value=choice.value, label=choice.label)
+                shared = pool[key] = Choice(value=key[0], label=key[1])
             offered.append(shared)
         state = shallow_copy(state)
         state.__dict__["offered"] = offered
