@@ -1140,7 +1140,6 @@ class Storage:
         (one look-up of each per turn); the 'out' rows take the 'in' row's time and input id."""
         cid, last, db = conversation_id, new_state.last, self.conn
         seq, row_id = self._last(cid)
-        value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
         columns = {k: getattr(new_state, k) for k in STATE_COLUMNS}
         verdict = new_state.verdict or {}
         shaped = [
@@ -1152,6 +1151,7 @@ class Storage:
             for r in replies
         ]
         state = new_state.model_dump(mode="json")
+        value = state["last"]["value"]  # as pydantic serialises it in state
         refs = state_verdict, offered = _state_refs(state)
         texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
         texts |= {state_verdict, offered}
