@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -467,7 +467,15 @@ def _state_refs(state: dict[str, Any]) -> tuple[str | None, str | None]:
     """What a state (its JSON dict) keeps in texts: its verdict and the buttons offered, as
     JSON (None when empty)."""
     verdict, offered = state.get("verdict"), state.get("offered")
-    return None if verdict is None else _dumps(verdict), _dumps(offered) if offered else None
+    if offered:
+        offered = _choices_json(tuple((c["value"], c["label"]) for c in offered))
+    return None if verdict is None else _dumps(verdict), offered or None
+
+
+@lru_cache(maxsize=1024)  # the questions' buttons, over and over: made once each
+def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
+    """A list of choices (value, label) as JSON, as pydantic dumps a list of `Choice`."""
+    return _dumps([{"value": value, "label": label} for value, label in choices])
 
 
 def _state_row(
@@ -806,6 +814,7 @@ class Storage:
         self._group: _Group | None = None  # the open transaction
         self.commits = 0  # transactions committed (the bench reports bodies per commit)
         self._ids: dict[tuple[int, str], int] = {}  # see _id_cache
+        self._last_now: tuple[str, int] = ("", 0)  # the latest `now()`, and its microseconds
         self._version: int | None = None  # PRAGMA data_version when _ids was last valid
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -897,7 +906,14 @@ class Storage:
         now = self.clock()
         if now.tzinfo is None:
             raise ValueError("clock() must return an aware datetime")
-        return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
+        at = now.astimezone(UTC) - timedelta(days=minus_days)
+        iso = at.isoformat(timespec="microseconds")
+        self._last_now = iso, (at - _EPOCH) // _MICRO  # `_micros(iso)`, without parsing it back
+        return iso
+
+    def _micros(self, iso: str) -> int | str:
+        last, micros = self._last_now
+        return micros if iso == last else _micros(iso)
 
     @contextmanager
     def transaction(self, fsync: bool = True) -> Iterator[Connection]:
@@ -1108,7 +1124,7 @@ class Storage:
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
         self.conn.execute(
             _INSERT_OUT,
-            (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
+            (row_id + 1, conversation_id, seq + 1, self._micros(now), input_uid, None,
              key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
         return seq + 1, row_id + 1
@@ -1145,7 +1161,7 @@ class Storage:
         shaped = [
             (
                 *_templated(r.text, new_state.reference),
-                _dumps([c.model_dump() for c in r.choices]) if r.choices else None,
+                _choices_json(tuple((c.value, c.label) for c in r.choices)) if r.choices else None,
                 None if r.verdict is None else _dumps(r.verdict),
             )
             for r in replies
@@ -1160,8 +1176,8 @@ class Storage:
         tid, nid = _intern(db, texts, names, self._id_cache())
         db.execute(
             _INSERT_IN,
-            (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
-             user_input.raw, None if last.value is None else _dumps(value),
+            (row_id + 1, cid, seq + 1, self._micros(now), nid.get(last.question),
+             nid.get(last.outcome), user_input.raw, None if last.value is None else _dumps(value),
              nid.get(last.command), input_uid),
         )  # fmt: skip
         question, keys = nid.get(new_state.awaiting), [nid[r.key] for r in replies]
