@@ -8,6 +8,7 @@ writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -815,6 +816,11 @@ class Storage:
         self.commits = 0  # transactions committed (the bench reports bodies per commit)
         self._ids: dict[tuple[int, str], int] = {}  # see _id_cache
         self._last_now: tuple[str, int] = ("", 0)  # the latest `now()`, and its microseconds
+        # commits made without their fsync (run_batch fsync=False), and how many of them the
+        # latest sync_wal covered
+        self.unsynced = self.synced = 0
+        self._sync_lock = threading.Lock()
+        self._dir_synced = False
         self._version: int | None = None  # PRAGMA data_version when _ids was last valid
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -874,14 +880,40 @@ class Storage:
             self._version = version
         return self._ids
 
+    def sync_wal(self) -> int:
+        """fsync the write-ahead log (and, the first time, its directory): every transaction
+        committed before the call is then as durable as a synchronous=FULL commit makes it
+        (that fsyncs this same file). Any thread; it does not use the connection. Returns the
+        count of commits without an fsync (`unsynced`) it covers. Raises OSError."""
+        covered = self.unsynced
+        wal = f"{self.path}-wal"
+        fd = os.open(wal, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._dir_synced:  # the log's directory entry (SQLite syncs it once too)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._dir_synced = True
+        with self._sync_lock:
+            self.synced = max(self.synced, covered)
+        return covered
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """The connection under the lock, for reads that must see committed rows only: a
         synchronous group waiting for its commit (its transaction open on this connection) is
-        committed first, so nothing is read that a crash could still undo."""
+        committed first, and commits made without their fsync are synced, so nothing is read
+        that a crash could still undo."""
         with self._turns:
             if self._group is not None:
                 self._commit(self._group)
+            if self.synced < self.unsynced:
+                self.sync_wal()
             yield self.conn
 
     def ping(self) -> None:
@@ -957,7 +989,10 @@ class Storage:
                 raise group.error
 
     def run_batch(
-        self, bodies: list[tuple[Callable[[Connection], Any], bool]], wait: bool = True
+        self,
+        bodies: list[tuple[Callable[[Connection], Any], bool]],
+        wait: bool = True,
+        fsync: bool = True,
     ) -> list[Any]:
         """Run several bodies `(body, durable)` in ONE transaction, each in its own savepoint
         (a body that raises has its writes undone; the others stand), and commit once: with an
@@ -965,19 +1000,23 @@ class Storage:
         raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py.
 
         `wait=False` (the event loop's writer): if a thread holds the lock, or another process
-        the database's write lock, raise `Busy` at once, having run nothing, rather than wait."""
-        durable = any(d for _, d in bodies)
+        the database's write lock, raise `Busy` at once, having run nothing, rather than wait.
+        `fsync=False`: commit without the fsync; the durable bodies are durable only once
+        `sync_wal()` has covered `unsynced` (the writer runs it in a thread meanwhile)."""
+        wanted = any(d for _, d in bodies)
         if not self.lock.acquire(blocking=wait):
             raise Busy
         try:
             if self._group is not None:  # a synchronous group waits for its commit: do it
                 self._commit(self._group)
-            return self._run_batch(bodies, durable, wait)
+            return self._run_batch(bodies, wanted and fsync, wait, deferred=wanted and not fsync)
         finally:
             self._turns.notify_all()
             self.lock.release()
 
-    def _run_batch(self, bodies: list, durable: bool, wait: bool) -> list[Any]:
+    def _run_batch(
+        self, bodies: list, durable: bool, wait: bool, deferred: bool = False
+    ) -> list[Any]:
         conn = self.conn
         try:
             if not durable:  # FULL otherwise, as the connection is outside a lazy batch
@@ -1009,6 +1048,8 @@ class Storage:
                 results.append(result)
             conn.commit()
             self.commits += 1
+            if deferred:
+                self.unsynced += 1
         except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
             self._ids.clear()
             conn.rollback()
