@@ -815,7 +815,7 @@ class Storage:
         self._group: _Group | None = None  # the open transaction
         self.commits = 0  # transactions committed (the bench reports bodies per commit)
         self._ids: dict[tuple[int, str], int] = {}  # see _id_cache
-        self._last_now: tuple[str, int] = ("", 0)  # the latest `now()`, and its microseconds
+        self._last_now: tuple[str, datetime] = ("", _EPOCH)  # the latest `now()`, as a datetime
         # commits made without their fsync (run_batch fsync=False), and how many of them the
         # latest sync_wal covered
         self.unsynced = self.synced = 0
@@ -938,14 +938,17 @@ class Storage:
         now = self.clock()
         if now.tzinfo is None:
             raise ValueError("clock() must return an aware datetime")
-        at = now.astimezone(UTC) - timedelta(days=minus_days)
+        at = now.astimezone(UTC)
+        if minus_days:
+            at -= timedelta(days=minus_days)
         iso = at.isoformat(timespec="microseconds")
-        self._last_now = iso, (at - _EPOCH) // _MICRO  # `_micros(iso)`, without parsing it back
+        self._last_now = iso, at
         return iso
 
     def _micros(self, iso: str) -> int | str:
-        last, micros = self._last_now
-        return micros if iso == last else _micros(iso)
+        """`_micros(iso)`, without parsing back the latest `now()`."""
+        last, at = self._last_now
+        return (at - _EPOCH) // _MICRO if iso == last else _micros(iso)
 
     @contextmanager
     def transaction(self, fsync: bool = True) -> Iterator[Connection]:
