@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import json
 import os
@@ -128,12 +129,9 @@ class OfflineAPI(BaseRequest):
                 "text": params.get("text", "…"),
             }
             markup = params.get("reply_markup")
-            if isinstance(markup, str):  # sent already serialised, as the Bot API takes it
-                markup = json.loads(markup)
             if name == "sendMessage" and markup:
-                labels = {b["text"]: b["callback_data"] for row in markup["inline_keyboard"]
-                          for b in row}  # fmt: skip
-                self.keyboards[chat] = (mid, labels)
+                self.keyboards[chat] = (mid, _labels(markup if isinstance(markup, str) else
+                                                     json.dumps(markup)))  # fmt: skip
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
     def api_calls(self) -> int:
@@ -141,6 +139,13 @@ class OfflineAPI(BaseRequest):
 
 
 START_CALLS = {"getMe", "setMyCommands", "deleteWebhook"}
+
+
+@functools.lru_cache(maxsize=256)  # the server side's work, kept small for both bots
+def _labels(markup: str) -> dict[str, str]:
+    """A keyboard's buttons (label -> callback data), from its JSON as the Bot API takes it."""
+    rows = json.loads(markup)["inline_keyboard"]
+    return {b["text"]: b["callback_data"] for row in rows for b in row}
 
 
 # --- the two bots ----------------------------------------------------------------------------

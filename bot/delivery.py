@@ -54,8 +54,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -156,22 +155,42 @@ class ChatLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: Counter[str] = Counter()
 
-    @asynccontextmanager
-    async def hold(self, chat: str) -> AsyncIterator[None]:
-        import asyncio
+    def hold(self, chat: str) -> _Hold:
+        """`async with locks.hold(chat):` the chat's turn."""
+        return _Hold(self, chat)
 
-        lock = self._locks.setdefault(chat, asyncio.Lock())
-        self._users[chat] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[chat] -= 1
-            if not self._users[chat]:
-                del self._users[chat], self._locks[chat]
+    def _leave(self, chat: str) -> None:
+        self._users[chat] -= 1
+        if not self._users[chat]:
+            del self._users[chat], self._locks[chat]
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Hold:
+    """ChatLocks.hold's context (a class, not a generator: it is entered for every update)."""
+
+    __slots__ = ("locks", "chat", "lock")
+
+    def __init__(self, locks: ChatLocks, chat: str) -> None:
+        self.locks, self.chat = locks, chat
+
+    async def __aenter__(self) -> None:
+        import asyncio
+
+        locks, chat = self.locks, self.chat
+        self.lock = locks._locks.get(chat) or locks._locks.setdefault(chat, asyncio.Lock())
+        locks._users[chat] += 1
+        try:
+            await self.lock.acquire()
+        except BaseException:  # cancelled while waiting: never held
+            locks._leave(chat)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+        self.locks._leave(self.chat)
 
 
 class Delivery:

@@ -8,6 +8,7 @@ writes a turn (dedup, step, one transaction, send, mark sent) is bot/delivery.py
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -468,7 +469,15 @@ def _state_refs(state: dict[str, Any]) -> tuple[str | None, str | None]:
     """What a state (its JSON dict) keeps in texts: its verdict and the buttons offered, as
     JSON (None when empty)."""
     verdict, offered = state.get("verdict"), state.get("offered")
-    return None if verdict is None else _dumps(verdict), _dumps(offered) if offered else None
+    if offered:
+        offered = _choices_json(tuple((c["value"], c["label"]) for c in offered))
+    return None if verdict is None else _dumps(verdict), offered or None
+
+
+@lru_cache(maxsize=1024)  # the questions' buttons, over and over: made once each
+def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
+    """A list of choices (value, label) as JSON, as pydantic dumps a list of `Choice`."""
+    return _dumps([{"value": value, "label": label} for value, label in choices])
 
 
 def _state_row(
@@ -832,6 +841,12 @@ class Storage:
         self._version: int | None = None  # PRAGMA data_version when the memory was checked
         self._changes = -1  # conn.total_changes when the memory was last brought up to date
         self._choices: dict[tuple[str, str], Choice] = {}  # see _shared_buttons
+        self._last_now: tuple[str, datetime] = ("", _EPOCH)  # the latest `now()`, as a datetime
+        # commits made without their fsync (run_batch fsync=False), and how many of them the
+        # latest sync_wal covered
+        self.unsynced = self.synced = 0
+        self._sync_lock = threading.Lock()
+        self._dir_synced = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -953,14 +968,40 @@ class Storage:
         state.__dict__["offered"] = offered
         return state
 
+    def sync_wal(self) -> int:
+        """fsync the write-ahead log (and, the first time, its directory): every transaction
+        committed before the call is then as durable as a synchronous=FULL commit makes it
+        (that fsyncs this same file). Any thread; it does not use the connection. Returns the
+        count of commits without an fsync (`unsynced`) it covers. Raises OSError."""
+        covered = self.unsynced
+        wal = f"{self.path}-wal"
+        fd = os.open(wal, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._dir_synced:  # the log's directory entry (SQLite syncs it once too)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._dir_synced = True
+        with self._sync_lock:
+            self.synced = max(self.synced, covered)
+        return covered
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """The connection under the lock, for reads that must see committed rows only: a
         synchronous group waiting for its commit (its transaction open on this connection) is
-        committed first, so nothing is read that a crash could still undo."""
+        committed first, and commits made without their fsync are synced, so nothing is read
+        that a crash could still undo."""
         with self._turns:
             if self._group is not None:
                 self._commit(self._group)
+            if self.synced < self.unsynced:
+                self.sync_wal()
             yield self.conn
 
     def ping(self) -> None:
@@ -985,7 +1026,17 @@ class Storage:
         now = self.clock()
         if now.tzinfo is None:
             raise ValueError("clock() must return an aware datetime")
-        return (now.astimezone(UTC) - timedelta(days=minus_days)).isoformat(timespec="microseconds")
+        at = now.astimezone(UTC)
+        if minus_days:
+            at -= timedelta(days=minus_days)
+        iso = at.isoformat(timespec="microseconds")
+        self._last_now = iso, at
+        return iso
+
+    def _micros(self, iso: str) -> int | str:
+        """`_micros(iso)`, without parsing back the latest `now()`."""
+        last, at = self._last_now
+        return (at - _EPOCH) // _MICRO if iso == last else _micros(iso)
 
     @contextmanager
     def transaction(self, fsync: bool = True) -> Iterator[Connection]:
@@ -1030,7 +1081,10 @@ class Storage:
                 raise group.error
 
     def run_batch(
-        self, bodies: list[tuple[Callable[[Connection], Any], bool]], wait: bool = True
+        self,
+        bodies: list[tuple[Callable[[Connection], Any], bool]],
+        wait: bool = True,
+        fsync: bool = True,
     ) -> list[Any]:
         """Run several bodies `(body, durable)` in ONE transaction, each in its own savepoint
         (a body that raises has its writes undone; the others stand), and commit once: with an
@@ -1038,19 +1092,23 @@ class Storage:
         raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py.
 
         `wait=False` (the event loop's writer): if a thread holds the lock, or another process
-        the database's write lock, raise `Busy` at once, having run nothing, rather than wait."""
-        durable = any(d for _, d in bodies)
+        the database's write lock, raise `Busy` at once, having run nothing, rather than wait.
+        `fsync=False`: commit without the fsync; the durable bodies are durable only once
+        `sync_wal()` has covered `unsynced` (the writer runs it in a thread meanwhile)."""
+        wanted = any(d for _, d in bodies)
         if not self.lock.acquire(blocking=wait):
             raise Busy
         try:
             if self._group is not None:  # a synchronous group waits for its commit: do it
                 self._commit(self._group)
-            return self._run_batch(bodies, durable, wait)
+            return self._run_batch(bodies, wanted and fsync, wait, deferred=wanted and not fsync)
         finally:
             self._turns.notify_all()
             self.lock.release()
 
-    def _run_batch(self, bodies: list, durable: bool, wait: bool) -> list[Any]:
+    def _run_batch(
+        self, bodies: list, durable: bool, wait: bool, deferred: bool = False
+    ) -> list[Any]:
         conn = self.conn
         try:
             if not durable:  # FULL otherwise, as the connection is outside a lazy batch
@@ -1083,6 +1141,8 @@ class Storage:
                 results.append(result)
             conn.commit()
             self.commits += 1
+            if deferred:
+                self.unsynced += 1
         except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
             self._forget()
             conn.rollback()
@@ -1198,7 +1258,7 @@ class Storage:
         text, key = _text_ids(self.conn, {reply.text}), _name_ids(self.conn, {reply.key})
         self.conn.execute(
             _INSERT_OUT,
-            (row_id + 1, conversation_id, seq + 1, _micros(now), input_uid, None,
+            (row_id + 1, conversation_id, seq + 1, self._micros(now), input_uid, None,
              key[reply.key], text[reply.text], 0, None, None),
         )  # fmt: skip
         self._forget()  # a write outside a turn (see "the memory")
@@ -1237,18 +1297,18 @@ class Storage:
             seq, row_id = known.seq, self._last_id
         else:
             seq, row_id = self._last(cid)
-        value = last.model_dump(mode="json")["value"]  # as pydantic serialises it in state
         columns = {k: getattr(new_state, k) for k in STATE_COLUMNS}
         verdict = new_state.verdict or {}
         shaped = [
             (
                 *_templated(r.text, new_state.reference),
-                _dumps([c.model_dump() for c in r.choices]) if r.choices else None,
+                _choices_json(tuple((c.value, c.label) for c in r.choices)) if r.choices else None,
                 None if r.verdict is None else _dumps(r.verdict),
             )
             for r in replies
         ]
         state = new_state.model_dump(mode="json")
+        value = state["last"]["value"]  # as pydantic serialises it in state
         refs = state_verdict, offered = _state_refs(state)
         texts = {x for text, _, choices, v in shaped for x in (text, choices, v)}
         texts |= {state_verdict, offered}
@@ -1257,8 +1317,8 @@ class Storage:
         tid, nid = _intern(db, texts, names, self._ids)
         db.execute(
             _INSERT_IN,
-            (row_id + 1, cid, seq + 1, _micros(now), nid.get(last.question), nid.get(last.outcome),
-             user_input.raw, None if last.value is None else _dumps(value),
+            (row_id + 1, cid, seq + 1, self._micros(now), nid.get(last.question),
+             nid.get(last.outcome), user_input.raw, None if last.value is None else _dumps(value),
              nid.get(last.command), input_uid),
         )  # fmt: skip
         question, keys = nid.get(new_state.awaiting), [nid[r.key] for r in replies]

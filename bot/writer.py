@@ -31,6 +31,7 @@ from typing import Any
 from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage
 
 MAX_BATCH = 64  # bodies per transaction at most: a burst does not delay the first one long
+INLINE_DURABLE = 1  # a batch with at most this many durable bodies pays its fsync on the loop
 BUSY_RETRY_S = 0.002  # a busy database is tried again this soon (the loop goes on meanwhile)
 BUSY_S = BUSY_TIMEOUT_MS / 1000  # ... for as long as any writer waits; then it fails
 
@@ -42,6 +43,10 @@ class Writer:
         self._soon: asyncio.Handle | None = None  # the next batch's run, when one is due
         self._busy_since: float | None = None  # the database has been someone else's since
         self.batches = 0  # transactions run (tests count them)
+        # durable bodies committed without their fsync: (commits to cover, future, result)
+        self._unsynced: list[tuple[int, asyncio.Future, Any]] = []
+        self._syncing: asyncio.Future | None = None  # sync_wal running in the thread
+        self._pool: Any = None  # that thread (a ThreadPoolExecutor of one), made on first use
 
     def submit(self, body: Callable[[Connection], Any], durable: bool = True) -> asyncio.Future:
         """Queue `body(conn)`; the future resolves after its batch's commit with its result,
@@ -58,9 +63,12 @@ class Writer:
         jobs = self._jobs[:MAX_BATCH]
         if not jobs:
             return
+        # Under load a batch's fsync runs in a thread while the loop goes on with other chats;
+        # its durable bodies' callers resume after it. One input alone pays it here (no hop).
+        inline = wait or sum(durable for _, durable, _ in jobs) <= INLINE_DURABLE
         try:
             results = self.storage.run_batch(
-                [(body, durable) for body, durable, _ in jobs], wait=wait
+                [(body, durable) for body, durable, _ in jobs], wait=wait, fsync=inline
             )
         except Busy as exc:
             self._busy_since = self._busy_since or time.monotonic()
@@ -76,19 +84,67 @@ class Writer:
         if self._jobs and self._soon is None:
             self._soon = asyncio.get_running_loop().call_soon(self._run)
         self.batches += 1
-        for (_, _, future), result in zip(jobs, results, strict=True):
-            if future.cancelled():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+        covers = self.storage.unsynced
+        for (_, durable, future), result in zip(jobs, results, strict=True):
+            if durable and not inline and not isinstance(result, BaseException):
+                self._unsynced.append((covers, future, result))
             else:
-                future.set_result(result)
+                _settle(future, result)
+        if self._unsynced and self._syncing is None:
+            self._sync()
+
+    def _sync(self) -> None:
+        """fsync the log in the thread, for every durable body committed so far."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="wal-sync")
+        loop = asyncio.get_running_loop()
+        self._syncing = loop.run_in_executor(self._pool, self.storage.sync_wal)
+        self._syncing.add_done_callback(self._synced)
+
+    def _synced(self, done: asyncio.Future) -> None:
+        self._syncing = None
+        error = done.exception()
+        covered = self.storage.synced
+        if error is not None:  # as a failed COMMIT: not stored (each caller's NotStored)
+            error = sqlite3.OperationalError(f"disk I/O error (fsync: {error})")
+        waiting, self._unsynced = self._unsynced, []
+        for covers, future, result in waiting:
+            if error is not None:
+                _settle(future, error)
+            elif covers <= covered:
+                _settle(future, result)
+            else:  # committed while the fsync ran: the next one covers it
+                self._unsynced.append((covers, future, result))
+        if self._unsynced:
+            self._sync()
 
     def close(self) -> None:
-        """Run what is queued now, waiting for the database if need be (before the storage
-        closes)."""
+        """Run what is queued now, waiting for the database if need be, and make durable
+        what waits for its fsync (before the storage closes)."""
         if self._soon is not None:
             self._soon.cancel()
             self._soon = None
         while self._jobs:
             self._run(wait=True)
+        if self._unsynced:
+            try:
+                self.storage.sync_wal()
+                error = None
+            except OSError as exc:
+                error = sqlite3.OperationalError(f"disk I/O error (fsync: {exc})")
+            for _, future, result in self._unsynced:
+                _settle(future, error or result)
+            self._unsynced = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+
+def _settle(future: asyncio.Future, result: Any) -> None:
+    if future.cancelled():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

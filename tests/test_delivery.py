@@ -213,6 +213,19 @@ async def test_chat_locks_order_one_chat_and_forget_idle_ones():
     assert len(locks) == 0
 
 
+async def test_a_chat_lock_waiter_cancelled_leaves_nothing_held():
+    locks = core.ChatLocks()
+    async with locks.hold("a"):
+        waiter = asyncio.create_task(locks.hold("a").__aenter__())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.sleep(0)
+        assert waiter.cancelled()
+    assert len(locks) == 0
+    async with locks.hold("a"):  # free again
+        pass
+
+
 def test_deleting_a_conversation_takes_its_outbox_and_marks(dlv, store):
     dlv.commit(inbound("a", "1"))
     store.delete_user("u1")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlite_utils import Database
 
 from bot.delivery import Channel, Delivery, Inbound, Sent
@@ -632,3 +634,12 @@ def test_migration_8_keys_the_outbox_and_chats_on_the_chat(tmp_path, clock):
         assert [
             s.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("outbox", "chats")
         ] == [0, 0]
+
+
+@given(st.lists(st.builds(Choice, value=st.text(max_size=20), label=st.text(max_size=20))))
+def test_choices_are_stored_as_pydantic_dumps_them(choices):
+    """The remembered JSON of a list of choices is the bytes pydantic's dump gives."""
+    from bot.storage import _choices_json, _dumps
+
+    pairs = tuple((c.value, c.label) for c in choices)
+    assert _choices_json(pairs) == _dumps([c.model_dump() for c in choices])

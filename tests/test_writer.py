@@ -176,3 +176,99 @@ def test_busy_for_longer_than_any_writer_waits_fails_every_body(tmp_path, monkey
             other.close()
     assert all(isinstance(r, sqlite3.OperationalError) for r in results)
     assert on_disk(path) == []
+
+
+class HeldSync:
+    """Storage.sync_wal that waits until released (and counts its calls), or fails."""
+
+    def __init__(self, storage: Storage, fail: bool = False) -> None:
+        import threading
+
+        self.storage, self.fail, self.calls = storage, fail, 0
+        self.real, self.go = storage.sync_wal, threading.Event()
+        storage.sync_wal = self
+
+    def __call__(self) -> int:
+        self.calls += 1
+        self.go.wait(5)
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        return self.real()
+
+
+def test_a_batch_resumes_its_callers_only_after_its_fsync_in_the_thread(tmp_path):
+    """Under load (several durable bodies at once) the COMMIT skips the fsync and the log is
+    fsynced in a thread: the callers resume only after that, the loop runs meanwhile, and a
+    "sent" note (not durable) of the same batch does not wait."""
+
+    async def main(storage: Storage, writer: Writer, sync: HeldSync) -> list:
+        durable = [writer.submit(insert(f"c{i}")) for i in range(3)]
+        note = writer.submit(insert("note"), durable=False)
+        for _ in range(20):  # passes of the loop: committed, the fsync held
+            await asyncio.sleep(0)
+        seen = [f.done() for f in durable], note.done(), on_disk(tmp_path / "bot.db")
+        sync.go.set()
+        return [seen, await asyncio.gather(*durable), sync.calls, storage.synced]
+
+    with Storage(tmp_path / "bot.db") as storage:
+        sync = HeldSync(storage)
+        seen, results, calls, synced = asyncio.run(main(storage, Writer(storage), sync))
+    assert seen == ([False] * 3, True, ["c0", "c1", "c2", "note"])
+    assert results == ["c0", "c1", "c2"] and calls == 1 and synced == 1
+
+
+def test_a_failed_fsync_fails_the_batch_as_not_stored(tmp_path):
+    async def main(storage: Storage, writer: Writer) -> list:
+        return await asyncio.gather(
+            *(writer.submit(insert(f"c{i}")) for i in range(2)), return_exceptions=True
+        )
+
+    with Storage(tmp_path / "bot.db") as storage:
+        sync = HeldSync(storage, fail=True)
+        sync.go.set()
+        results = asyncio.run(main(storage, Writer(storage)))
+    assert all(isinstance(r, sqlite3.OperationalError) and "fsync" in str(r) for r in results)
+
+
+def test_one_input_alone_pays_its_fsync_in_the_commit(tmp_path):
+    async def main(writer: Writer) -> str:
+        return await writer.submit(insert("c0"))
+
+    with Storage(tmp_path / "bot.db") as storage:
+        sync = HeldSync(storage)
+        assert asyncio.run(main(Writer(storage))) == "c0"
+        assert (sync.calls, storage.unsynced) == (0, 0)
+
+
+def test_readers_of_committed_rows_wait_for_the_fsync(tmp_path):
+    """`Storage.reading` (the outbox's readers) never sees a row a power cut could undo: what
+    was committed without its fsync is synced first."""
+
+    async def main(storage: Storage, writer: Writer, sync: HeldSync) -> list:
+        durable = [writer.submit(insert(f"c{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        sync.go.set()  # the thread's fsync and the reader's may both run: either covers it
+        with storage.reading():
+            seen = storage.synced >= storage.unsynced == 1
+        await asyncio.gather(*durable)
+        return seen
+
+    with Storage(tmp_path / "bot.db") as storage:
+        sync = HeldSync(storage)
+        assert asyncio.run(main(storage, Writer(storage), sync)) is True
+
+
+def test_close_makes_what_waits_for_its_fsync_durable(tmp_path):
+    async def main(storage: Storage, writer: Writer, sync: HeldSync) -> list:
+        durable = [writer.submit(insert(f"c{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        sync.go.set()
+        writer.close()
+        return [f.done() and f.result() for f in durable]
+
+    with Storage(tmp_path / "bot.db") as storage:
+        sync = HeldSync(storage)
+        assert asyncio.run(main(storage, Writer(storage), sync)) == ["c0", "c1"]
+        assert storage.synced == storage.unsynced == 1

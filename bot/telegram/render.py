@@ -56,6 +56,8 @@ def _hard_split(line: str, limit: int) -> list[str]:
 def split_text(text: str, limit: int = MAX_MESSAGE) -> list[str]:
     """Plain text in chunks of at most `limit` units, cut at line ends where possible.
     Chunks that would be blank (Telegram refuses empty messages) are left out."""
+    if len(text) <= limit // 2:  # a character is at most 2 units: it fits whole (the usual case)
+        return [text] if text.strip() else []
     chunks, lines, size = [], [], 0
     for line in text.split("\n"):
         for piece in _hard_split(line, limit) if _units(line) > limit else [line]:
