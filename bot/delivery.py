@@ -310,7 +310,9 @@ class Delivery:
                 [channel, chat, uid],
             ).fetchone()
             if seen is not None and (None in (seen[0], inbound.tag) or seen[0] == inbound.tag):
-                return Turn(chat, "duplicate", uid, pending=self._pending(chat), marks=marks)
+                none = known is not None and known.unsent == ()  # nothing to send: no look
+                pending = [] if none else self._pending(chat)
+                return Turn(chat, "duplicate", uid, pending=pending, marks=marks)
             # else: a reused id with another tag is a new input
         if self.channel.stale(inbound, marks):
             return Turn(chat, "stale", uid, marks=marks)
@@ -331,7 +333,7 @@ class Delivery:
                 " SET tag = excluded.tag, conversation_id = excluded.conversation_id",
                 [channel, chat, uid, inbound.tag, cid],
             )
-        pending = []
+        pending, unsent = [], None if known is None else known.unsent
         if replies and self.channel.outbox:
             db.execute(_INSERT_OUTBOX, [channel, chat, event_id, cid, uid, first, last, now])
             marks = self.channel.committed(marks)
@@ -349,9 +351,13 @@ class Delivery:
                     " marks_json = excluded.marks_json, updated_at = excluded.updated_at",
                     [channel, chat, cid, marks_json, now],
                 )
-            pending = self._pending(chat, {event_id: list(replies)})
+            if unsent == ():  # nothing else waits: the outbox is not read
+                pending = [Pending(event_id, uid, list(replies))]
+            else:
+                pending = self._pending(chat, {event_id: list(replies)})
+            unsent = tuple(p.outbox_id for p in pending)
         last_id = event_id + last - first  # ids and seqs both consecutive in a turn
-        entry = Remembered(cid, _status(new_state), new_state, last, marks_json)
+        entry = Remembered(cid, _status(new_state), new_state, last, marks_json, unsent)
         storage.remember(channel, chat, entry, last_id)  # after the body's last write
         return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 
@@ -397,8 +403,11 @@ class Delivery:
     def _mark(self, db: sqlite3.Connection, chat: str, pending: Pending, sent: Sent) -> None:
         known = self.storage.recall(self.channel.name, chat)
         now, key = self.storage.now(), [self.channel.name, chat, pending.outbox_id]
+        unsent = None  # after a partial send (the row may be given up): not known
         if sent.count >= len(pending.replies):  # all out: the row goes
             db.execute("DELETE FROM outbox WHERE channel = ? AND chat_id = ? AND id = ?", key)
+            if known is not None and known.unsent and pending.outbox_id in known.unsent:
+                unsent = tuple(i for i in known.unsent if i != pending.outbox_id)
         else:
             db.execute(
                 "UPDATE outbox SET sent = sent + ?, attempts = attempts + 1,"
@@ -412,8 +421,10 @@ class Delivery:
             "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
             [marks_json, now, self.channel.name, chat],
         ).rowcount
-        # the chat's new marks, the rest as it was (the outbox is not remembered)
-        entry = dataclasses.replace(known, marks=marks_json) if known and changed else None
+        # the chat's new marks and unsent rows, the rest as it was
+        entry = None
+        if known is not None and changed:
+            entry = dataclasses.replace(known, marks=marks_json, unsent=unsent)
         self.storage.remember(self.channel.name, chat, entry)
 
     # --- sending (async) ---

@@ -802,14 +802,16 @@ SHARED_CHOICES = 4096  # buttons the remembered states share (then all forgotten
 class Remembered:
     """What a chat's last committed turn left (Storage.recall): its conversation (the chat's
     latest), that conversation's status, its state as the step returned it (never mutated:
-    the step works on copies), its last event seq, and the chat's marks (table `chats`, the
-    JSON text as stored, '{}' without a row)."""
+    the step works on copies), its last event seq, the chat's marks (table `chats`, the JSON
+    text as stored, '{}' without a row) and the ids of its outbox rows still to send, in order
+    (None: not known, read the outbox)."""
 
     conversation_id: int
     status: str
     state: State
     seq: int
     marks: str
+    unsent: tuple[int, ...] | None = None
 
 
 class Storage:

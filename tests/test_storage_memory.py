@@ -46,6 +46,8 @@ def check_memory(store: Storage) -> int:
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
             ).fetchone()
             assert (row[0] if row else "{}") == known.marks, chat
+            if known.unsent is not None:
+                assert known.unsent == unsent(db, channel, chat), chat
         if store._chats:
             assert store._last_id == db.execute("SELECT max(id) FROM events").fetchone()[0]
         for (kind, value), row_id in store._ids.items():
@@ -53,6 +55,11 @@ def check_memory(store: Storage) -> int:
             got = db.execute(f"SELECT {column} FROM {table} WHERE id = ?", [row_id]).fetchone()
             assert got == (value,), value
     return len(store._chats)
+
+
+def unsent(db, channel: str, chat: str) -> tuple[int, ...]:
+    sql = "SELECT id FROM outbox WHERE channel = ? AND chat_id = ? AND status = 'pending'"
+    return tuple(r[0] for r in db.execute(sql + " ORDER BY id", [channel, chat]))
 
 
 @pytest.fixture
@@ -71,8 +78,12 @@ def inbound(chat, uid, text=None, choice=None, user="u1", meta=None, tag=None):
 
 
 async def commit(dlv: Delivery, *inbounds: Inbound) -> list:
-    """Commit through the writer, all in one batch (what concurrent updates do), and send."""
+    """Commit through the writer, all in one batch (what concurrent updates do), and send.
+    Each chat's last turn lists the chat's unsent outbox rows, as the outbox holds them."""
     turns = await asyncio.gather(*(dlv.commit_async(i) for i in inbounds))
+    for turn in {t.chat: t for t in turns if t.status != "stale"}.values():
+        stored = unsent(dlv.storage.conn, dlv.channel.name, turn.chat)
+        assert tuple(p.outbox_id for p in turn.pending) == stored, turn.chat
     for turn, i in zip(turns, inbounds, strict=True):
         await dlv.deliver(turn, i.meta)
     return turns
@@ -89,8 +100,12 @@ async def test_a_real_dialogs_remembered_state_is_what_a_fresh_storage_reads(sto
     chats = {f"c{i}": ["/start", *script] for i, script in enumerate(scripts)}
     uids = iter(range(1, 10**6))
     last: dict[str, Inbound] = {}
-    hits = 0
+    hits, resent, known_unsent = 0, False, False
     for _ in range(60):
+        # some sends fail: part of a turn's replies, or all (the user blocked the bot)
+        channel.fail = [rng.choice([(0, False), (1, False), (0, True)]) for _ in range(2)]
+        channel.fail += [(99, False)] * rng.randrange(8)
+        rng.shuffle(channel.fail)
         batch = []
         for chat, script in chats.items():
             roll = rng.random()
@@ -117,8 +132,36 @@ async def test_a_real_dialogs_remembered_state_is_what_a_fresh_storage_reads(sto
         rng.shuffle(batch)
         turns = await commit(dlv, *batch)
         assert {t.status for t in turns} <= {"new", "duplicate", "stale"}
+        resent = resent or any(len(t.pending) > 1 for t in turns)
+        known_unsent = known_unsent or any(k.unsent == () for k in store._chats.values())
         hits = max(hits, check_memory(store))
     assert hits == len(chats)  # every chat was remembered at some point
+    assert resent and known_unsent  # rows left unsent went first; the memory knew of none
+    await dlv.stop()
+
+
+async def test_unsent_rows_remembered_go_first_in_order(store, channel):
+    """A chat's unsent rows (a failed send) are remembered as such and sent before the next
+    turn's; a row given up is no longer pending."""
+    dlv = Delivery(store, channel, fake_step)
+    channel.fail = [(1, False)]  # "got a" out, "next?" not
+    await commit(dlv, inbound("c1", "1", "a"))
+    assert store._chats["telegram", "c1"].unsent is None  # a partial send: not known
+    [t] = await commit(dlv, inbound("c1", "2", "b"))  # read from the outbox, then sent
+    assert [len(p.replies) for p in t.pending] == [1, 2]
+    assert [x for c, x, _ in channel.sent] == ["got a", "next?", "got b", "next?"]
+    assert store._chats["telegram", "c1"].unsent == ()  # all sent: known empty
+    channel.fail = [(0, True)]  # given up
+    await commit(dlv, inbound("c1", "3", "c"))
+    [t] = await commit(dlv, inbound("c1", "4", "d"))
+    assert [p.outbox_id for p in t.pending] == [t.pending[0].outbox_id]  # only its own
+    assert store._chats["telegram", "c1"].unsent == ()
+    channel.fail = [(0, False)]
+    await commit(dlv, inbound("c1", "5", "e"))
+    [t] = await commit(dlv, inbound("c1", "5", "e"))  # redelivered: the unsent row again
+    assert t.status == "duplicate" and len(t.pending) == 1
+    check_memory(store)
+    await dlv.stop()
 
 
 async def test_the_memory_survives_a_restart_of_the_bot_as_the_database_holds_it(tmp_path, channel):
