@@ -47,7 +47,6 @@ ids restart after a week without updates: the message or callback query id is th
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -421,11 +420,9 @@ class Delivery:
             "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
             [marks_json, now, self.channel.name, chat],
         ).rowcount
-        # the chat's new marks and unsent rows, the rest as it was
-        entry = None
-        if known is not None and changed:
-            entry = dataclasses.replace(known, marks=marks_json, unsent=unsent)
-        self.storage.remember(self.channel.name, chat, entry)
+        if known is not None and changed:  # the memory's own entry, updated after the writes:
+            known.marks, known.unsent = marks_json, unsent  # new marks and unsent rows
+        self.storage.remember(self.channel.name, chat, known if changed else None)
 
     # --- sending (async) ---
 
