@@ -843,6 +843,7 @@ class Storage:
         self._version: int | None = None  # PRAGMA data_version when the memory was checked
         self._changes = -1  # conn.total_changes when the memory was last brought up to date
         self._choices: dict[tuple[str, str], Choice] = {}  # see _shared_buttons
+        self._fields_sets: dict[frozenset[str], set[str]] = {}  # ditto
         self._last_now: tuple[str, datetime] = ("", _EPOCH)  # the latest `now()`, as a datetime
         # commits made without their fsync (run_batch fsync=False), and how many of them the
         # latest sync_wal covered
@@ -952,10 +953,9 @@ class Storage:
 
     def _shared_buttons(self, state: State) -> State:
         """`state` to remember: a copy whose buttons offered (two thirds of a state's memory)
-        are instances shared by all the remembered states offering the same button. Nothing
-        changes them: the step copies its input, and the copy is the memory's own."""
-        if not state.offered:
-            return state
+        are instances shared by all the remembered states offering the same button, as is
+        its set of fields set (pydantic's, a third of the rest) when it is the usual one.
+        Nothing changes them: the step copies its input, and the copy is the memory's own."""
         pool, offered = self._choices, []
         for choice in state.offered:
             fields = choice.__dict__
@@ -968,6 +968,12 @@ class Storage:
             offered.append(shared)
         state = shallow_copy(state)
         state.__dict__["offered"] = offered
+        names = frozenset(state.__pydantic_fields_set__)  # a few sets in use, shared
+        shared_names = self._fields_sets.get(names)
+        if shared_names is None and len(self._fields_sets) < SHARED_CHOICES:
+            shared_names = self._fields_sets[names] = set(names)
+        if shared_names is not None:
+            object.__setattr__(state, "__pydantic_fields_set__", shared_names)
         return state
 
     def sync_wal(self) -> int:
