@@ -356,7 +356,8 @@ class Delivery:
                 pending = self._pending(chat, {event_id: list(replies)})
             unsent = tuple(p.outbox_id for p in pending)
         last_id = event_id + last - first  # ids and seqs both consecutive in a turn
-        entry = Remembered(cid, _status(new_state), new_state, last, marks_json, unsent)
+        user = inbound.user is not None or (known is not None and known.user)  # its user id
+        entry = Remembered(cid, _status(new_state), new_state, last, marks_json, unsent, user)
         storage.remember(channel, chat, entry, last_id)  # after the body's last write
         return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 

@@ -803,8 +803,8 @@ class Remembered:
     """What a chat's last committed turn left (Storage.recall): its conversation (the chat's
     latest), that conversation's status, its state as the step returned it (never mutated:
     the step works on copies), its last event seq, the chat's marks (table `chats`, the JSON
-    text as stored, '{}' without a row) and the ids of its outbox rows still to send, in order
-    (None: not known, read the outbox)."""
+    text as stored, '{}' without a row), the ids of its outbox rows still to send, in order
+    (None: not known, read the outbox), and whether the conversation has its user id."""
 
     conversation_id: int
     status: str
@@ -812,6 +812,7 @@ class Remembered:
     seq: int
     marks: str
     unsent: tuple[int, ...] | None = None
+    user: bool = False
 
 
 class Storage:
@@ -1094,10 +1095,12 @@ class Storage:
         wait: bool = True,
         fsync: bool = True,
     ) -> list[Any]:
-        """Run several bodies `(body, durable)` in ONE transaction, each in its own savepoint
-        (a body that raises has its writes undone; the others stand), and commit once: with an
-        fsync when any body is durable. Returns, per body, its result or the exception it
-        raised; a failed BEGIN or COMMIT is every body's result. See bot/writer.py.
+        """Run several bodies `(body, durable)` in ONE transaction and commit once: with an
+        fsync when any body is durable. A body that raises has its writes undone and the others
+        stand: then all are undone and run again, each in its own savepoint (so a body may run
+        twice: it must do nothing outside the database that it would not repeat). Returns, per
+        body, its result or the exception it raised; a failed BEGIN or COMMIT is every body's
+        result. See bot/writer.py.
 
         `wait=False` (the event loop's writer): if a thread holds the lock, or another process
         the database's write lock, raise `Busy` at once, having run nothing, rather than wait.
@@ -1137,16 +1140,14 @@ class Storage:
         results: list[Any] = []
         try:
             self._check_version()
-            for body, _ in bodies:
-                conn.execute("SAVEPOINT body")
-                try:
-                    result = body(conn)
-                except Exception as exc:
-                    result = exc
-                    self._forget()  # what it wrote is undone: what it remembered may be gone
-                    conn.execute("ROLLBACK TO body")
-                conn.execute("RELEASE body")
-                results.append(result)
+            conn.execute("SAVEPOINT batch")
+            try:  # while no body fails (the usual case), no savepoint each
+                results = [body(conn) for body, _ in bodies]
+            except Exception:  # all undone, then each again in its own savepoint
+                self._forget()  # what they wrote is undone: what they remembered may be gone
+                conn.execute("ROLLBACK TO batch")
+                results = [self._in_savepoint(body) for body, _ in bodies]
+            conn.execute("RELEASE batch")
             conn.commit()
             self.commits += 1
             if deferred:
@@ -1163,6 +1164,18 @@ class Storage:
             if not durable:
                 conn.execute("PRAGMA synchronous = FULL")
         return results
+
+    def _in_savepoint(self, body: Callable[[Connection], Any]) -> Any:
+        """`body(conn)`, or the exception it raised, its writes undone."""
+        self.conn.execute("SAVEPOINT body")
+        try:
+            result = body(self.conn)
+        except Exception as exc:
+            result = exc
+            self._forget()  # what it wrote is undone: what it remembered may be gone
+            self.conn.execute("ROLLBACK TO body")
+        self.conn.execute("RELEASE body")
+        return result
 
     def _undo_body(self, group: _Group) -> None:
         self._forget()
@@ -1338,7 +1351,8 @@ class Storage:
                 for i, (key, (text, ref, choices, v)) in enumerate(zip(keys, shaped, strict=True))
             ],
         )  # fmt: skip
-        if user_id is not None:  # a statement apart: the user's index is rewritten only here
+        has_user = known is not None and known.conversation_id == cid and known.user
+        if user_id is not None and not has_user:  # apart: its index is rewritten only here, once
             db.execute(
                 "UPDATE conversations SET user_id = ? WHERE id = ? AND user_id IS NULL",
                 [user_id, cid],

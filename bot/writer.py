@@ -50,7 +50,9 @@ class Writer:
 
     def submit(self, body: Callable[[Connection], Any], durable: bool = True) -> asyncio.Future:
         """Queue `body(conn)`; the future resolves after its batch's commit with its result,
-        or raises what it raised (its writes undone) or what the BEGIN/COMMIT raised."""
+        or raises what it raised (its writes undone) or what the BEGIN/COMMIT raised. When
+        another body of the batch fails, it runs again (see Storage.run_batch): it must do
+        nothing outside the database that it would not repeat."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._jobs.append((body, durable, future))

@@ -36,12 +36,13 @@ def check_memory(store: Storage) -> int:
             assert state == known.state, chat
             assert repr(state) == repr(known.state), chat  # the same types too (no 1 vs "1")
             assert state.model_dump(mode="json") == known.state.model_dump(mode="json")
-            status, seq = db.execute(
-                "SELECT status, (SELECT max(seq) FROM events WHERE conversation_id = c.id)"
-                " FROM conversations c WHERE id = ?",
+            status, seq, user = db.execute(
+                "SELECT status, (SELECT max(seq) FROM events WHERE conversation_id = c.id),"
+                " user_id FROM conversations c WHERE id = ?",
                 [cid],
             ).fetchone()
             assert (status, seq) == (known.status, known.seq), chat
+            assert user is not None or not known.user, chat
             row = db.execute(
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
             ).fetchone()
@@ -325,3 +326,15 @@ def test_the_synchronous_path_stays_right_beside_the_memory(store, channel):
     finally:
         loop.run_until_complete(dlv.stop())
         loop.close()
+
+
+async def test_a_conversation_opened_without_a_user_gets_the_first_users_id_once(store, channel):
+    dlv = Delivery(store, channel, fake_step)
+    store.start_new("telegram", "c1", None)
+    await commit(dlv, inbound("c1", "1", "a", user=None))
+    assert not store.recall("telegram", "c1").user
+    await commit(dlv, inbound("c1", "2", "b", user="7"))
+    await commit(dlv, inbound("c1", "3", "c", user="8"))  # the first one's stays
+    assert store.recall("telegram", "c1").user
+    assert store.conn.execute("SELECT user_id FROM conversations").fetchall() == [("7",)]
+    assert check_memory(store) == 1
