@@ -769,6 +769,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def fsync_failed(exc: OSError) -> sqlite3.OperationalError:
+    """A failed fsync of the log, as the error a failed COMMIT raises (NotStored for inputs)."""
+    return sqlite3.OperationalError(f"disk I/O error (fsync: {exc})")
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -851,6 +856,7 @@ class Storage:
         self.unsynced = self.synced = 0
         self._sync_lock = threading.Lock()
         self._dir_synced = False
+        self._sync_error: OSError | None = None  # a failed fsync of the log: for good
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn = conn
@@ -983,10 +989,16 @@ class Storage:
         (that fsyncs this same file). Any thread; it does not use the connection. Returns the
         count of commits without an fsync (`unsynced`) it covers. Raises OSError."""
         covered = self.unsynced
+        if self._sync_error is not None:  # after a failed fsync a later one's success proves
+            raise self._sync_error  # nothing (the kernel may have dropped the pages): until
+            # a restart nothing more is reported stored
         wal = f"{self.path}-wal"
         fd = os.open(wal, os.O_RDONLY)
         try:
             os.fsync(fd)
+        except OSError as exc:
+            self._sync_error = exc
+            raise
         finally:
             os.close(fd)
         if not self._dir_synced:  # the log's directory entry (SQLite syncs it once too)
@@ -1010,7 +1022,10 @@ class Storage:
             if self._group is not None:
                 self._commit(self._group)
             if self.synced < self.unsynced:
-                self.sync_wal()
+                try:
+                    self.sync_wal()
+                except OSError as exc:
+                    raise fsync_failed(exc) from exc
             yield self.conn
 
     def ping(self) -> None:
@@ -1205,6 +1220,12 @@ class Storage:
             self._forget()
             self.conn.rollback()
             group.error = group.error or exc
+        else:  # durable: so must be what it read (a duplicate's input) if committed unsynced
+            if group.durable and self.synced < self.unsynced:
+                try:
+                    self.sync_wal()
+                except OSError as exc:
+                    group.error = fsync_failed(exc)
         finally:
             self._group, group.done = None, True
             if not group.durable:  # FULL again: the connection's setting outside a lazy group

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage
+from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage, fsync_failed
 
 MAX_BATCH = 64  # bodies per transaction at most: a burst does not delay the first one long
 INLINE_DURABLE = 1  # a batch with at most this many durable bodies pays its fsync on the loop
@@ -67,7 +67,12 @@ class Writer:
             return
         # Under load a batch's fsync runs in a thread while the loop goes on with other chats;
         # its durable bodies' callers resume after it. One input alone pays it here (no hop).
-        inline = wait or sum(durable for _, durable, _ in jobs) <= INLINE_DURABLE
+        # Not while earlier commits wait for their fsync: a body may read their rows (an input
+        # seen already) and be confirmed by a COMMIT that wrote, and so synced, nothing.
+        inline = wait or (
+            sum(durable for _, durable, _ in jobs) <= INLINE_DURABLE
+            and self.storage.synced >= self.storage.unsynced
+        )
         try:
             results = self.storage.run_batch(
                 [(body, durable) for body, durable, _ in jobs], wait=wait, fsync=inline
@@ -110,7 +115,7 @@ class Writer:
         error = done.exception()
         covered = self.storage.synced
         if error is not None:  # as a failed COMMIT: not stored (each caller's NotStored)
-            error = sqlite3.OperationalError(f"disk I/O error (fsync: {error})")
+            error = fsync_failed(error)
         waiting, self._unsynced = self._unsynced, []
         for covers, future, result in waiting:
             if error is not None:
@@ -135,12 +140,13 @@ class Writer:
                 self.storage.sync_wal()
                 error = None
             except OSError as exc:
-                error = sqlite3.OperationalError(f"disk I/O error (fsync: {exc})")
+                error = fsync_failed(exc)
             for _, future, result in self._unsynced:
                 _settle(future, error or result)
             self._unsynced = []
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+            self._pool = None  # inputs still in flight at shutdown commit after this: a new one
 
 
 def _settle(future: asyncio.Future, result: Any) -> None:

@@ -272,3 +272,67 @@ def test_close_makes_what_waits_for_its_fsync_durable(tmp_path):
         sync = HeldSync(storage)
         assert asyncio.run(main(storage, Writer(storage), sync)) == ["c0", "c1"]
         assert storage.synced == storage.unsynced == 1
+
+
+def test_after_a_failed_fsync_nothing_more_is_reported_stored(tmp_path):
+    """The rows of a batch whose fsync failed stay committed (not durable): a redelivered
+    input read in a later batch would be a "duplicate", confirmed by a COMMIT that wrote, and
+    so synced, nothing. Such a batch waits for the log's fsync too, and after one failure
+    every fsync fails (a later success would prove nothing): not stored, until a restart."""
+    from test_delivery import FakeChannel, inbound
+    from test_storage import Clock, fake_step
+
+    from bot.delivery import Delivery, NotStored
+
+    async def main(dlv: Delivery) -> list:
+        first = await asyncio.gather(
+            dlv.commit_async(inbound("a", "1", chat="c1")),
+            dlv.commit_async(inbound("b", "2", chat="c2")),
+            return_exceptions=True,
+        )
+        again = await asyncio.gather(
+            dlv.commit_async(inbound("a", "1", chat="c1")), return_exceptions=True
+        )
+        return first + again
+
+    with Storage(tmp_path / "bot.db", clock=Clock()) as store:
+        sync = HeldSync(store, fail=True)
+        sync.go.set()
+        results = asyncio.run(main(Delivery(store, FakeChannel(), fake_step)))
+        with pytest.raises(sqlite3.OperationalError, match="fsync"):
+            with store.reading():
+                pass
+    assert all(isinstance(r, NotStored) for r in results), results
+
+
+def test_a_synchronous_commit_syncs_what_a_batch_left_unsynced(tmp_path):
+    """`Storage.transaction` (refused inputs, the console) may read a row a deferred batch
+    committed: its durable commit fsyncs the log even when it wrote nothing itself."""
+
+    async def main(storage: Storage, writer: Writer) -> list:
+        writer._sync = lambda: None  # the thread's fsync never starts: the batch stays unsynced
+        durable = [writer.submit(insert(f"c{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        before = storage.synced < storage.unsynced
+        with storage.transaction():
+            pass  # reads, writes nothing
+        after = storage.synced == storage.unsynced
+        writer.close()  # settles what waits for its fsync
+        return [before, after, await asyncio.gather(*durable)]
+
+    with Storage(tmp_path / "bot.db") as storage:
+        assert asyncio.run(main(storage, Writer(storage))) == [True, True, ["c0", "c1"]]
+
+
+def test_a_batch_after_close_still_resolves(tmp_path):
+    """At shutdown the writer is closed first, then updates still in flight commit through it:
+    a batch needing the fsync thread still resumes its callers."""
+
+    async def main(writer: Writer) -> list:
+        await asyncio.gather(writer.submit(insert("a")), writer.submit(insert("b")))
+        writer.close()
+        late = asyncio.gather(writer.submit(insert("c")), writer.submit(insert("d")))
+        return await asyncio.wait_for(late, 5)
+
+    with Storage(tmp_path / "bot.db") as storage:
+        assert asyncio.run(main(Writer(storage))) == ["c", "d"]
