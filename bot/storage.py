@@ -496,7 +496,8 @@ def _state_row(
     `refs`: `_state_refs(state)`, when made already."""
     verdict, offered = refs or _state_refs(state)
     known = known or {}
-    texts = known | _text_ids(db, {verdict, offered} - {None} - known.keys())
+    missing = {verdict, offered} - {None} - known.keys()
+    texts = known | _text_ids(db, missing) if missing else known  # a turn's: looked up already
     asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
     kept: dict[str, Any] = {}
     for key, value in state.items():
