@@ -67,11 +67,11 @@ class Writer:
             return
         # Under load a batch's fsync runs in a thread while the loop goes on with other chats;
         # its durable bodies' callers resume after it. One input alone pays it here (no hop).
-        # Not while earlier commits wait for their fsync: a body may read their rows (an input
-        # seen already) and be confirmed by a COMMIT that wrote, and so synced, nothing.
-        inline = wait or (
-            sum(durable for _, durable, _ in jobs) <= INLINE_DURABLE
-            and self.storage.synced >= self.storage.unsynced
+        # Not while earlier commits wait for their fsync (at close too): a body may read their
+        # rows (an input seen already) and be confirmed by a COMMIT that wrote, and so synced,
+        # nothing.
+        inline = (wait or sum(durable for _, durable, _ in jobs) <= INLINE_DURABLE) and (
+            self.storage.synced >= self.storage.unsynced
         )
         try:
             results = self.storage.run_batch(

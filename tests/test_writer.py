@@ -336,3 +336,28 @@ def test_a_batch_after_close_still_resolves(tmp_path):
 
     with Storage(tmp_path / "bot.db") as storage:
         assert asyncio.run(main(Writer(storage))) == ["c", "d"]
+
+
+def test_at_close_a_body_reading_unsynced_rows_waits_for_their_fsync(tmp_path):
+    """close() runs what is queued with the loop's waiting allowed, but a body that may read
+    rows still waiting for their fsync (and writes nothing, so its COMMIT syncs nothing) is
+    settled only after the log's fsync."""
+
+    async def main(storage: Storage, writer: Writer) -> list:
+        writer._sync = lambda: None  # the thread's fsync never starts: the batch stays unsynced
+        durable = [writer.submit(insert(f"c{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        read = writer.submit(lambda db: db.execute("SELECT count(*) FROM conversations").fetchone())
+        seen = []
+        real = storage.sync_wal
+
+        def sync() -> int:
+            seen.append(read.done())
+            return real()
+
+        storage.sync_wal = sync
+        writer.close()
+        return [seen, read.result(), await asyncio.gather(*durable)]
+
+    with Storage(tmp_path / "bot.db") as storage:
+        assert asyncio.run(main(storage, Writer(storage))) == [[False], (2,), ["c0", "c1"]]
