@@ -32,6 +32,7 @@ Clock = Callable[[], datetime]
 Connection = sqlite3.Connection
 
 BUSY_TIMEOUT_MS = 10_000
+SQLITE_IOERR = 10  # the primary result code of an I/O error (a failed fsync among them)
 
 
 class Busy(Exception):
@@ -989,27 +990,23 @@ class Storage:
         committed before the call is then as durable as a synchronous=FULL commit makes it
         (that fsyncs this same file). Any thread; it does not use the connection. Returns the
         count of commits without an fsync (`unsynced`) it covers. Raises OSError."""
-        covered = self.unsynced
-        if self._sync_error is not None:  # after a failed fsync a later one's success proves
-            raise self._sync_error  # nothing (the kernel may have dropped the pages): until
-            # a restart nothing more is reported stored
-        wal = f"{self.path}-wal"
-        fd = os.open(wal, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            self._sync_error = exc
-            raise
-        finally:
-            os.close(fd)
-        if not self._dir_synced:  # the log's directory entry (SQLite syncs it once too)
-            fd = os.open(self.path.parent, os.O_RDONLY)
+        with self._sync_lock:  # one at a time: none may open the file after another's
+            # failure and report success before that failure is recorded
+            covered = self.unsynced
+            if self._sync_error is not None:  # after a failed fsync a later one's success
+                raise self._sync_error  # proves nothing (the kernel may have dropped the
+                # pages): until a restart nothing more is reported stored
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                for path in [f"{self.path}-wal"] + [self.path.parent] * (not self._dir_synced):
+                    fd = os.open(path, os.O_RDONLY)  # the log, and its directory entry once
+                    try:  # (SQLite syncs a new log's directory once too)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            except OSError as exc:
+                self._sync_error = exc
+                raise
             self._dir_synced = True
-        with self._sync_lock:
             self.synced = max(self.synced, covered)
         return covered
 
@@ -1171,6 +1168,7 @@ class Storage:
         except sqlite3.Error as exc:  # the transaction is gone, or its COMMIT failed: all fail
             self._forget()
             conn.rollback()
+            self._io_failed(exc)
             results = [exc] * len(bodies)
         except BaseException:  # not a body's failure (interrupted): nothing stays half done
             self._forget()
@@ -1180,6 +1178,14 @@ class Storage:
             if not durable:
                 conn.execute("PRAGMA synchronous = FULL")
         return results
+
+    def _io_failed(self, exc: BaseException) -> None:
+        """A COMMIT's I/O error (its fsync, SQLITE_IOERR) while commits wait for theirs: their
+        pages may have been dropped, and a later fsync would report success: for good."""
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_IOERR:
+            with self._sync_lock:
+                if self.synced < self.unsynced and self._sync_error is None:
+                    self._sync_error = OSError(5, str(exc))
 
     def _in_savepoint(self, body: Callable[[Connection], Any]) -> Any:
         """`body(conn)`, or the exception it raised, its writes undone."""
@@ -1221,6 +1227,7 @@ class Storage:
             self._forget()
             self.conn.rollback()
             group.error = group.error or exc
+            self._io_failed(exc)
         else:  # durable: so must be what it read (a duplicate's input) if committed unsynced
             if group.durable and self.synced < self.unsynced:
                 try:

@@ -84,8 +84,13 @@ class Writer:
                 return
             # busy as long as any writer waits: the batch fails (NotStored for an input)
             results = [sqlite3.OperationalError(f"database is locked ({exc})")] * len(jobs)
-        except Exception as exc:  # the connection is closed or broken
-            results = [exc] * len(jobs)
+        except BaseException as exc:  # the connection is closed or broken, or a body was
+            # interrupted (all undone): every caller hears it (not stored), none waits for ever
+            error = exc if isinstance(exc, Exception) else sqlite3.OperationalError(repr(exc))
+            results = [error] * len(jobs)
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                self._fail(jobs, error)
+                raise
         self._busy_since = None
         del self._jobs[: len(jobs)]
         if self._jobs and self._soon is None:
@@ -99,6 +104,11 @@ class Writer:
                 _settle(future, result)
         if self._unsynced and self._syncing is None:
             self._sync()
+
+    def _fail(self, jobs: list, exc: BaseException) -> None:
+        del self._jobs[: len(jobs)]
+        for _, _, future in jobs:
+            _settle(future, exc)
 
     def _sync(self) -> None:
         """fsync the log in the thread, for every durable body committed so far."""

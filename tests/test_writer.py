@@ -361,3 +361,62 @@ def test_at_close_a_body_reading_unsynced_rows_waits_for_their_fsync(tmp_path):
 
     with Storage(tmp_path / "bot.db") as storage:
         assert asyncio.run(main(storage, Writer(storage))) == [[False], (2,), ["c0", "c1"]]
+
+
+class IoErrorOnCommit:
+    """The connection, whose COMMIT fails as a failed fsync of SQLite's own does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.__dict__["_conn"] = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def commit(self):
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorcode, exc.sqlite_errorname = 10 | (4 << 8), "SQLITE_IOERR_FSYNC"
+        raise exc
+
+
+def test_a_commit_whose_fsync_fails_fails_the_batches_waiting_for_theirs(tmp_path):
+    """A synchronous commit (a refused input's note, in a thread) whose own fsync fails while a
+    batch waits for the log's fsync: the failed writeback may have dropped the batch's pages,
+    and a later fsync would report success: the batch is not stored."""
+
+    async def main(storage: Storage, writer: Writer) -> list:
+        start = writer._sync
+        writer._sync = lambda: None  # the thread's fsync not started yet
+        durable = [writer.submit(insert(f"c{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        real, storage.conn = storage.conn, IoErrorOnCommit(storage.conn)
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                with storage.transaction() as db:
+                    insert("refused")(db)
+        finally:
+            storage.conn = real
+        writer._sync = start
+        writer._sync()  # the thread's fsync, on a fresh descriptor
+        return await asyncio.gather(*durable, return_exceptions=True)
+
+    with Storage(tmp_path / "bot.db") as storage:
+        results = asyncio.run(main(storage, Writer(storage)))
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+
+
+def test_a_body_interrupted_fails_its_batch_and_the_writer_goes_on(tmp_path):
+    """A body raising a BaseException (not a bug's Exception): every body of its batch is
+    undone and its caller told (not stored), and the next batch runs."""
+
+    def interrupted(db):
+        db.execute(INSERT, ["x"])
+        raise asyncio.CancelledError
+
+    async def main(writer: Writer) -> list:
+        batch = [writer.submit(interrupted), writer.submit(insert("c0"))]
+        done = await asyncio.wait_for(asyncio.gather(*batch, return_exceptions=True), 5)
+        return [type(r).__name__ for r in done] + [await writer.submit(insert("c1"))]
+
+    with Storage(tmp_path / "bot.db") as storage:
+        assert asyncio.run(main(Writer(storage))) == ["OperationalError"] * 2 + ["c1"]
+    assert on_disk(tmp_path / "bot.db") == ["c1"]
