@@ -284,3 +284,35 @@ async def test_a_failure_after_the_commit_never_says_nothing_was_processed(tmp_p
         _fake_api(bot, sent)
         assert await bot.delivery.flush() == 1
         assert len(sent) == 1 and "事業者の種類" in sent[0][1]
+
+
+async def test_a_copy_of_an_update_being_handled_is_not_refused_but_waits_behind_it():
+    """Webhook retries: a chat's queue is full and Telegram sends again an update still being
+    handled. Refusing it would note it handled before the original is stored (which would
+    then be a duplicate, never stepped); it runs after the original instead."""
+    from bot.telegram.app import MAX_QUEUED_PER_CHAT
+
+    refused: list[int] = []
+
+    async def refuse(update: Update, first: bool) -> None:
+        refused.append(update.update_id)
+
+    order = ChatOrder(16, ChatLocks(), refuse)
+    gate, ran = asyncio.Event(), []
+
+    async def work(n: int) -> None:
+        await gate.wait()
+        ran.append(n)
+
+    tasks = [
+        asyncio.create_task(order.process_update(_update(n, 1), work(n)))
+        for n in range(MAX_QUEUED_PER_CHAT)
+    ]
+    await asyncio.sleep(0)
+    copy = asyncio.create_task(order.process_update(_update(0, 1), work(100)))  # update 0 again
+    other = asyncio.create_task(order.process_update(_update(99, 1), work(99)))  # a new one
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks, copy, other)
+    assert refused == [99]
+    assert ran == [*range(MAX_QUEUED_PER_CHAT), 100]

@@ -108,6 +108,7 @@ class ChatOrder(BaseUpdateProcessor):
         self.locks, self.refuse = locks, refuse
         self.queued: Counter[str] = Counter()
         self.told: set[str] = set()
+        self.handling: Counter[int] = Counter()  # update ids accepted and not yet done
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
@@ -115,17 +116,26 @@ class ChatOrder(BaseUpdateProcessor):
             await coroutine
             return
         key = str(chat.id)
-        if self.refuse is not None and self.queued[key] >= MAX_QUEUED_PER_CHAT:
+        # A copy of an update being handled (a webhook's retry) is never refused: noted as
+        # handled first, it would make the accepted one a duplicate, never stepped. It waits
+        # behind it instead (beyond the bound, as many as Telegram's retries) and is a
+        # duplicate itself.
+        full = self.queued[key] >= MAX_QUEUED_PER_CHAT and not self.handling[update.update_id]
+        if self.refuse is not None and full:
             coroutine.close()  # never run: refused before the dialog
             first = key not in self.told
             self.told.add(key)
             await self.refuse(update, first)
             return
         self.queued[key] += 1
+        self.handling[update.update_id] += 1
         try:
             async with self.locks.hold(key):
                 await coroutine
         finally:
+            self.handling[update.update_id] -= 1
+            if not self.handling[update.update_id]:
+                del self.handling[update.update_id]
             self.queued[key] -= 1
             if not self.queued[key]:  # the burst is over: forget the chat
                 del self.queued[key]
