@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from bot.storage import Remembered, Storage, _status
+from bot.storage import Remembered, Storage, conversation_status
 from dialogs.io import Reply, State, UserInput
 
 if TYPE_CHECKING:  # imported where used: the console (synchronous commits) never loads asyncio
@@ -357,7 +357,8 @@ class Delivery:
             unsent = tuple(p.outbox_id for p in pending)
         last_id = event_id + last - first  # ids and seqs both consecutive in a turn
         user = inbound.user is not None or (known is not None and known.user)  # its user id
-        entry = Remembered(cid, _status(new_state), new_state, last, marks_json, unsent, user)
+        status = conversation_status(new_state)
+        entry = Remembered(cid, status, new_state, last, marks_json, unsent, user)
         storage.remember(channel, chat, entry, last_id)  # after the body's last write
         return Turn(chat, "new", uid, cid, new_state, list(replies), pending, marks)
 

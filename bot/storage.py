@@ -771,7 +771,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def fsync_failed(exc: OSError) -> sqlite3.OperationalError:
+def _fsync_failed(exc: OSError) -> sqlite3.OperationalError:
     """A failed fsync of the log, as the error a failed COMMIT raises (NotStored for inputs)."""
     return sqlite3.OperationalError(f"disk I/O error (fsync: {exc})")
 
@@ -780,7 +780,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _status(state: State) -> str:
+def conversation_status(state: State) -> str:
     if state.phase == "cancelled":
         return "cancelled"
     if state.verdict is not None and state.phase == "verdict":
@@ -989,13 +989,14 @@ class Storage:
         """fsync the write-ahead log (and, the first time, its directory): every transaction
         committed before the call is then as durable as a synchronous=FULL commit makes it
         (that fsyncs this same file). Any thread; it does not use the connection. Returns the
-        count of commits without an fsync (`unsynced`) it covers. Raises OSError."""
+        count of commits without an fsync (`unsynced`) it covers. A failure raises what a
+        failed COMMIT raises (sqlite3.OperationalError, disk I/O error)."""
         with self._sync_lock:  # one at a time: none may open the file after another's
             # failure and report success before that failure is recorded
             covered = self.unsynced
             if self._sync_error is not None:  # after a failed fsync a later one's success
-                raise self._sync_error  # proves nothing (the kernel may have dropped the
-                # pages): until a restart nothing more is reported stored
+                raise _fsync_failed(self._sync_error)  # proves nothing (the kernel may have
+                # dropped the pages): until a restart nothing more is reported stored
             try:
                 for path in [f"{self.path}-wal"] + [self.path.parent] * (not self._dir_synced):
                     fd = os.open(path, os.O_RDONLY)  # the log, and its directory entry once
@@ -1005,7 +1006,7 @@ class Storage:
                         os.close(fd)
             except OSError as exc:
                 self._sync_error = exc
-                raise
+                raise _fsync_failed(exc) from exc
             self._dir_synced = True
             self.synced = max(self.synced, covered)
         return covered
@@ -1020,10 +1021,7 @@ class Storage:
             if self._group is not None:
                 self._commit(self._group)
             if self.synced < self.unsynced:
-                try:
-                    self.sync_wal()
-                except OSError as exc:
-                    raise fsync_failed(exc) from exc
+                self.sync_wal()
             yield self.conn
 
     def ping(self) -> None:
@@ -1232,8 +1230,8 @@ class Storage:
             if group.durable and self.synced < self.unsynced:
                 try:
                     self.sync_wal()
-                except OSError as exc:
-                    group.error = fsync_failed(exc)
+                except sqlite3.Error as exc:
+                    group.error = exc
         finally:
             self._group, group.done = None, True
             if not group.durable:  # FULL again: the connection's setting outside a lazy group
@@ -1393,7 +1391,7 @@ class Storage:
             [
                 new_state.lang,
                 now,
-                _status(new_state),
+                conversation_status(new_state),
                 new_state.phase,
                 new_state.awaiting,
                 verdict.get("status"),

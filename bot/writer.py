@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage, fsync_failed
+from bot.storage import BUSY_TIMEOUT_MS, Busy, Connection, Storage
 
 MAX_BATCH = 64  # bodies per transaction at most: a burst does not delay the first one long
 INLINE_DURABLE = 1  # a batch with at most this many durable bodies pays its fsync on the loop
@@ -122,10 +122,8 @@ class Writer:
 
     def _synced(self, done: asyncio.Future) -> None:
         self._syncing = None
-        error = done.exception()
+        error = done.exception()  # as a failed COMMIT's: not stored (each caller's NotStored)
         covered = self.storage.synced
-        if error is not None:  # as a failed COMMIT: not stored (each caller's NotStored)
-            error = fsync_failed(error)
         waiting, self._unsynced = self._unsynced, []
         for covers, future, result in waiting:
             if error is not None:
@@ -149,8 +147,8 @@ class Writer:
             try:
                 self.storage.sync_wal()
                 error = None
-            except OSError as exc:
-                error = fsync_failed(exc)
+            except sqlite3.Error as exc:
+                error = exc
             for _, future, result in self._unsynced:
                 _settle(future, error or result)
             self._unsynced = []

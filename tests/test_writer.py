@@ -191,8 +191,8 @@ class HeldSync:
     def __call__(self) -> int:
         self.calls += 1
         self.go.wait(5)
-        if self.fail:
-            raise OSError(5, "Input/output error")
+        if self.fail:  # as the real one fails
+            raise sqlite3.OperationalError("disk I/O error (fsync: [Errno 5] Input/output error)")
         return self.real()
 
 
