@@ -499,22 +499,37 @@ def _state_row(
     known = known or {}
     missing = {verdict, offered} - {None} - known.keys()
     texts = known | _text_ids(db, missing) if missing else known  # a turn's: looked up already
-    asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
+    asked: dict[str, int] | None = None  # made when a sublist needs it
     kept: dict[str, Any] = {}
     for key, value in state.items():
-        if key in ("verdict", "offered") or (key in columns and columns[key] == value):
+        kind = _FIELD_KINDS.get(key, 0)  # a bit set of what to check (one look-up a field)
+        if not kind:
+            kept[key] = value
             continue
-        if key == "last":
+        if kind & _REF or (kind & _COLUMN and key in columns and columns[key] == value):
+            continue
+        if kind & _LAST:
             if last_logged:
                 continue
             value = {k: v for k, v in value.items() if not (k in _LAST_EMPTY and v is None)}
-        elif key in _STATE_EMPTY and value == _STATE_DEFAULTS[key]:
+        elif kind & _EMPTY and value == _STATE_DEFAULTS[key]:
             continue
-        elif key in SUBLISTS:
+        elif kind & _SUBLIST:
+            if asked is None:
+                asked = {q: i for i, q in reversed(list(enumerate(state.get("asked") or ())))}
             value = [asked.get(q, q) for q in value]
         kept[key] = value
-    state_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
-    return state_json, texts.get(verdict), texts.get(offered)
+    return _compact_json(kept), texts.get(verdict), texts.get(offered)
+
+
+# what _state_row checks of a state's field (a field not named here is kept as it is)
+_REF, _COLUMN, _LAST, _EMPTY, _SUBLIST = 1, 2, 4, 8, 16
+_FIELD_KINDS = {
+    key: (_REF * (key in ("verdict", "offered")) | _COLUMN * (key in STATE_COLUMNS)
+          | _LAST * (key == "last") | _EMPTY * (key in _STATE_EMPTY)
+          | _SUBLIST * (key in SUBLISTS))
+    for key in {"verdict", "offered", "last", *STATE_COLUMNS, *_STATE_EMPTY, *SUBLISTS}
+}  # fmt: skip
 
 
 _LAST_INPUT = """(SELECT json_array(q.name, o.name, l.value_json, m.name) FROM in_events l
@@ -776,8 +791,12 @@ def _fsync_failed(exc: OSError) -> sqlite3.OperationalError:
     return sqlite3.OperationalError(f"disk I/O error (fsync: {exc})")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# json.dumps(value, ensure_ascii=False), and with separators=(",", ":") too: the same text,
+# without making an encoder each call
+_dumps: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
+_compact_json: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+).encode
 
 
 def conversation_status(state: State) -> str:
