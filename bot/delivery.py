@@ -303,17 +303,30 @@ class Delivery:
             ).fetchone()
             marks_json = row[0] if row else "{}"
         marks = json.loads(marks_json)
+        noted = 0  # the input's row written already (its conversation known before the step)
         if uid is not None:
-            seen = db.execute(
+            if known is not None:  # a new input (the usual case) is noted without a look-up
+                noted = db.execute(
+                    "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO NOTHING",
+                    [channel, chat, uid, inbound.tag, known.conversation_id],
+                ).rowcount
+            seen = None if noted else db.execute(
                 "SELECT tag FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
                 [channel, chat, uid],
-            ).fetchone()
+            ).fetchone()  # fmt: skip
             if seen is not None and (None in (seen[0], inbound.tag) or seen[0] == inbound.tag):
                 none = known is not None and known.unsent == ()  # nothing to send: no look
                 pending = [] if none else self._pending(chat)
                 return Turn(chat, "duplicate", uid, pending=pending, marks=marks)
             # else: a reused id with another tag is a new input
         if self.channel.stale(inbound, marks):
+            if noted:  # nothing of a stale input is stored
+                db.execute(
+                    "DELETE FROM inputs WHERE channel = ? AND chat_id = ? AND uid = ?",
+                    [channel, chat, uid],
+                )
+                storage.remember(channel, chat, known)  # its rows are as they were
             return Turn(chat, "stale", uid, marks=marks)
 
         if known is not None:
@@ -325,7 +338,7 @@ class Delivery:
         first, last, event_id = storage.record(
             cid, inbound.user, uid, inbound.input, new_state, replies, now, known
         )
-        if uid is not None:
+        if uid is not None and not noted:  # or a reused id with another tag: now this input's
             db.execute(
                 "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"
