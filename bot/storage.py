@@ -1358,7 +1358,8 @@ class Storage:
         the code words to `names` (one look-up of each per turn, of those not remembered);
         the 'out' rows take the 'in' row's time and input id. `known`: the conversation's
         chat as `recall` gave it in this body (its last seq, and the last event id, then
-        come from the memory)."""
+        come from the memory; the row's language, status and verdict, when none of them
+        changes, are not written again)."""
         cid, last, db = conversation_id, new_state.last, self.conn
         if known is not None and known.conversation_id == cid and self._last_id is not None:
             seq, row_id = known.seq, self._last_id
@@ -1403,22 +1404,32 @@ class Storage:
                 "UPDATE conversations SET user_id = ? WHERE id = ? AND user_id IS NULL",
                 [user_id, cid],
             )
-        db.execute(
-            "UPDATE conversations SET lang = ?,"
-            " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
-            " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
-            [
-                new_state.lang,
-                now,
-                conversation_status(new_state),
-                new_state.phase,
-                new_state.awaiting,
-                verdict.get("status"),
-                verdict.get("ruleset"),
-                *_state_row(db, state, columns, last_logged=True, known=tid, refs=refs),
-                cid,
-            ],
+        status = conversation_status(new_state)
+        state_json, verdict_id, offered_id = _state_row(
+            db, state, columns, last_logged=True, known=tid, refs=refs
         )
+        old = known.state if known is not None and known.conversation_id == cid else None
+        if (  # the row's language, status and verdict (none) stay: not rewritten
+            old is not None
+            and new_state.verdict is None
+            and old.verdict is None
+            and new_state.lang == old.lang
+            and status == known.status
+        ):
+            db.execute(
+                "UPDATE conversations SET updated_at = ?, phase = ?, awaiting = ?,"
+                " state_json = ?, offered_id = ? WHERE id = ?",
+                [now, new_state.phase, new_state.awaiting, state_json, offered_id, cid],
+            )
+        else:
+            db.execute(
+                "UPDATE conversations SET lang = ?,"
+                " updated_at = ?, status = ?, phase = ?, awaiting = ?, verdict_status = ?,"
+                " ruleset = ?, state_json = ?, verdict_id = ?, offered_id = ? WHERE id = ?",
+                [new_state.lang, now, status, new_state.phase, new_state.awaiting,
+                 verdict.get("status"), verdict.get("ruleset"), state_json, verdict_id,
+                 offered_id, cid],
+            )  # fmt: skip
         return seq + 2, seq + 1 + len(replies), row_id + 2
 
     def start_new(
