@@ -82,6 +82,7 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox (channel, chat_id, id, conversation_id, input_uid, first_seq, last_seq,"
     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_marks_json: Callable[[Marks], str] = json.JSONEncoder().encode  # json.dumps, made once
 HOLD_S = 120.0  # how long a chat waits for its unstored input to come back before moving on
 
 
@@ -302,6 +303,7 @@ class Delivery:
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
             ).fetchone()
             marks_json = row[0] if row else "{}"
+        listed = known is not None or row is not None  # False: the chat has no row in `chats`
         marks = json.loads(marks_json)
         noted = 0  # the input's row written already (its conversation known before the step)
         if uid is not None:
@@ -349,13 +351,16 @@ class Delivery:
         if replies and self.channel.outbox:
             db.execute(_INSERT_OUTBOX, [channel, chat, event_id, cid, uid, first, last, now])
             marks = self.channel.committed(marks)
-            marks_json = json.dumps(marks)
+            marks_json = _marks_json(marks)
             # the chat's conversation rarely changes: then its index entry is not rewritten
-            if not db.execute(
-                "UPDATE chats SET marks_json = ?, updated_at = ?"
-                " WHERE channel = ? AND chat_id = ? AND conversation_id = ?",
-                [marks_json, now, channel, chat, cid],
-            ).rowcount:
+            if (
+                not listed
+                or not db.execute(
+                    "UPDATE chats SET marks_json = ?, updated_at = ?"
+                    " WHERE channel = ? AND chat_id = ? AND conversation_id = ?",
+                    [marks_json, now, channel, chat, cid],
+                ).rowcount
+            ):
                 db.execute(
                     "INSERT INTO chats (channel, chat_id, conversation_id, marks_json, updated_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id) DO UPDATE SET"
@@ -430,7 +435,7 @@ class Delivery:
                 " WHERE channel = ? AND chat_id = ? AND id = ?",
                 [sent.count, sent.final, MAX_ATTEMPTS, sent.final, MAX_ATTEMPTS, now, *key],
             )
-        marks_json = json.dumps(sent.marks)
+        marks_json = _marks_json(sent.marks)
         changed = db.execute(
             "UPDATE chats SET marks_json = ?, updated_at = ? WHERE channel = ? AND chat_id = ?",
             [marks_json, now, self.channel.name, chat],
