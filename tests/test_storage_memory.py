@@ -15,7 +15,7 @@ from test_delivery import FakeChannel
 from test_storage import Clock, fake_step
 
 from bot.delivery import Delivery, Inbound
-from bot.storage import Storage
+from bot.storage import Storage, conversation_status
 from dialogs.io import UserInput
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -36,12 +36,17 @@ def check_memory(store: Storage) -> int:
             assert state == known.state, chat
             assert repr(state) == repr(known.state), chat  # the same types too (no 1 vs "1")
             assert state.model_dump(mode="json") == known.state.model_dump(mode="json")
-            status, seq, user = db.execute(
+            status, seq, user, *columns = db.execute(
                 "SELECT status, (SELECT max(seq) FROM events WHERE conversation_id = c.id),"
-                " user_id FROM conversations c WHERE id = ?",
+                " user_id, lang, phase, awaiting, verdict_status, ruleset"
+                " FROM conversations c WHERE id = ?",
                 [cid],
             ).fetchone()
             assert (status, seq) == (known.status, known.seq), chat
+            assert status == conversation_status(state), chat  # columns as the state has them
+            verdict = state.verdict or {}
+            assert columns == [state.lang, state.phase, state.awaiting, verdict.get("status"),
+                               verdict.get("ruleset")], chat  # fmt: skip
             assert user is not None or not known.user, chat
             row = db.execute(
                 "SELECT marks_json FROM chats WHERE channel = ? AND chat_id = ?", [channel, chat]
@@ -338,3 +343,31 @@ async def test_a_conversation_opened_without_a_user_gets_the_first_users_id_once
     assert store.recall("telegram", "c1").user
     assert store.conn.execute("SELECT user_id FROM conversations").fetchall() == [("7",)]
     assert check_memory(store) == 1
+
+
+async def test_the_rows_columns_follow_each_change_of_language_status_and_verdict(store, channel):
+    """A turn that changes none of the conversation's language, status and verdict leaves
+    those columns as they are; each change of one of them is written (verdict given, then
+    taken back in the same conversation; language switched; cancelled; answered again)."""
+    from test_storage import VERDICT
+
+    def step(state, user_input):
+        new, replies = fake_step(state, user_input)
+        if user_input.raw == "undo":  # the verdict taken back, still the same conversation
+            new.phase, new.verdict, new.awaiting = "asking", None, "q9"
+        elif user_input.raw == "english":
+            new.lang = "en"
+        elif user_input.raw == "preview":  # a verdict while still asking: status stays
+            new.verdict = VERDICT
+        elif user_input.raw == "other verdict":
+            new.phase, new.verdict = "verdict", {**VERDICT, "status": "ineligible"}
+        return new, replies
+
+    dlv = Delivery(store, channel, step)
+    texts = ["a", "b", "done", "c", "undo", "d", "english", "e", "done", "other verdict"]
+    texts += ["undo", "preview", "h", "undo", "cancel", "f", "g"]
+    for n, text in enumerate(texts):
+        (turn,) = await commit(dlv, inbound("c1", str(n), text=text))
+        assert turn.status == "new", text
+        assert check_memory(store) == 1, text
+    await dlv.stop()
