@@ -871,7 +871,8 @@ class Storage:
         self._changes = -1  # conn.total_changes when the memory was last brought up to date
         self._choices: dict[tuple[str, str], Choice] = {}  # see _shared_buttons
         self._fields_sets: dict[frozenset[str], set[str]] = {}  # ditto
-        self._last_now: tuple[str, datetime] = ("", _EPOCH)  # the latest `now()`, as a datetime
+        self._last_now: tuple[str, int] = ("", 0)  # the latest `now()`, and its microseconds
+        self._minute: tuple[int, str] = (-1, "")  # now()'s latest minute, and its ISO text
         # commits made without their fsync (run_batch fsync=False), and how many of them the
         # latest sync_wal covered
         self.unsynced = self.synced = 0
@@ -1068,14 +1069,22 @@ class Storage:
         at = now.astimezone(UTC)
         if minus_days:
             at -= timedelta(days=minus_days)
-        iso = at.isoformat(timespec="microseconds")
-        self._last_now = iso, at
+        micros = (at - _EPOCH) // _MICRO
+        minute, rest = divmod(micros, 60_000_000)
+        known, prefix = self._minute
+        if minute == known:  # the minute's text as made before (isoformat costs more)
+            seconds, rest = divmod(rest, 1_000_000)
+            iso = f"{prefix}{seconds:02d}.{rest:06d}+00:00"
+        else:
+            iso = at.isoformat(timespec="microseconds")
+            self._minute = minute, iso[:17]  # "YYYY-MM-DDTHH:MM:"
+        self._last_now = iso, micros
         return iso
 
     def _micros(self, iso: str) -> int | str:
         """`_micros(iso)`, without parsing back the latest `now()`."""
-        last, at = self._last_now
-        return (at - _EPOCH) // _MICRO if iso == last else _micros(iso)
+        last, micros = self._last_now
+        return micros if iso == last else _micros(iso)
 
     @contextmanager
     def transaction(self, fsync: bool = True) -> Iterator[Connection]:

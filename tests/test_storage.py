@@ -643,3 +643,30 @@ def test_choices_are_stored_as_pydantic_dumps_them(choices):
 
     pairs = tuple((c.value, c.label) for c in choices)
     assert _choices_json(pairs) == _dumps([c.model_dump() for c in choices])
+
+
+def test_now_is_the_clocks_time_as_iso_text_whatever_the_minute(tmp_path):
+    """Storage.now reuses the minute's text while the minute lasts: the same text as
+    isoformat, across seconds, minutes, days and years, other time zones, `minus_days`; and
+    the event time stored for it is its microseconds."""
+    from datetime import timezone
+
+    from bot.storage import _micros
+
+    times = iter(())
+    with Storage(tmp_path / "t.db", clock=lambda: next(times)) as store:
+        start = datetime(2025, 12, 31, 23, 58, 59, 999_998, tzinfo=UTC)
+        steps = [0, 1, 1, 999_999, 1, 59_000_000, 1_000_000, 61_000_001, 86_400_000_000, 7]
+        at, expected = start, []
+        for step in steps:
+            at += timedelta(microseconds=step)
+            expected.append(at)
+        expected.append(datetime(2026, 1, 1, 9, 0, 0, 1, tzinfo=timezone(timedelta(hours=9))))
+        expected.append(datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC))  # the same instant
+        times = iter(expected)
+        for at in expected:
+            iso = store.now()
+            assert iso == at.astimezone(UTC).isoformat(timespec="microseconds")
+            assert store._micros(iso) == _micros(iso) and isinstance(store._micros(iso), int)
+        times = iter([start])
+        assert store.now(minus_days=3) == "2025-12-28T23:58:59.999998+00:00"
