@@ -371,3 +371,32 @@ async def test_the_rows_columns_follow_each_change_of_language_status_and_verdic
         assert turn.status == "new", text
         assert check_memory(store) == 1, text
     await dlv.stop()
+
+
+async def test_a_remembered_chats_inputs_are_noted_and_deduplicated_as_before(store, channel):
+    """A remembered chat's input row is written before its step: a stale press leaves none
+    (and the chat remembered), a redelivery is a duplicate, a reused id with another tag is
+    a new input whose row takes the new tag."""
+    dlv = Delivery(store, channel, fake_step)
+
+    def inputs():
+        return store.conn.execute("SELECT uid, tag FROM inputs ORDER BY uid").fetchall()
+
+    async def one(uid, text, tag=None, meta=None):
+        (turn,) = await commit(dlv, inbound("c1", uid, text=text, tag=tag, meta=meta))
+        check_memory(store)
+        return turn.status
+
+    assert await one("1", "a", tag="m:1") == "new"
+    assert ("telegram", "c1") in store._chats  # remembered: the next inputs go the new way
+    assert await one("2", "b", meta="old-button") == "stale"
+    assert inputs() == [("1", "m:1")] and ("telegram", "c1") in store._chats
+    assert await one("2", "b") == "new"
+    assert await one("1", "a", tag="m:1") == "duplicate"
+    assert await one("2", "b") == "duplicate"  # no tag: the id decides
+    assert await one("1", "again", tag="m:7") == "new"  # the id reused, another message
+    assert await one("1", "again", tag="m:7") == "duplicate"
+    assert inputs() == [("1", "m:7"), ("2", None)]
+    texts = store.current("telegram", "c1")[1].answers["texts"]
+    assert texts == ["a", "b", "again"]
+    await dlv.stop()
