@@ -340,7 +340,7 @@ class Delivery:
         first, last, event_id = storage.record(
             cid, inbound.user, uid, inbound.input, new_state, replies, now, known
         )
-        if uid is not None and not noted:  # or a reused id with another tag: now this input's
+        if uid is not None and not noted:  # a chat not remembered, or a reused id: noted now
             db.execute(
                 "INSERT INTO inputs (channel, chat_id, uid, tag, conversation_id)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, chat_id, uid) DO UPDATE"

@@ -1417,13 +1417,13 @@ class Storage:
         state_json, verdict_id, offered_id = _state_row(
             db, state, columns, last_logged=True, known=tid, refs=refs
         )
-        old = known.state if known is not None and known.conversation_id == cid else None
+        prior = known if known is not None and known.conversation_id == cid else None
         if (  # the row's language, status and verdict (none) stay: not rewritten
-            old is not None
+            prior is not None
             and new_state.verdict is None
-            and old.verdict is None
-            and new_state.lang == old.lang
-            and status == known.status
+            and prior.state.verdict is None
+            and new_state.lang == prior.state.lang
+            and status == prior.status
         ):
             db.execute(
                 "UPDATE conversations SET updated_at = ?, phase = ?, awaiting = ?,"
