@@ -23,7 +23,7 @@ from dialogs.render import verdict_json
 from locales import LANGS, has, t
 from rules import Verdict, relevant_fields
 from rules.clock import texts_date, texts_on, today
-from rules.engine import HUBS, remembered_verdict
+from rules.engine import most_left, remembered_verdict
 
 if TYPE_CHECKING:
     from dialogs.understanding import Reading
@@ -924,16 +924,9 @@ def _left_by_items(items: tuple, skipped: tuple[str, ...], on: dt.date | None) -
 def _most_left(answers_json: str, skipped: tuple[str, ...], on: dt.date | None) -> int:
     """The most questions still to be asked on any way to a verdict. While a hub answer
     (entity type, project type) is open, the rules list what any of its values could need;
-    the longest single way is one question for the hub plus the longest of its worlds."""
-    answers = json.loads(answers_json)
-    missing = [f for f in remembered_verdict(answers, on=on).missing if f not in skipped]
-    hub = next((h for h in HUBS if h in missing), None)
-    if hub is None:
-        return len(missing)
-    return 1 + max(
-        _most_left(json.dumps(answers | {hub: v.value}, sort_keys=True), skipped, on)
-        for v in HUBS[hub]
-    )
+    the longest single way is one question for the hub plus the longest of its worlds
+    (rules.engine.most_left)."""
+    return most_left(json.loads(answers_json), skipped, on)
 
 
 def _summary(turn: Turn) -> None:

@@ -374,24 +374,66 @@ def _status(checks: dict[str, Check]) -> str:
     return "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
 
 
-def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
+def _missing(
+    a: Answers, rs: Ruleset, checks: dict[str, Check], worlds_seen: dict | None = None, at=()
+) -> list[str]:
     if _status(checks) != "undetermined":
         return []
     hub = next((h for h in HUBS if getattr(a, h) is None), None)
     if hub is None:
         return _open(checks, a, rs)
-    worlds = set()
-    for value in HUBS[hub]:
-        world = a.model_copy(update={hub: value})
-        checks_w = {n: fn(world, rs) for n, fn in CRITERIA.items()}
-        oks = tuple(c.ok for c in checks_w.values())
-        worlds.add((_status(checks_w), tuple(_missing(world, rs, checks_w)), oks))
+    seen = {} if worlds_seen is None else worlds_seen
+    worlds = {_world(a, rs, hub, value, seen, at) for value in HUBS[hub]}
     needed = {f for _, miss, _ in worlds for f in miss}
     # The hub itself is needed when its value matters, or to settle a status that every
     # world decides but three-valued logic cannot.
     if len(worlds) > 1 or all(status != "undetermined" for status, _, _ in worlds):
         needed.add(hub)
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+
+
+def _world(a: Answers, rs: Ruleset, hub: str, value, seen: dict, at: tuple) -> tuple:
+    """(status, missing, the criteria's oks) of the answers `a` with `hub` set to `value`.
+    `seen` holds the worlds already worked out on top of the same answers, each by the hub
+    values set on them in order (`at`, then this one): a caller asking about a world again
+    (`most_left`) does not evaluate it twice."""
+    where = (*at, (hub, value))
+    known = seen.get(where)
+    if known is None:
+        world = a.model_copy(update={hub: value})
+        checks = {n: fn(world, rs) for n, fn in CRITERIA.items()}
+        oks = tuple(c.ok for c in checks.values())
+        known = (_status(checks), tuple(_missing(world, rs, checks, seen, where)), oks)
+        seen[where] = known
+    return known
+
+
+def most_left(answers: Answers | dict, skipped: tuple[str, ...], on: dt.date | None = None) -> int:
+    """The most questions still to be asked on any way to a verdict, `skipped` ones not
+    counted: the verdict's `missing`; while a hub answer (entity type, project type) is open
+    in it, one question for the hub plus the longest of its worlds (each the answers with
+    the hub set, asked the same way). Each world is evaluated once, as `_missing` finds
+    them (the same as evaluating the answers with the hub's value added)."""
+    on = on or today()
+    rs, _ = ruleset_for(on)
+    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+    checks = {n: fn(a, rs) for n, fn in CRITERIA.items()}
+    seen: dict = {}
+    return _most_left(a, rs, tuple(_missing(a, rs, checks, seen)), skipped, seen, ())
+
+
+def _most_left(a, rs, missing: tuple, skipped: tuple, seen: dict, at: tuple) -> int:
+    missing = [f for f in missing if f not in skipped]
+    hub = next((h for h in HUBS if h in missing), None)
+    if hub is None:
+        return len(missing)
+    ways = []
+    for value in HUBS[hub]:
+        where = (*at, (hub, value))
+        _, world_missing, _ = _world(a, rs, hub, value, seen, at)
+        world = a.model_copy(update={hub: value})
+        ways.append(_most_left(world, rs, world_missing, skipped, seen, where))
+    return 1 + max(ways)
 
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:

@@ -302,3 +302,42 @@ def test_the_lexicon_index_finds_what_the_longest_first_pattern_finds():
             for s in (text, understanding.norm(text)):
                 found = [(m.start(), m.group(1)) for m in pattern.finditer(s)]
                 assert lexicon.starts(s) == found, s
+
+
+def most_left_afresh(answers: dict, skipped: tuple, on) -> int:
+    """The longest way to a verdict as the verdicts themselves say it: each hub's worlds
+    evaluated as answers of their own."""
+    missing = [f for f in evaluate(answers, on=on).missing if f not in skipped]
+    hub = next((h for h in rules_engine.HUBS if h in missing), None)
+    if hub is None:
+        return len(missing)
+    worlds = [answers | {hub: v.value} for v in rules_engine.HUBS[hub]]
+    return 1 + max(most_left_afresh(w, skipped, on) for w in worlds)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "entity_type": st.sampled_from(["company", "sole_proprietor", "sme_association"]),
+            "industry": st.sampled_from(["retail", "manufacturing", "software_it"]),
+            "blue_return": st.booleans(),
+            "capital_yen": st.sampled_from([1, 300_000_000, 10**10]),
+            "employees": st.sampled_from([5, 300, 900]),
+            "tax_arrears": st.booleans(),
+            "site_in_tochigi": st.booleans(),
+            "project_type": st.sampled_from(["led", "other", "equipment_replacement"]),
+            "equipment": st.sampled_from(["boiler", "other"]),
+            "replaces_existing": st.booleans(),
+            "delivery": st.sampled_from(["purchase", "lease"]),
+            "co2_before_t": st.sampled_from(["64.1", "0", "10"]),
+            "co2_after_t": st.sampled_from(["54.1", "9.5"]),
+        },
+    ),
+    st.lists(st.sampled_from(["entity_type", "project_type", "industry", "employees"])),
+    st.sampled_from([ON, dt.date(2023, 1, 1), dt.date(2030, 1, 1)]),
+)
+def test_the_longest_way_left_is_the_one_the_verdicts_say(answers, skipped, on):
+    skipped = tuple(sorted(set(skipped)))
+    assert rules_engine.most_left(answers, skipped, on) == most_left_afresh(answers, skipped, on)
