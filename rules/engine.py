@@ -300,6 +300,7 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
 # the dialog's plain dict (`_plain_key`): that spares validating them again.
 _MEMO: dict[tuple, Verdict] = {}  # a dialog step asks about the same answers
 _RELEVANT: dict[tuple, tuple[str, ...]] = {}  # relevant_fields, the same way
+_OPEN: dict[tuple, tuple[str, ...]] = {}  # the open fields of the answers relevant_fields replays
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
 
@@ -355,12 +356,22 @@ def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
     rs, _ = ruleset_for(on)
     given, kept = a.model_dump(exclude_none=True), {}
     while True:
-        partial = Answers.model_validate(kept)
-        checks = {name: fn(partial, rs) for name, fn in CRITERIA.items()}
-        nxt = next((f for f in _open(checks, partial, rs) if f in given), None)
+        nxt = next((f for f in _open_after(kept, on, rs) if f in given), None)
         if nxt is None:
             return list(kept)
         kept[nxt] = given[nxt]
+
+
+def _open_after(kept: dict, on: dt.date, rs: Ruleset) -> tuple[str, ...]:
+    """`_open` for the (validated) answers `kept`, remembered by them and the date: replaying
+    one conversation's answers passes the same first answers at every step."""
+    key = (on, tuple((f, type(v), str(v) if type(v) is Decimal else v) for f, v in kept.items()))
+    fields = _OPEN.get(key)
+    if fields is None:
+        partial = Answers.model_validate(kept)
+        checks = {name: fn(partial, rs) for name, fn in CRITERIA.items()}
+        fields = _remember(_OPEN, key, tuple(_open(checks, partial, rs)))
+    return fields
 
 
 # Answers that decide which other questions exist at all. While one is unknown, `missing` is the

@@ -30,6 +30,7 @@ def forget_everything() -> None:
     understanding._remembered.cache_clear()
     rules_engine._MEMO.clear()
     rules_engine._RELEVANT.clear()
+    rules_engine._OPEN.clear()
     engine._most_left.cache_clear()
     engine._left_by_items.cache_clear()
     engine._label_key.cache_clear()
@@ -219,6 +220,10 @@ def test_verdicts_remembered_by_the_plain_answers_are_those_computed_afresh():
         assert relevant_fields(answers, on=ON) == rules_engine._relevant_fields(
             Answers.model_validate(answers), ON
         )
+        rules_engine._OPEN.clear()  # the replay's steps worked out afresh
+        assert relevant_fields(answers, on=ON) == rules_engine._relevant_fields(
+            Answers.model_validate(answers), ON
+        )
 
 
 def test_true_is_never_remembered_as_one():
@@ -249,6 +254,7 @@ def test_the_rules_memos_are_bounded():
         relevant_fields(answers, on=ON)
     assert len(rules_engine._MEMO) <= rules_engine.MEMO_SIZE
     assert len(rules_engine._RELEVANT) <= rules_engine.MEMO_SIZE
+    assert len(rules_engine._OPEN) <= rules_engine.MEMO_SIZE
 
 
 def test_texts_on_nests_and_restores():
