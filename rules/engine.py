@@ -385,16 +385,13 @@ def _status(checks: dict[str, Check]) -> str:
     return "ineligible" if False in oks else "undetermined" if None in oks else "eligible"
 
 
-def _missing(
-    a: Answers, rs: Ruleset, checks: dict[str, Check], worlds_seen: dict | None = None, at=()
-) -> list[str]:
+def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     if _status(checks) != "undetermined":
         return []
     hub = next((h for h in HUBS if getattr(a, h) is None), None)
     if hub is None:
         return _open(checks, a, rs)
-    seen = {} if worlds_seen is None else worlds_seen
-    worlds = {_world(a, rs, hub, value, seen, at) for value in HUBS[hub]}
+    worlds = {_world(a, rs, hub, value)[1] for value in HUBS[hub]}
     needed = {f for _, miss, _ in worlds for f in miss}
     # The hub itself is needed when its value matters, or to settle a status that every
     # world decides but three-valued logic cannot.
@@ -403,48 +400,47 @@ def _missing(
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-def _world(a: Answers, rs: Ruleset, hub: str, value, seen: dict, at: tuple) -> tuple:
-    """(status, missing, the criteria's oks) of the answers `a` with `hub` set to `value`.
-    `seen` holds the worlds already worked out on top of the same answers, each by the hub
-    values set on them in order (`at`, then this one): a caller asking about a world again
-    (`most_left`) does not evaluate it twice."""
-    where = (*at, (hub, value))
-    known = seen.get(where)
-    if known is None:
-        world = a.model_copy(update={hub: value})
+# The worlds `_missing` works out, by the ruleset and the world's answers (a Decimal by its
+# spelling): a verdict and the longest way left (`most_left`) on the same answers, and the
+# answers that add a hub's value, meet the same worlds.
+_WORLDS: dict[tuple, tuple] = {}
+
+
+def _world(a: Answers, rs: Ruleset, hub: str, value) -> tuple[Answers, tuple]:
+    """The answers `a` with `hub` set to `value` (as `a.model_copy(update=...)` makes them),
+    and that world's (status, missing, the criteria's oks)."""
+    world = shallow_copy(a)
+    world.__dict__[hub] = value
+    world.__pydantic_fields_set__.add(hub)
+    key = (id(rs), *(str(v) if type(v) is Decimal else v for v in world.__dict__.values()))
+    known = _WORLDS.get(key)
+    if known is None or known[0] is not rs:  # (the ruleset kept: its id is never reused)
         checks = {n: fn(world, rs) for n, fn in CRITERIA.items()}
         oks = tuple(c.ok for c in checks.values())
-        known = (_status(checks), tuple(_missing(world, rs, checks, seen, where)), oks)
-        seen[where] = known
-    return known
+        known = _remember(
+            _WORLDS, key, (rs, (_status(checks), tuple(_missing(world, rs, checks)), oks))
+        )
+    return world, known[1]
 
 
 def most_left(answers: Answers | dict, skipped: tuple[str, ...], on: dt.date | None = None) -> int:
     """The most questions still to be asked on any way to a verdict, `skipped` ones not
     counted: the verdict's `missing`; while a hub answer (entity type, project type) is open
     in it, one question for the hub plus the longest of its worlds (each the answers with
-    the hub set, asked the same way). Each world is evaluated once, as `_missing` finds
-    them (the same as evaluating the answers with the hub's value added)."""
+    the hub set, asked the same way: the worlds `_missing` works out)."""
     on = on or today()
-    rs, _ = ruleset_for(on)
+    missing = remembered_verdict(answers, on).missing
     a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
-    checks = {n: fn(a, rs) for n, fn in CRITERIA.items()}
-    seen: dict = {}
-    return _most_left(a, rs, tuple(_missing(a, rs, checks, seen)), skipped, seen, ())
+    return _most_left(a, ruleset_for(on)[0], missing, skipped)
 
 
-def _most_left(a, rs, missing: tuple, skipped: tuple, seen: dict, at: tuple) -> int:
+def _most_left(a: Answers, rs: Ruleset, missing, skipped: tuple[str, ...]) -> int:
     missing = [f for f in missing if f not in skipped]
     hub = next((h for h in HUBS if h in missing), None)
     if hub is None:
         return len(missing)
-    ways = []
-    for value in HUBS[hub]:
-        where = (*at, (hub, value))
-        _, world_missing, _ = _world(a, rs, hub, value, seen, at)
-        world = a.model_copy(update={hub: value})
-        ways.append(_most_left(world, rs, world_missing, skipped, seen, where))
-    return 1 + max(ways)
+    worlds = (_world(a, rs, hub, value) for value in HUBS[hub])
+    return 1 + max(_most_left(w, rs, miss, skipped) for w, (_, miss, _) in worlds)
 
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:

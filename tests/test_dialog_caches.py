@@ -31,6 +31,7 @@ def forget_everything() -> None:
     rules_engine._MEMO.clear()
     rules_engine._RELEVANT.clear()
     rules_engine._OPEN.clear()
+    rules_engine._WORLDS.clear()
     engine._most_left.cache_clear()
     engine._left_by_items.cache_clear()
     engine._label_key.cache_clear()
@@ -255,6 +256,7 @@ def test_the_rules_memos_are_bounded():
     assert len(rules_engine._MEMO) <= rules_engine.MEMO_SIZE
     assert len(rules_engine._RELEVANT) <= rules_engine.MEMO_SIZE
     assert len(rules_engine._OPEN) <= rules_engine.MEMO_SIZE
+    assert len(rules_engine._WORLDS) <= rules_engine.MEMO_SIZE
 
 
 def test_texts_on_nests_and_restores():
