@@ -10,7 +10,17 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from rules.clock import today
-from rules.model import Answers, EntityType, ProjectType, Reason, Verdict, shallow_copy
+from rules.model import (
+    Answers,
+    Delivery,
+    EntityType,
+    Equipment,
+    Industry,
+    ProjectType,
+    Reason,
+    Verdict,
+    shallow_copy,
+)
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
 KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
@@ -391,7 +401,8 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     hub = next((h for h in HUBS if getattr(a, h) is None), None)
     if hub is None:
         return _open(checks, a, rs)
-    worlds = {_world(a, rs, hub, value)[1] for value in HUBS[hub]}
+    at = _answers_key(a)
+    worlds = {_world(a, at, rs, hub, value)[1] for value in HUBS[hub]}
     needed = {f for _, miss, _ in worlds for f in miss}
     # The hub itself is needed when its value matters, or to settle a status that every
     # world decides but three-valued logic cannot.
@@ -400,27 +411,35 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
 
 
-# The worlds `_missing` works out, by the ruleset and the world's answers (a Decimal by its
-# spelling): a verdict and the longest way left (`most_left`) on the same answers, and the
-# answers that add a hub's value, meet the same worlds.
+# The worlds `_missing` works out, by the ruleset, the answers they add a hub's value to (a
+# Decimal by its spelling), the hub and its value: a verdict and the longest way left
+# (`most_left`) on the same answers, and the next answers, meet the same worlds.
 _WORLDS: dict[tuple, tuple] = {}
 
 
-def _world(a: Answers, rs: Ruleset, hub: str, value) -> tuple[Answers, tuple]:
-    """The answers `a` with `hub` set to `value` (as `a.model_copy(update=...)` makes them),
-    and that world's (status, missing, the criteria's oks)."""
-    world = shallow_copy(a)
-    world.__dict__[hub] = value
-    world.__pydantic_fields_set__.add(hub)
-    key = (id(rs), *(str(v) if type(v) is Decimal else v for v in world.__dict__.values()))
+# Keyed by their text: a Decimal by its spelling, a code (an Enum, whose hash is Python code)
+# by its value. Each answer has its place in the key, and one type there.
+_BY_TEXT = frozenset({Decimal, EntityType, Industry, ProjectType, Equipment, Delivery})
+
+
+def _answers_key(a: Answers) -> tuple:
+    return tuple(str(v) if type(v) in _BY_TEXT else v for v in a.__dict__.values())
+
+
+def _world(a: Answers, at: tuple, rs: Ruleset, hub: str, value) -> tuple[Answers, tuple]:
+    """The answers `a` (`at`: their key) with `hub` set to `value` (as `a.model_copy(update=
+    ...)` makes them), and that world's (status, missing, the criteria's oks)."""
+    key = (id(rs), hub, str(value), at)
     known = _WORLDS.get(key)
     if known is None or known[0] is not rs:  # (the ruleset kept: its id is never reused)
+        world = shallow_copy(a)
+        world.__dict__[hub] = value
+        world.__pydantic_fields_set__.add(hub)
         checks = {n: fn(world, rs) for n, fn in CRITERIA.items()}
         oks = tuple(c.ok for c in checks.values())
-        known = _remember(
-            _WORLDS, key, (rs, (_status(checks), tuple(_missing(world, rs, checks)), oks))
-        )
-    return world, known[1]
+        found = (_status(checks), tuple(_missing(world, rs, checks)), oks)
+        known = _remember(_WORLDS, key, (rs, world, found))
+    return known[1], known[2]
 
 
 def most_left(answers: Answers | dict, skipped: tuple[str, ...], on: dt.date | None = None) -> int:
@@ -439,7 +458,8 @@ def _most_left(a: Answers, rs: Ruleset, missing, skipped: tuple[str, ...]) -> in
     hub = next((h for h in HUBS if h in missing), None)
     if hub is None:
         return len(missing)
-    worlds = (_world(a, rs, hub, value) for value in HUBS[hub])
+    at = _answers_key(a)
+    worlds = (_world(a, at, rs, hub, value) for value in HUBS[hub])
     return 1 + max(_most_left(w, rs, miss, skipped) for w, (_, miss, _) in worlds)
 
 
