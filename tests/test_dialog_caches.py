@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 import locales
 from dialogs import engine, understanding
+from dialogs import questions as questions_module
 from dialogs.engine import step
 from dialogs.io import State, UserInput, copied
 from rules import engine as rules_engine
@@ -38,6 +39,7 @@ def forget_everything() -> None:
     locales._figures_on.cache_clear()
     locales._TEXTS.clear()
     engine._rendered.cache_clear()
+    questions_module._FITS.clear()
 
 
 def containers(value, seen=None) -> dict[int, object]:
@@ -349,3 +351,25 @@ def most_left_afresh(answers: dict, skipped: tuple, on) -> int:
 def test_the_longest_way_left_is_the_one_the_verdicts_say(answers, skipped, on):
     skipped = tuple(sorted(set(skipped)))
     assert rules_engine.most_left(answers, skipped, on) == most_left_afresh(answers, skipped, on)
+
+
+def test_a_remembered_fit_is_the_one_validated_afresh():
+    from decimal import Decimal
+
+    values = [0, 1, True, False, -1, 10**12, "3", "led", "x", None, 1.0, Decimal("64.1")]
+    values += [Decimal("1e-101"), Decimal("1." + "0" * 100), Decimal("1." + "0" * 99), "64.1"]
+    for q in questions_module.questions().values():
+        for value in values * 2:  # the second time remembered
+            try:
+                Answers.model_validate({q.id: value})
+                fresh: object = True
+            except ValidationError:
+                fresh = False
+            except TypeError:  # None for a figure: pydantic's own TypeError, then and now
+                fresh = TypeError
+            try:
+                fits: object = q.fits_model(value)
+            except TypeError:
+                fits = TypeError
+            assert fits is fresh, (q.id, value)
+    assert len(questions_module._FITS) <= questions_module.FITS_KEPT
