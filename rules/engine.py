@@ -364,18 +364,19 @@ def _remember(memo: dict, key: tuple, value):
 
 def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
     rs, _ = ruleset_for(on)
-    given, kept = a.model_dump(exclude_none=True), {}
+    given, kept, parts = a.model_dump(exclude_none=True), {}, []
     while True:
-        nxt = next((f for f in _open_after(kept, on, rs) if f in given), None)
+        nxt = next((f for f in _open_after(kept, (on, tuple(parts)), rs) if f in given), None)
         if nxt is None:
             return list(kept)
-        kept[nxt] = given[nxt]
+        value = kept[nxt] = given[nxt]
+        parts.append((nxt, type(value), str(value) if type(value) is Decimal else value))
 
 
-def _open_after(kept: dict, on: dt.date, rs: Ruleset) -> tuple[str, ...]:
-    """`_open` for the (validated) answers `kept`, remembered by them and the date: replaying
-    one conversation's answers passes the same first answers at every step."""
-    key = (on, tuple((f, type(v), str(v) if type(v) is Decimal else v) for f, v in kept.items()))
+def _open_after(kept: dict, key: tuple, rs: Ruleset) -> tuple[str, ...]:
+    """`_open` for the (validated) answers `kept`, remembered by the date and them (`key`:
+    each as (field, type, value), a Decimal by its spelling): replaying one conversation's
+    answers passes the same first answers at every step."""
     fields = _OPEN.get(key)
     if fields is None:
         partial = Answers.model_validate(kept)
