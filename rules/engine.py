@@ -403,7 +403,7 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     if hub is None:
         return _open(checks, a, rs)
     at = _answers_key(a)
-    worlds = {_world(a, at, rs, hub, value)[1] for value in HUBS[hub]}
+    worlds = {_world(a, at, rs, hub, value) for value in HUBS[hub]}
     needed = {f for _, miss, _ in worlds for f in miss}
     # The hub itself is needed when its value matters, or to settle a status that every
     # world decides but three-valued logic cannot.
@@ -427,20 +427,26 @@ def _answers_key(a: Answers) -> tuple:
     return tuple(str(v) if type(v) in _BY_TEXT else v for v in a.__dict__.values())
 
 
-def _world(a: Answers, at: tuple, rs: Ruleset, hub: str, value) -> tuple[Answers, tuple]:
-    """The answers `a` (`at`: their key) with `hub` set to `value` (as `a.model_copy(update=
-    ...)` makes them), and that world's (status, missing, the criteria's oks)."""
+def _world(a: Answers, at: tuple, rs: Ruleset, hub: str, value) -> tuple:
+    """The (status, missing, the criteria's oks) of the answers `a` (`at`: their key) with
+    `hub` set to `value`."""
     key = (id(rs), hub, str(value), at)
     known = _WORLDS.get(key)
     if known is None or known[0] is not rs:  # (the ruleset kept: its id is never reused)
-        world = shallow_copy(a)
-        world.__dict__[hub] = value
-        world.__pydantic_fields_set__.add(hub)
+        world = _with(a, hub, value)
         checks = {n: fn(world, rs) for n, fn in CRITERIA.items()}
         oks = tuple(c.ok for c in checks.values())
-        found = (_status(checks), tuple(_missing(world, rs, checks)), oks)
-        known = _remember(_WORLDS, key, (rs, world, found))
-    return known[1], known[2]
+        known = (rs, (_status(checks), tuple(_missing(world, rs, checks)), oks))
+        _remember(_WORLDS, key, known)
+    return known[1]
+
+
+def _with(a: Answers, hub: str, value) -> Answers:
+    """`a.model_copy(update={hub: value})`, without copy.copy's dispatch."""
+    world = shallow_copy(a)
+    world.__dict__[hub] = value
+    world.__pydantic_fields_set__.add(hub)
+    return world
 
 
 def most_left(answers: Answers | dict, skipped: tuple[str, ...], on: dt.date | None = None) -> int:
@@ -460,8 +466,10 @@ def _most_left(a: Answers, rs: Ruleset, missing, skipped: tuple[str, ...]) -> in
     if hub is None:
         return len(missing)
     at = _answers_key(a)
-    worlds = (_world(a, at, rs, hub, value) for value in HUBS[hub])
-    return 1 + max(_most_left(w, rs, miss, skipped) for w, (_, miss, _) in worlds)
+    return 1 + max(
+        _most_left(_with(a, hub, value), rs, _world(a, at, rs, hub, value)[1], skipped)
+        for value in HUBS[hub]
+    )
 
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:
