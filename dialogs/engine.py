@@ -7,7 +7,9 @@ database in here: adapters pass the evaluation date and store what comes back.""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
+import sys
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from dialogs.render import verdict_json
 from locales import LANGS, has, t
 from rules import Verdict, relevant_fields
 from rules.clock import texts_date, texts_on, today
-from rules.engine import HUBS, remembered_verdict
+from rules.engine import most_left, remembered_verdict
 
 if TYPE_CHECKING:
     from dialogs.understanding import Reading
@@ -97,7 +99,7 @@ class Turn:
         n = len([f for f in done if f in before]) + 1
         skipped = tuple(sorted(f for f in s.skipped if f != qid))
         try:  # each value with its type, so that true is not 1
-            items = tuple(sorted([(f, type(v), v) for f, v in s.answers.items() if f != qid]))
+            items = tuple([(f, type(v), v) for f, v in s.answers.items() if f != qid])
             left = _left_by_items(items, skipped, self.on)
         except TypeError:  # a value that cannot be a key (not in a dialog's answers)
             answers = {f: v for f, v in s.answers.items() if f != qid}
@@ -773,9 +775,10 @@ def _repeat(turn: Turn) -> None:
 def understand(qid: str, text: str, answers: dict, lang: str) -> Reading:
     """The reader (dialogs/understanding.py), imported on the first typed answer: a start,
     and button presses, do not need it."""
-    from dialogs.understanding import understand as read
-
-    return read(qid, text, answers, lang)
+    module = sys.modules.get("dialogs.understanding")  # (an import statement costs ~1 us)
+    if module is None:
+        module = importlib.import_module("dialogs.understanding")
+    return module.understand(qid, text, answers, lang)
 
 
 def step(
@@ -915,7 +918,8 @@ def _reference_note(turn: Turn) -> str:
 
 @lru_cache(maxsize=4096)
 def _left_by_items(items: tuple, skipped: tuple[str, ...], on: dt.date | None) -> int:
-    """_most_left by the answers as (field, type, value), sorted: no JSON made on a hit."""
+    """_most_left by the answers as (field, type, value), in the state's order (the same
+    answers in another order: another entry, the same result): no JSON made on a hit."""
     answers = {f: v for f, _, v in items}
     return _most_left(json.dumps(answers, sort_keys=True), skipped, on)
 
@@ -924,16 +928,9 @@ def _left_by_items(items: tuple, skipped: tuple[str, ...], on: dt.date | None) -
 def _most_left(answers_json: str, skipped: tuple[str, ...], on: dt.date | None) -> int:
     """The most questions still to be asked on any way to a verdict. While a hub answer
     (entity type, project type) is open, the rules list what any of its values could need;
-    the longest single way is one question for the hub plus the longest of its worlds."""
-    answers = json.loads(answers_json)
-    missing = [f for f in remembered_verdict(answers, on=on).missing if f not in skipped]
-    hub = next((h for h in HUBS if h in missing), None)
-    if hub is None:
-        return len(missing)
-    return 1 + max(
-        _most_left(json.dumps(answers | {hub: v.value}, sort_keys=True), skipped, on)
-        for v in HUBS[hub]
-    )
+    the longest single way is one question for the hub plus the longest of its worlds
+    (rules.engine.most_left)."""
+    return most_left(json.loads(answers_json), skipped, on)
 
 
 def _summary(turn: Turn) -> None:

@@ -18,6 +18,9 @@ from locales import t
 from rules import Answers, yaml_data
 
 KG = Decimal("0.001")  # tonnes
+_FITS: dict[tuple, bool] = {}  # Question.fits_model, by (question, type, value)
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+FITS_KEPT = 4096  # then forgotten all at once
 PARSERS = {
     "money": parsing.parse_money,
     "count": parsing.parse_count,
@@ -77,12 +80,26 @@ class Question:
         return parsed
 
     def fits_model(self, value: Any) -> bool:
-        """Whatever the parser understood, the answer model has the last word."""
-        try:
-            Answers.model_validate({self.id: value})
-        except ValidationError:
-            return False
-        return True
+        """Whatever the parser understood, the answer model has the last word. Remembered
+        for values of the plain types (each with its type: true is not 1) and Decimals (by
+        their spelling: "64.10" may have more places than allowed where 64.1 has not)."""
+        kind = type(value)
+        if kind is Decimal:
+            key: tuple | None = (self.id, kind, str(value))
+        else:
+            key = (self.id, kind, value) if kind in _PLAIN_TYPES else None
+        fits = _FITS.get(key) if key is not None else None
+        if fits is None:
+            try:
+                Answers.model_validate({self.id: value})
+                fits = True
+            except ValidationError:
+                fits = False
+            if key is not None:
+                if len(_FITS) >= FITS_KEPT:
+                    _FITS.clear()
+                _FITS[key] = fits
+        return fits
 
     def from_button(self, value: str) -> Any:
         """A button's value as the answer value, or None when it is not one of ours (figures

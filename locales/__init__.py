@@ -54,18 +54,20 @@ def has(key: str, lang: str = DEFAULT) -> bool:
 
 def t(key: str, lang: str | None = None, **params) -> str:
     lang = lang if lang in LANGS else default_lang()
-    cat = catalog(lang)
-    template = cat.get(key) or catalog(DEFAULT).get(key)
+    plain, filled = _templates(lang)
+    text = plain.get(key)
+    if text is not None:  # nothing to fill: the text as it is
+        return text
+    template = filled.get(key)
     if template is None:
         raise KeyError(f"missing locale key {key!r}")
-    if "{" not in template and "}" not in template:  # nothing to fill: the text as it is
-        return template
     figures = _figures()
     types = tuple(map(type, params.values()))
     memo = (key, lang, tuple(params.items()), types) if _PLAIN_TYPES.issuperset(types) else None
     hit = _TEXTS.get(memo) if memo is not None else None
     if hit is not None and hit[0] is figures:  # filled with these very figures
         return hit[1]
+    cat = catalog(lang)
     for name in LABELLED:
         if name in params and f"{name}_label" not in params:
             params[f"{name}_label"] = cat.get(f"choices.{name}.{params[name]}", params[name])
@@ -75,6 +77,23 @@ def t(key: str, lang: str | None = None, **params) -> str:
             _TEXTS.clear()
         _TEXTS[memo] = (figures, text)
     return text
+
+
+@cache
+def _templates(lang: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The texts `t` shows in `lang` (a key missing there: the default language's), split in
+    those with nothing to fill and those with placeholders."""
+    cat, default = catalog(lang), catalog(DEFAULT)
+    plain, filled = {}, {}
+    for key in default.keys() | cat.keys():
+        template = cat.get(key) or default.get(key)
+        if template is None:
+            continue
+        if "{" not in template and "}" not in template:
+            plain[key] = template
+        else:
+            filled[key] = template
+    return plain, filled
 
 
 def _figures() -> dict:

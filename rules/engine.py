@@ -10,7 +10,17 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from rules.clock import today
-from rules.model import Answers, EntityType, ProjectType, Reason, Verdict, shallow_copy
+from rules.model import (
+    Answers,
+    Delivery,
+    EntityType,
+    Equipment,
+    Industry,
+    ProjectType,
+    Reason,
+    Verdict,
+    shallow_copy,
+)
 from rules.ruleset import Ruleset, SizeRow, exact_for, ruleset_for
 
 KG = Decimal("0.001")  # a target and a shortfall are shown to the kilogram
@@ -300,6 +310,7 @@ def _open(checks: dict[str, Check], a: Answers, rs: Ruleset) -> list[str]:
 # the dialog's plain dict (`_plain_key`): that spares validating them again.
 _MEMO: dict[tuple, Verdict] = {}  # a dialog step asks about the same answers
 _RELEVANT: dict[tuple, tuple[str, ...]] = {}  # relevant_fields, the same way
+_OPEN: dict[tuple, tuple[str, ...]] = {}  # the open fields of the answers relevant_fields replays
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 MEMO_SIZE = 4096  # entries kept in each (then forgotten all at once)
 
@@ -353,14 +364,25 @@ def _remember(memo: dict, key: tuple, value):
 
 def _relevant_fields(a: Answers, on: dt.date) -> list[str]:
     rs, _ = ruleset_for(on)
-    given, kept = a.model_dump(exclude_none=True), {}
+    given, kept, parts = a.model_dump(exclude_none=True), {}, []
     while True:
-        partial = Answers.model_validate(kept)
-        checks = {name: fn(partial, rs) for name, fn in CRITERIA.items()}
-        nxt = next((f for f in _open(checks, partial, rs) if f in given), None)
+        nxt = next((f for f in _open_after(kept, (on, tuple(parts)), rs) if f in given), None)
         if nxt is None:
             return list(kept)
-        kept[nxt] = given[nxt]
+        value = kept[nxt] = given[nxt]
+        parts.append((nxt, type(value), str(value) if type(value) is Decimal else value))
+
+
+def _open_after(kept: dict, key: tuple, rs: Ruleset) -> tuple[str, ...]:
+    """`_open` for the (validated) answers `kept`, remembered by the date and them (`key`:
+    each as (field, type, value), a Decimal by its spelling): replaying one conversation's
+    answers passes the same first answers at every step."""
+    fields = _OPEN.get(key)
+    if fields is None:
+        partial = Answers.model_validate(kept)
+        checks = {name: fn(partial, rs) for name, fn in CRITERIA.items()}
+        fields = _remember(_OPEN, key, tuple(_open(checks, partial, rs)))
+    return fields
 
 
 # Answers that decide which other questions exist at all. While one is unknown, `missing` is the
@@ -380,18 +402,74 @@ def _missing(a: Answers, rs: Ruleset, checks: dict[str, Check]) -> list[str]:
     hub = next((h for h in HUBS if getattr(a, h) is None), None)
     if hub is None:
         return _open(checks, a, rs)
-    worlds = set()
-    for value in HUBS[hub]:
-        world = a.model_copy(update={hub: value})
-        checks_w = {n: fn(world, rs) for n, fn in CRITERIA.items()}
-        oks = tuple(c.ok for c in checks_w.values())
-        worlds.add((_status(checks_w), tuple(_missing(world, rs, checks_w)), oks))
+    at = _answers_key(a)
+    worlds = {_world(a, at, rs, hub, value) for value in HUBS[hub]}
     needed = {f for _, miss, _ in worlds for f in miss}
     # The hub itself is needed when its value matters, or to settle a status that every
     # world decides but three-valued logic cannot.
     if len(worlds) > 1 or all(status != "undetermined" for status, _, _ in worlds):
         needed.add(hub)
     return [f for f in rs.ask_order if f in needed and getattr(a, f) is None]
+
+
+# The worlds `_missing` works out, by the ruleset, the answers they add a hub's value to (a
+# Decimal by its spelling), the hub and its value: a verdict and the longest way left
+# (`most_left`) on the same answers, and the next answers, meet the same worlds.
+_WORLDS: dict[tuple, tuple] = {}
+
+
+# Keyed by their text: a Decimal by its spelling, a code (an Enum, whose hash is Python code)
+# by its value. Each answer has its place in the key, and one type there.
+_BY_TEXT = frozenset({Decimal, EntityType, Industry, ProjectType, Equipment, Delivery})
+
+
+def _answers_key(a: Answers) -> tuple:
+    return tuple(str(v) if type(v) in _BY_TEXT else v for v in a.__dict__.values())
+
+
+def _world(a: Answers, at: tuple, rs: Ruleset, hub: str, value) -> tuple:
+    """The (status, missing, the criteria's oks) of the answers `a` (`at`: their key) with
+    `hub` set to `value`."""
+    key = (id(rs), hub, str(value), at)
+    known = _WORLDS.get(key)
+    if known is None or known[0] is not rs:  # (the ruleset kept: its id is never reused)
+        world = _with(a, hub, value)
+        checks = {n: fn(world, rs) for n, fn in CRITERIA.items()}
+        oks = tuple(c.ok for c in checks.values())
+        known = (rs, (_status(checks), tuple(_missing(world, rs, checks)), oks))
+        _remember(_WORLDS, key, known)
+    return known[1]
+
+
+def _with(a: Answers, hub: str, value) -> Answers:
+    """`a.model_copy(update={hub: value})`, without copy.copy's dispatch."""
+    world = shallow_copy(a)
+    world.__dict__[hub] = value
+    world.__pydantic_fields_set__.add(hub)
+    return world
+
+
+def most_left(answers: Answers | dict, skipped: tuple[str, ...], on: dt.date | None = None) -> int:
+    """The most questions still to be asked on any way to a verdict, `skipped` ones not
+    counted: the verdict's `missing`; while a hub answer (entity type, project type) is open
+    in it, one question for the hub plus the longest of its worlds (each the answers with
+    the hub set, asked the same way: the worlds `_missing` works out)."""
+    on = on or today()
+    missing = remembered_verdict(answers, on).missing
+    a = answers if isinstance(answers, Answers) else Answers.model_validate(answers)
+    return _most_left(a, ruleset_for(on)[0], missing, skipped)
+
+
+def _most_left(a: Answers, rs: Ruleset, missing, skipped: tuple[str, ...]) -> int:
+    missing = [f for f in missing if f not in skipped]
+    hub = next((h for h in HUBS if h in missing), None)
+    if hub is None:
+        return len(missing)
+    at = _answers_key(a)
+    return 1 + max(
+        _most_left(_with(a, hub, value), rs, _world(a, at, rs, hub, value)[1], skipped)
+        for value in HUBS[hub]
+    )
 
 
 def evaluate(answers: Answers | dict, on: dt.date | None = None) -> Verdict:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 import locales
 from dialogs import engine, understanding
+from dialogs import questions as questions_module
 from dialogs.engine import step
 from dialogs.io import State, UserInput, copied
 from rules import engine as rules_engine
@@ -30,12 +31,15 @@ def forget_everything() -> None:
     understanding._remembered.cache_clear()
     rules_engine._MEMO.clear()
     rules_engine._RELEVANT.clear()
+    rules_engine._OPEN.clear()
+    rules_engine._WORLDS.clear()
     engine._most_left.cache_clear()
     engine._left_by_items.cache_clear()
     engine._label_key.cache_clear()
     locales._figures_on.cache_clear()
     locales._TEXTS.clear()
     engine._rendered.cache_clear()
+    questions_module._FITS.clear()
 
 
 def containers(value, seen=None) -> dict[int, object]:
@@ -219,6 +223,10 @@ def test_verdicts_remembered_by_the_plain_answers_are_those_computed_afresh():
         assert relevant_fields(answers, on=ON) == rules_engine._relevant_fields(
             Answers.model_validate(answers), ON
         )
+        rules_engine._OPEN.clear()  # the replay's steps worked out afresh
+        assert relevant_fields(answers, on=ON) == rules_engine._relevant_fields(
+            Answers.model_validate(answers), ON
+        )
 
 
 def test_true_is_never_remembered_as_one():
@@ -249,6 +257,8 @@ def test_the_rules_memos_are_bounded():
         relevant_fields(answers, on=ON)
     assert len(rules_engine._MEMO) <= rules_engine.MEMO_SIZE
     assert len(rules_engine._RELEVANT) <= rules_engine.MEMO_SIZE
+    assert len(rules_engine._OPEN) <= rules_engine.MEMO_SIZE
+    assert len(rules_engine._WORLDS) <= rules_engine.MEMO_SIZE
 
 
 def test_texts_on_nests_and_restores():
@@ -302,3 +312,64 @@ def test_the_lexicon_index_finds_what_the_longest_first_pattern_finds():
             for s in (text, understanding.norm(text)):
                 found = [(m.start(), m.group(1)) for m in pattern.finditer(s)]
                 assert lexicon.starts(s) == found, s
+
+
+def most_left_afresh(answers: dict, skipped: tuple, on) -> int:
+    """The longest way to a verdict as the verdicts themselves say it: each hub's worlds
+    evaluated as answers of their own."""
+    missing = [f for f in evaluate(answers, on=on).missing if f not in skipped]
+    hub = next((h for h in rules_engine.HUBS if h in missing), None)
+    if hub is None:
+        return len(missing)
+    worlds = [answers | {hub: v.value} for v in rules_engine.HUBS[hub]]
+    return 1 + max(most_left_afresh(w, skipped, on) for w in worlds)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "entity_type": st.sampled_from(["company", "sole_proprietor", "sme_association"]),
+            "industry": st.sampled_from(["retail", "manufacturing", "software_it"]),
+            "blue_return": st.booleans(),
+            "capital_yen": st.sampled_from([1, 300_000_000, 10**10]),
+            "employees": st.sampled_from([5, 300, 900]),
+            "tax_arrears": st.booleans(),
+            "site_in_tochigi": st.booleans(),
+            "project_type": st.sampled_from(["led", "other", "equipment_replacement"]),
+            "equipment": st.sampled_from(["boiler", "other"]),
+            "replaces_existing": st.booleans(),
+            "delivery": st.sampled_from(["purchase", "lease"]),
+            "co2_before_t": st.sampled_from(["64.1", "0", "10"]),
+            "co2_after_t": st.sampled_from(["54.1", "9.5"]),
+        },
+    ),
+    st.lists(st.sampled_from(["entity_type", "project_type", "industry", "employees"])),
+    st.sampled_from([ON, dt.date(2023, 1, 1), dt.date(2030, 1, 1)]),
+)
+def test_the_longest_way_left_is_the_one_the_verdicts_say(answers, skipped, on):
+    skipped = tuple(sorted(set(skipped)))
+    assert rules_engine.most_left(answers, skipped, on) == most_left_afresh(answers, skipped, on)
+
+
+def test_a_remembered_fit_is_the_one_validated_afresh():
+    from decimal import Decimal
+
+    values = [0, 1, True, False, -1, 10**12, "3", "led", "x", None, 1.0, Decimal("64.1")]
+    values += [Decimal("1e-101"), Decimal("1." + "0" * 100), Decimal("1." + "0" * 99), "64.1"]
+    for q in questions_module.questions().values():
+        for value in values * 2:  # the second time remembered
+            try:
+                Answers.model_validate({q.id: value})
+                fresh: object = True
+            except ValidationError:
+                fresh = False
+            except TypeError:  # None for a figure: pydantic's own TypeError, then and now
+                fresh = TypeError
+            try:
+                fits: object = q.fits_model(value)
+            except TypeError:
+                fits = TypeError
+            assert fits is fresh, (q.id, value)
+    assert len(questions_module._FITS) <= questions_module.FITS_KEPT
