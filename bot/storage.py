@@ -872,7 +872,7 @@ class Storage:
         self._choices: dict[tuple[str, str], Choice] = {}  # see _shared_buttons
         self._fields_sets: dict[frozenset[str], set[str]] = {}  # ditto
         self._last_now: tuple[str, int] = ("", 0)  # the latest `now()`, and its microseconds
-        self._minute: tuple[int, str] = (-1, "")  # now()'s latest minute, and its ISO text
+        self._minute: tuple[int | None, str] = (None, "")  # now()'s latest minute, its text
         # commits made without their fsync (run_batch fsync=False), and how many of them the
         # latest sync_wal covered
         self.unsynced = self.synced = 0

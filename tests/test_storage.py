@@ -670,3 +670,7 @@ def test_now_is_the_clocks_time_as_iso_text_whatever_the_minute(tmp_path):
             assert store._micros(iso) == _micros(iso) and isinstance(store._micros(iso), int)
         times = iter([start])
         assert store.now(minus_days=3) == "2025-12-28T23:58:59.999998+00:00"
+    # the first call's minute may be any, the epoch's last one (minute -1) too
+    epoch_eve = datetime(1969, 12, 31, 23, 59, 30, 5, tzinfo=UTC)
+    with Storage(tmp_path / "u.db", clock=lambda: epoch_eve) as store:
+        assert store.now() == "1969-12-31T23:59:30.000005+00:00"
