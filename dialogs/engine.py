@@ -7,9 +7,7 @@ database in here: adapters pass the evaluation date and store what comes back.""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
-import sys
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -775,10 +773,11 @@ def _repeat(turn: Turn) -> None:
 def understand(qid: str, text: str, answers: dict, lang: str) -> Reading:
     """The reader (dialogs/understanding.py), imported on the first typed answer: a start,
     and button presses, do not need it."""
-    module = sys.modules.get("dialogs.understanding")  # (an import statement costs ~1 us)
-    if module is None:
-        module = importlib.import_module("dialogs.understanding")
-    return module.understand(qid, text, answers, lang)
+    # An import statement, not a look-up in sys.modules: it waits while another thread is
+    # still importing the module (the look-up could find it half made).
+    from dialogs.understanding import understand as read
+
+    return read(qid, text, answers, lang)
 
 
 def step(
