@@ -20,6 +20,25 @@ def filled_db(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A Storage on a new file with the tests' clock (test_delivery, test_storage_memory)."""
+    from test_storage import Clock
+
+    from bot.storage import Storage
+
+    with Storage(tmp_path / "bot.db", clock=Clock()) as s:
+        yield s
+
+
+@pytest.fixture
+def channel():
+    """The delivery core's fake channel: what it sent, failures on demand."""
+    from test_delivery import FakeChannel
+
+    return FakeChannel()
+
+
 def pytest_terminal_summary(terminalreporter):
     """A visible warning (not a failure) when the ruleset in force has passed its stated expiry:
     tests pinned to a date inside the version never see it, the people running them should."""

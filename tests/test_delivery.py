@@ -5,11 +5,10 @@ import asyncio
 import sqlite3
 
 import pytest
-from test_storage import Clock, fake_step
+from test_storage import fake_step
 
 from bot import delivery as core
 from bot.delivery import Channel, Delivery, Inbound, NotStored, Sent
-from bot.storage import Storage
 from dialogs.io import UserInput
 
 
@@ -36,17 +35,6 @@ class FakeChannel(Channel):
         for reply in replies[:count]:
             self.sent.append((chat, reply.text, meta))
         return Sent(count, {**marks, "live": count == len(replies)}, final)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Storage(tmp_path / "bot.db", clock=Clock()) as s:
-        yield s
-
-
-@pytest.fixture
-def channel():
-    return FakeChannel()
 
 
 @pytest.fixture

@@ -68,17 +68,6 @@ def unsent(db, channel: str, chat: str) -> tuple[int, ...]:
     return tuple(r[0] for r in db.execute(sql + " ORDER BY id", [channel, chat]))
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Storage(tmp_path / "bot.db", clock=Clock()) as s:
-        yield s
-
-
-@pytest.fixture
-def channel():
-    return FakeChannel()
-
-
 def inbound(chat, uid, text=None, choice=None, user="u1", meta=None, tag=None):
     return Inbound(chat, user, uid, tag, UserInput(text=text, choice=choice), meta)
 
